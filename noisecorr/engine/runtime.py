@@ -1,0 +1,368 @@
+"""The run loop, written once and shared by every mapping.
+
+A :class:`Worker` hosts some PE instances (all of them in the sequential mapping, a share of
+them in a worker process or on an MPI rank). It reads items, calls the PEs, routes what they
+write and tells downstream instances when an instance has finished. A mapping only supplies
+a *transport* that moves batches between workers (see :class:`Transport`).
+
+Items for an instance on the same worker are appended to that instance's input buffer and
+processed in batches, in topological order, so an item written by a PE is processed by the
+next PE in the same pass. Items for an instance on another worker are appended to an
+outgoing batch that the transport sends when it is large enough or when the pass ends.
+
+End of stream: every instance counts the end-of-stream markers it receives (one per upstream
+instance and stream); when all have arrived and its buffers are empty it runs
+``postprocess()`` and sends its own markers downstream. Sources finish after their last
+iteration. Nothing waits for a timeout.
+
+Back-pressure: a worker runs its sources only while fewer than ``window`` of the batches it
+sent are unacknowledged; other instances never block on sending, which rules out
+deadlocks between workers that feed each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from .errors import PEError, short_repr
+from .pe import fast_item_function
+from .routing import make_router
+
+log = logging.getLogger("noisecorr.engine")
+
+#: Source iterations run per pass (bounded also by the items they write).
+SOURCE_CHUNK = 1024
+#: Items per outgoing batch before the transport sends it (adapted by the transport).
+DEFAULT_BATCH = 4096
+
+
+class Transport:
+    """How batches move between workers; the sequential mapping has no remote workers.
+
+    A transport implements ``send(worker, data, eos)``, where ``data`` is a list of
+    ``((pe, instance, port), items)`` and ``eos`` a list of ``(pe, instance)`` markers that
+    follow the data, ``recv(block)`` returning a list of events, and ``may_produce()``.
+    Events are ``("batch", sender, data, eos)``, ``("ack", sender, count)`` and
+    ``("stop",)`` (the coordinator says every worker has finished).
+    """
+
+    remote = False
+
+    def batch_limit(self, worker):
+        return DEFAULT_BATCH
+
+    def send(self, worker, data, eos):  # pragma: no cover - no remote worker
+        raise RuntimeError("the sequential transport has no remote workers")
+
+    def ack(self, worker, count):  # pragma: no cover
+        pass
+
+    def recv(self, block):
+        return []
+
+    def note_item(self, runner, item, size):
+        """Record what is being processed (used to name the item if the process dies)."""
+
+
+class Runner:
+    """One PE instance and its input buffers, counters and end-of-stream state."""
+
+    def __init__(self, pe_spec, index, pe, expected_eos, iterations):
+        self.spec = pe_spec
+        self.name = pe_spec.name
+        self.index = index
+        self.pe = pe
+        self.buffers = {port: [] for port in pe_spec.inputs}
+        self.buffer_items = list(self.buffers.items())
+        self.expected_eos = expected_eos
+        self.eos = 0
+        self.done = False
+        self.is_source = pe_spec.is_source
+        self.iterations = iterations  # int or list of dicts (sources only)
+        self.position = 0
+        self.counts_in = {port: 0 for port in pe_spec.inputs}
+        self.out_cells = {port: [0] for port in pe_spec.outputs}
+        self.seconds = 0.0
+        self.fast_kind, self.fast_fn = fast_item_function(pe)
+
+    @property
+    def key(self):
+        return (self.name, self.index)
+
+    def remaining(self):
+        total = self.iterations if isinstance(self.iterations, int) else len(self.iterations)
+        return total - self.position
+
+    def written(self):
+        return sum(c[0] for c in self.out_cells.values())
+
+    def stats(self):
+        return {
+            "in": dict(self.counts_in),
+            "out": {p: c[0] for p, c in self.out_cells.items()},
+            "seconds": self.seconds,
+        }
+
+
+class Worker:
+    """Hosts the PE instances that ``plan`` places on worker ``worker_id`` and runs them.
+
+    Parameters
+    ----------
+    spec : GraphSpec
+    plan : Plan
+    worker_id : int
+    transport : Transport
+    window : int
+        Unacknowledged outgoing batches above which local sources pause.
+    """
+
+    def __init__(self, spec, plan, worker_id=0, transport=None, window=16):
+        self.spec = spec
+        self.plan = plan
+        self.worker_id = worker_id
+        self.transport = transport or Transport()
+        self.window = window
+        self.unacked = 0
+        self.acks_owed = {}
+        self.outputs = {key: [] for key in spec.unconnected_outputs()}
+        self.outboxes = {}  # worker -> {"lists": {(pe, i, port): list}, "eos": []}
+        self.runners = []
+        self.local = {}
+        hosted = set(plan.hosted_by(worker_id))
+        for pe_spec in spec.pes:
+            expected = sum(plan.instances[e.source] for e in spec.edges_to(pe_spec.name))
+            for i in range(plan.instances[pe_spec.name]):
+                if (pe_spec.name, i) not in hosted:
+                    continue
+                pe = pe_spec.instantiate()
+                pe.instance = i
+                pe.rank = worker_id
+                runner = Runner(pe_spec, i, pe, expected, spec.iterations.get(pe_spec.name, 0))
+                self.runners.append(runner)
+                self.local[runner.key] = runner
+        for runner in self.runners:
+            runner.pe._writers = {port: self._make_writer(runner, port) for port in runner.spec.outputs}
+
+    # -- wiring ------------------------------------------------------------------------
+    def _target(self, dest, index, port):
+        runner = self.local.get((dest, index))
+        if runner is not None:
+            return runner.buffers[port].append
+        worker = self.plan.placement[(dest, index)]
+        box = self.outboxes.setdefault(worker, {"lists": {}, "eos": []})
+        buf = box["lists"].setdefault((dest, index, port), [])
+        flush = self._flush_worker
+        transport = self.transport
+
+        def remote_append(item, _append=buf.append, _buf=buf, _w=worker):
+            _append(item)
+            if len(_buf) >= transport.batch_limit(_w):
+                flush(_w)
+        return remote_append
+
+    def _make_writer(self, runner, port):
+        routes = []
+        for edge in self.spec.edges_from(runner.name, port):
+            n = self.plan.instances[edge.dest]
+            targets = [self._target(edge.dest, j, edge.dest_port) for j in range(n)]
+            routes.append(make_router(edge.grouping, targets, start=runner.index))
+        if not routes:
+            routes.append(self.outputs[(runner.name, port)].append)
+        cell = runner.out_cells[port]
+        if len(routes) == 1:
+            def write(item, _route=routes[0], _cell=cell):
+                _cell[0] += 1
+                _route(item)
+        else:
+            def write(item, _routes=tuple(routes), _cell=cell):
+                _cell[0] += 1
+                for r in _routes:
+                    r(item)
+        return write
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self):
+        """Run every hosted instance to completion; raise :class:`PEError` on failure."""
+        for runner in self.runners:
+            self._call(runner, "preprocess", runner.pe.preprocess)
+        while True:
+            progressed = self._pass()
+            self._flush_all()
+            if all(r.done for r in self.runners):
+                return self.summary()
+            blocked = not progressed
+            if not blocked or not self.transport.remote:
+                events = self.transport.recv(block=False)
+            else:
+                events = self.transport.recv(block=True)
+            if events:
+                self._handle(events)
+            elif blocked and not self.transport.remote:
+                raise RuntimeError(self._stall_report())
+
+    def _pass(self):
+        progressed = False
+        for runner in self.runners:
+            if runner.done:
+                continue
+            if runner.is_source:
+                if runner.remaining() > 0 and self.unacked < self.window:
+                    self._iterate(runner)
+                    progressed = True
+                if runner.remaining() <= 0:
+                    self._finish(runner)
+                    progressed = True
+                continue
+            for port, buf in runner.buffer_items:
+                if buf:
+                    self._process_batch(runner, port, buf)
+                    progressed = True
+            if runner.eos >= runner.expected_eos:
+                self._finish(runner)
+                progressed = True
+        return progressed
+
+    def _iterate(self, runner):
+        process = runner.pe.process
+        data = runner.iterations
+        listed = not isinstance(data, int)
+        start_written = runner.written()
+        t0 = time.perf_counter()
+        n = min(SOURCE_CHUNK, runner.remaining())
+        try:
+            for _ in range(n):
+                inputs = data[runner.position] if listed else {}
+                runner.position += 1
+                result = process(inputs)
+                if result is not None:
+                    self._write_returned(runner, result)
+                if runner.written() - start_written >= SOURCE_CHUNK:
+                    break
+        except Exception:
+            what = f"input {short_repr(inputs)}" if listed else f"iteration {runner.position}"
+            raise self._error(runner, "process", what) from None
+        finally:
+            runner.seconds += time.perf_counter() - t0
+
+    def _process_batch(self, runner, port, buf):
+        runner.counts_in[port] += len(buf)
+        self.transport.note_item(runner, buf[0], len(buf))
+        t0 = time.perf_counter()
+        item = None
+        try:
+            fn = runner.fast_fn
+            if runner.fast_kind == "iterative":
+                write = runner.pe._writers[runner.pe.OUTPUT_NAME]
+                for item in buf:
+                    result = fn(item)
+                    if result is not None:
+                        write(result)
+            elif runner.fast_kind == "consumer":
+                for item in buf:
+                    fn(item)
+            else:
+                process = runner.pe.process
+                for item in buf:
+                    result = process({port: item})
+                    if result is not None:
+                        self._write_returned(runner, result)
+        except Exception:
+            raise self._error(runner, "process", short_repr(item)) from None
+        finally:
+            runner.seconds += time.perf_counter() - t0
+        buf.clear()
+
+    def _write_returned(self, runner, result):
+        if not isinstance(result, dict):
+            raise TypeError(
+                f"process() of PE '{runner.name}' returned {type(result).__name__}; "
+                "return None or a dict {output name: item}"
+            )
+        for port, item in result.items():
+            runner.pe.write(port, item)
+
+    def _finish(self, runner):
+        self._call(runner, "postprocess", runner.pe.postprocess)
+        runner.done = True
+        for edge in self.spec.edges_from(runner.name):
+            for j in range(self.plan.instances[edge.dest]):
+                target = self.local.get((edge.dest, j))
+                if target is not None:
+                    target.eos += 1
+                else:
+                    worker = self.plan.placement[(edge.dest, j)]
+                    self.outboxes.setdefault(worker, {"lists": {}, "eos": []})["eos"].append((edge.dest, j))
+
+    def _call(self, runner, phase, fn):
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception:
+            raise self._error(runner, phase, None) from None
+        finally:
+            runner.seconds += time.perf_counter() - t0
+
+    def _error(self, runner, phase, item):
+        return PEError(
+            runner.name,
+            runner.index,
+            item,
+            phase,
+            traceback.format_exc(),
+            where=f"worker {self.worker_id}" if self.transport.remote else "",
+        )
+
+    # -- transport side ----------------------------------------------------------------
+    def _flush_worker(self, worker):
+        box = self.outboxes[worker]
+        data = [(key, list(items)) for key, items in box["lists"].items() if items]
+        eos = box["eos"]
+        if not data and not eos:
+            return
+        for items in box["lists"].values():
+            items.clear()
+        box["eos"] = []
+        self.transport.send(worker, data, eos)
+        self.unacked += 1
+
+    def _flush_all(self):
+        for worker in list(self.outboxes):
+            self._flush_worker(worker)
+        for sender, count in self.acks_owed.items():
+            if count:
+                self.transport.ack(sender, count)
+        self.acks_owed.clear()
+
+    def _handle(self, events):
+        for event in events:
+            kind = event[0]
+            if kind == "batch":
+                _, sender, data, eos = event
+                for (pe, index, port), items in data:
+                    self.local[(pe, index)].buffers[port].extend(items)
+                for key in eos:
+                    self.local[key].eos += 1
+                self.acks_owed[sender] = self.acks_owed.get(sender, 0) + 1
+            elif kind == "ack":
+                self.unacked -= event[2]
+            else:
+                raise RuntimeError(f"worker {self.worker_id}: unexpected event {kind!r} before finishing")
+
+    def _stall_report(self):
+        waiting = [
+            f"{r.name}[{r.index}] ({r.eos}/{r.expected_eos} upstream finished)"
+            for r in self.runners
+            if not r.done
+        ]
+        return "the run loop stalled with unfinished instances: " + ", ".join(waiting)
+
+    def summary(self):
+        """Outputs and per-instance counters of this worker (picklable)."""
+        return {
+            "worker": self.worker_id,
+            "outputs": self.outputs,
+            "stats": {r.key: r.stats() for r in self.runners},
+        }

@@ -1,0 +1,24 @@
+"""The sequential mapping: every PE instance in this process, one instance per PE.
+
+It runs the very same loop as the parallel mappings (:class:`~noisecorr.engine.runtime.Worker`)
+with a transport that has no remote workers, so debugging a workflow here debugs the real
+thing, and its outputs define the correct answer the other mappings must reproduce.
+"""
+
+from __future__ import annotations
+
+import time
+
+from noisecorr.engine.plan import make_plan
+from noisecorr.engine.result import merge_summaries
+from noisecorr.engine.runtime import Worker
+
+NAME = "sequential"
+
+
+def enact(spec, processes=None, mapping_name=NAME, **options):
+    """Run ``spec`` in this process and return a :class:`~noisecorr.engine.result.RunResult`."""
+    t0 = time.perf_counter()
+    plan = make_plan(spec, 1, single_instance=True)
+    summary = Worker(spec, plan, 0).run()
+    return merge_summaries(spec, plan, [summary], NAME, time.perf_counter() - t0)

@@ -1,0 +1,322 @@
+"""Typed, validated processing parameters for ambient-noise cross-correlation.
+
+Field names follow NoisePy (Jiang & Denolle 2020, SRL 91(3)) so that a NoisePy
+``fft_cc`` parameter dictionary translates one-to-one; every field is used by the
+functions in :mod:`noisecorr.signal` and does what its name says.
+
+Examples
+--------
+>>> p = CorrelationParams(sampling_rate=20.0, cc_len=1800.0, step=450.0,
+...                       freqmin=0.05, freqmax=2.0, maxlag=200.0)
+>>> p.cc_len_samples, p.step_samples, p.maxlag_samples
+(36000, 9000, 4000)
+>>> CorrelationParams.from_dict({"cc_method": "deconv"}).cc_method
+'deconv'
+>>> CorrelationParams.from_dict({"cc_lenght": 10})
+Traceback (most recent call last):
+...
+ValueError: unknown parameter(s) ['cc_lenght']; allowed: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = [
+    "CorrelationParams",
+    "TIME_NORMS",
+    "FREQ_NORMS",
+    "CC_METHODS",
+    "STACK_METHODS",
+    "RESPONSE_OUTPUTS",
+    "COMPONENTS",
+]
+
+#: Allowed values of ``time_norm`` (Bensen et al. 2007, section 3.2).
+TIME_NORMS = ("none", "one_bit", "rma")
+#: Allowed values of ``freq_norm`` (spectral whitening, Bensen et al. 2007, section 3.3).
+FREQ_NORMS = ("none", "phase_only", "rma")
+#: Allowed values of ``cc_method``.
+CC_METHODS = ("xcorr", "coherency", "deconv")
+#: Allowed values of ``stack_method``.
+STACK_METHODS = ("linear", "pws", "robust")
+#: Allowed values of ``response_output`` (ObsPy ``remove_response`` names) plus "none".
+RESPONSE_OUTPUTS = ("VEL", "DISP", "ACC", "NONE")
+_ENZ_PAIRS = tuple(a + b for a in "ENZ" for b in "ENZ")
+_RTZ_PAIRS = tuple(a + b for a in "RTZ" for b in "RTZ")
+#: Allowed component pairs: source component then receiver component.
+COMPONENTS = tuple(dict.fromkeys(_ENZ_PAIRS + _RTZ_PAIRS))
+
+_SAMPLE_TOL = 1e-6
+
+
+def _whole_samples(name: str, seconds: float, rate: float) -> int:
+    n = seconds * rate
+    if abs(n - round(n)) > _SAMPLE_TOL * max(1.0, abs(n)):
+        raise ValueError(
+            f"{name}={seconds!r} s is not a whole number of samples at "
+            f"sampling_rate={rate!r} Hz ({n!r} samples)"
+        )
+    return int(round(n))
+
+
+@dataclass(frozen=True)
+class CorrelationParams:
+    """Parameters of the processing chain (NoisePy-compatible names).
+
+    Parameters
+    ----------
+    sampling_rate : float
+        Target sampling rate in Hz after anti-aliased decimation/resampling.
+    cc_len : float
+        Length of each correlation window in seconds.
+    step : float
+        Time between the starts of consecutive windows in seconds (``step < cc_len``
+        gives overlapping windows). Must satisfy ``0 < step <= cc_len``.
+    freqmin, freqmax : float
+        Band in Hz used by the bandpass filter and the spectral whitening;
+        ``0 < freqmin < freqmax < sampling_rate / 2``.
+    time_norm : {"none", "one_bit", "rma"}
+        Time-domain normalisation (Bensen et al. 2007).
+    freq_norm : {"none", "phase_only", "rma"}
+        Spectral whitening: "phase_only" keeps the phase only, "rma" divides by the
+        running mean of the amplitude spectrum over ``smoothspect_N`` bins.
+    smooth_N : int
+        Half-width in samples of the running absolute mean for ``time_norm="rma"``
+        (the averaging window is ``2 * smooth_N + 1`` samples).
+    smoothspect_N : int
+        Half-width in frequency bins of the spectral smoothing for ``freq_norm="rma"``
+        and for the denominators of ``cc_method`` "coherency"/"deconv" (0: no smoothing).
+    cc_method : {"xcorr", "coherency", "deconv"}
+        Cross-correlation flavour, see :func:`noisecorr.signal.correlate.cross_spectrum`.
+    maxlag : float
+        Largest lag kept in seconds; lags run from ``-maxlag`` to ``+maxlag``.
+        ``maxlag <= cc_len`` and, without ``zero_pad``, ``maxlag < cc_len / 2``.
+    substack : bool
+        If True, also produce sub-stacks over ``substack_len`` seconds.
+    substack_len : float
+        Length in seconds of the time span grouped into one sub-stack; a multiple of
+        ``cc_len`` as in NoisePy (``substack_len == cc_len`` keeps every window).
+    stack_method : {"linear", "pws", "robust"}
+        Stacking method (linear mean; phase-weighted, Schimmel & Paulssen 1997;
+        robust, Pavlis & Vernon 2010).
+    pws_power : float
+        Exponent of the phase coherence in the phase-weighted stack (``>= 0``).
+    max_over_std : float
+        Reject a window when ``max|x| > max_over_std * std(x)``; ``inf`` disables it.
+    water_level : float
+        Water level in dB for instrument response removal (ObsPy semantics), or None.
+    pre_filt : tuple of 4 float or None
+        Corner frequencies (Hz) of the cosine pre-filter applied during response
+        removal, increasing, the last at most the Nyquist frequency of ``sampling_rate``.
+    response_output : {"VEL", "DISP", "ACC", "NONE"}
+        Physical quantity after response removal; "NONE" skips response removal.
+    zero_pad : bool
+        Zero-pad windows to at least ``2 * n - 1`` samples before the FFT so the
+        correlation is linear (not circular).
+    spectral_water_level : float
+        Relative water level (fraction of the per-window maximum) for the denominators
+        of whitening, coherency and deconvolution; must be in ``(0, 1)``.
+    components : tuple of str
+        Component pairs to correlate, source then receiver, e.g. ``("ZZ",)``; any of
+        the 9 ENZ pairs or the 9 RTZ pairs (RTZ pairs need all three ENZ channels).
+    """
+
+    sampling_rate: float = 20.0
+    cc_len: float = 1800.0
+    step: float = 450.0
+    freqmin: float = 0.05
+    freqmax: float = 2.0
+    time_norm: str = "none"
+    freq_norm: str = "rma"
+    smooth_N: int = 10
+    smoothspect_N: int = 10
+    cc_method: str = "xcorr"
+    maxlag: float = 200.0
+    substack: bool = False
+    substack_len: float = 1800.0
+    stack_method: str = "linear"
+    pws_power: float = 2.0
+    max_over_std: float = 10.0
+    water_level: float | None = 60.0
+    pre_filt: tuple[float, float, float, float] | None = None
+    response_output: str = "VEL"
+    zero_pad: bool = True
+    spectral_water_level: float = 1e-3
+    components: tuple[str, ...] = field(default=("ZZ",))
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:  # noqa: C901 - a flat list of checks reads best
+        def _set(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("sampling_rate", "cc_len", "step", "freqmin", "freqmax", "maxlag",
+                     "substack_len", "pws_power", "max_over_std", "spectral_water_level"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if math.isnan(value):
+                raise ValueError(f"{name} must not be NaN")
+            _set(name, float(value))
+        for name in ("smooth_N", "smoothspect_N"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("substack", "zero_pad"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+        fs = self.sampling_rate
+        if not (fs > 0 and math.isfinite(fs)):
+            raise ValueError(f"sampling_rate must be positive and finite, got {fs!r}")
+        nyquist = fs / 2.0
+        if not self.cc_len > 0 or not math.isfinite(self.cc_len):
+            raise ValueError(f"cc_len must be positive and finite, got {self.cc_len!r}")
+        if not 0 < self.step <= self.cc_len:
+            raise ValueError(
+                f"step must satisfy 0 < step <= cc_len ({self.cc_len!r}), got {self.step!r}"
+            )
+        if not self.freqmin > 0:
+            raise ValueError(f"freqmin must be > 0 Hz, got {self.freqmin!r}")
+        if not self.freqmax < nyquist:
+            raise ValueError(
+                f"freqmax must be below the Nyquist frequency {nyquist!r} Hz of "
+                f"sampling_rate={fs!r}, got {self.freqmax!r}"
+            )
+        if not self.freqmin < self.freqmax:
+            raise ValueError(
+                f"freqmin ({self.freqmin!r}) must be smaller than freqmax ({self.freqmax!r})"
+            )
+        for name, allowed in (("time_norm", TIME_NORMS), ("freq_norm", FREQ_NORMS),
+                              ("cc_method", CC_METHODS), ("stack_method", STACK_METHODS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+        output = self.response_output.upper() if isinstance(self.response_output, str) else None
+        if output not in RESPONSE_OUTPUTS:
+            raise ValueError(
+                f"response_output={self.response_output!r} is not one of {list(RESPONSE_OUTPUTS)}"
+            )
+        _set("response_output", output)
+        if not self.maxlag > 0:
+            raise ValueError(f"maxlag must be > 0 s, got {self.maxlag!r}")
+        if self.maxlag > self.cc_len:
+            raise ValueError(
+                f"maxlag ({self.maxlag!r} s) must not exceed cc_len ({self.cc_len!r} s)"
+            )
+        if not self.zero_pad and not self.maxlag < self.cc_len / 2:
+            raise ValueError(
+                f"maxlag ({self.maxlag!r} s) must be below cc_len / 2 ({self.cc_len / 2!r} s) "
+                "when zero_pad is False (circular correlation wraps around)"
+            )
+        if not self.substack_len >= self.cc_len or not math.isfinite(self.substack_len):
+            raise ValueError(
+                f"substack_len ({self.substack_len!r} s) must be finite and >= cc_len "
+                f"({self.cc_len!r} s)"
+            )
+        ratio = self.substack_len / self.cc_len
+        if abs(ratio - round(ratio)) > _SAMPLE_TOL * ratio:
+            raise ValueError(
+                f"substack_len ({self.substack_len!r} s) must be a multiple of cc_len "
+                f"({self.cc_len!r} s)"
+            )
+        if not self.pws_power >= 0:
+            raise ValueError(f"pws_power must be >= 0, got {self.pws_power!r}")
+        if not self.max_over_std > 0:
+            raise ValueError(f"max_over_std must be > 0 (inf disables it), got {self.max_over_std!r}")
+        if not 0 < self.spectral_water_level < 1:
+            raise ValueError(
+                f"spectral_water_level must be in (0, 1), got {self.spectral_water_level!r}"
+            )
+        if self.water_level is not None:
+            if isinstance(self.water_level, bool) or not isinstance(self.water_level, (int, float)):
+                raise ValueError(f"water_level must be a number of dB or None, got {self.water_level!r}")
+            _set("water_level", float(self.water_level))
+        if self.pre_filt is not None:
+            try:
+                pf = tuple(float(f) for f in self.pre_filt)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"pre_filt must be 4 frequencies in Hz or None, got {self.pre_filt!r}") from err
+            if len(pf) != 4 or not all(0 <= a < b for a, b in zip(pf[:-1], pf[1:])) or pf[0] < 0:
+                raise ValueError(
+                    f"pre_filt must be 4 increasing non-negative frequencies in Hz, got {self.pre_filt!r}"
+                )
+            if pf[3] > nyquist:
+                raise ValueError(
+                    f"pre_filt ({pf!r}) must end at or below the Nyquist frequency {nyquist!r} Hz"
+                )
+            _set("pre_filt", pf)
+        comps = (self.components,) if isinstance(self.components, str) else self.components
+        try:
+            comps = tuple(str(c).upper() for c in comps)
+        except TypeError as err:
+            raise ValueError(f"components must be a sequence of pairs, got {self.components!r}") from err
+        bad = [c for c in comps if c not in COMPONENTS]
+        if not comps or bad:
+            raise ValueError(f"components {bad or list(comps)!r} not allowed; allowed: {list(COMPONENTS)}")
+        _set("components", comps)
+
+        # whole numbers of samples (windows must fall on the sample grid)
+        _whole_samples("cc_len", self.cc_len, fs)
+        _whole_samples("step", self.step, fs)
+        _whole_samples("maxlag", self.maxlag, fs)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def cc_len_samples(self) -> int:
+        """Window length in samples."""
+        return int(round(self.cc_len * self.sampling_rate))
+
+    @property
+    def step_samples(self) -> int:
+        """Window step in samples."""
+        return int(round(self.step * self.sampling_rate))
+
+    @property
+    def maxlag_samples(self) -> int:
+        """Largest lag in samples."""
+        return int(round(self.maxlag * self.sampling_rate))
+
+    @property
+    def nfft(self) -> int:
+        """FFT length used for the windows (see :func:`noisecorr.signal.spectra.choose_nfft`)."""
+        from noisecorr.signal.spectra import choose_nfft
+
+        return choose_nfft(self.cc_len_samples, zero_pad=self.zero_pad)
+
+    # ------------------------------------------------------------------ conversions
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all parameters."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CorrelationParams":
+        """Build from a mapping, rejecting unknown keys (naming them).
+
+        Missing keys take their defaults. Lists are accepted for ``pre_filt`` and
+        ``components``.
+        """
+        names = set(cls.field_names())
+        unknown = sorted(k for k in d if k not in names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(names)}")
+        kwargs = dict(d)
+        if isinstance(kwargs.get("components"), list):
+            kwargs["components"] = tuple(kwargs["components"])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data dictionary (round-trips through :meth:`from_dict`)."""
+        out = dataclasses.asdict(self)
+        out["components"] = list(self.components)
+        if self.pre_filt is not None:
+            out["pre_filt"] = list(self.pre_filt)
+        return out
+
+    def replace(self, **changes: Any) -> "CorrelationParams":
+        """Copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
