@@ -1,0 +1,173 @@
+"""Cutting a continuous trace into correlation windows (Bensen et al. 2007, sec. 3).
+
+Windows of ``cc_len`` seconds start every ``step`` seconds from the first sample, and
+the last window that fits completely is kept: a trace of ``npts`` samples gives
+``(npts - n_win) // n_step + 1`` windows (a peer code drops that last one).
+
+Examples
+--------
+>>> import numpy as np
+>>> w = cut_windows(np.arange(10, dtype=np.float32), sampling_rate=1.0, cc_len=4, step=3)
+>>> w.data.tolist(), w.starttimes.tolist()
+([[0.0, 1.0, 2.0, 3.0], [3.0, 4.0, 5.0, 6.0], [6.0, 7.0, 8.0, 9.0]], [0.0, 3.0, 6.0])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.signal
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["Windows", "window_start_indices", "cut_windows", "detrend_windows", "taper_windows",
+           "common_windows", "REJECT_REASONS"]
+
+logger = logging.getLogger(__name__)
+
+#: Reasons a window can be rejected, in the order they are tested.
+REJECT_REASONS = ("gap", "flat", "outlier")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Accepted windows of one trace.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n_windows, n_samples), float32
+    starttimes : ndarray, shape (n_windows,), float64
+        Start time of each window (same time base as the ``starttime`` passed in,
+        e.g. POSIX seconds).
+    sampling_rate : float
+        Hz.
+    n_candidates : int
+        Windows that fitted before rejection.
+    rejected : dict
+        Number of rejected windows per reason in :data:`REJECT_REASONS` (each window
+        is counted once, under the first reason that applies).
+    """
+
+    data: np.ndarray
+    starttimes: np.ndarray
+    sampling_rate: float
+    n_candidates: int
+    rejected: dict = field(default_factory=dict)
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.data.shape[0])
+
+
+def window_start_indices(npts: int, win_samples: int, step_samples: int) -> np.ndarray:
+    """Start sample of every window that fits: ``0, step, 2 step, ...`` up to ``npts - win``.
+
+    Includes the last window that fits, e.g. ``npts=10, win=4, step=3`` gives
+    ``[0, 3, 6]``.
+    """
+    npts, win, step = int(npts), int(win_samples), int(step_samples)
+    if win < 1 or step < 1:
+        raise ValueError(f"window ({win}) and step ({step}) must be >= 1 sample")
+    if npts < win:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, npts - win + 1, step, dtype=np.int64)
+
+
+def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: float, *,
+                starttime: float = 0.0, gap_mask: np.ndarray | None = None,
+                max_over_std: float | None = None) -> Windows:
+    """Cut a trace into windows and reject bad ones.
+
+    Parameters
+    ----------
+    data : ndarray, shape (npts,)
+        Continuous samples on a regular grid.
+    sampling_rate : float
+        Hz.
+    cc_len, step : float
+        Window length and step in seconds (rounded to whole samples).
+    starttime : float
+        Time of ``data[0]`` (e.g. POSIX seconds); window start times are
+        ``starttime + index / sampling_rate``.
+    gap_mask : ndarray of bool, shape (npts,), optional
+        True where the sample was missing (zero-filled); any window touching a
+        masked sample is rejected as ``"gap"``.
+    max_over_std : float, optional
+        Reject as ``"outlier"`` a window with ``max|x - mean| > max_over_std * std``
+        (NoisePy's amplitude criterion for earthquakes and glitches). None or inf
+        disables it. Windows with zero standard deviation are rejected as ``"flat"``.
+
+    Returns
+    -------
+    Windows
+    """
+    x = np.asarray(data)
+    if x.ndim != 1:
+        raise ValueError(f"data must be 1-D, got shape {x.shape}")
+    fs = float(sampling_rate)
+    win = int(round(cc_len * fs))
+    stp = int(round(step * fs))
+    starts = window_start_indices(x.size, win, stp)
+    rejected = {reason: 0 for reason in REJECT_REASONS}
+    if starts.size == 0:
+        return Windows(np.zeros((0, max(win, 0)), np.float32), np.zeros(0), fs, 0, rejected)
+    view = sliding_window_view(x, win)[starts]            # copy of the candidate windows
+    keep = np.ones(starts.size, dtype=bool)
+    if gap_mask is not None:
+        mask = np.asarray(gap_mask, dtype=bool)
+        if mask.shape != x.shape:
+            raise ValueError(f"gap_mask shape {mask.shape} differs from data shape {x.shape}")
+        # number of masked samples in each window from a cumulative sum (O(npts))
+        csum = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+        bad = (csum[starts + win] - csum[starts]) > 0
+        rejected["gap"] = int(np.count_nonzero(bad))
+        keep &= ~bad
+    std = view.std(axis=1, dtype=np.float64)
+    flat = keep & ~(std > 0)
+    rejected["flat"] = int(np.count_nonzero(flat))
+    keep &= ~flat
+    if max_over_std is not None and np.isfinite(max_over_std):
+        peak = np.max(np.abs(view - view.mean(axis=1, dtype=np.float64, keepdims=True)), axis=1)
+        outlier = keep & (peak > max_over_std * std)
+        rejected["outlier"] = int(np.count_nonzero(outlier))
+        keep &= ~outlier
+    if any(rejected.values()):
+        logger.debug("rejected windows: %s of %d", rejected, starts.size)
+    return Windows(
+        data=np.ascontiguousarray(view[keep], dtype=np.float32),
+        starttimes=float(starttime) + starts[keep] / fs,
+        sampling_rate=fs,
+        n_candidates=int(starts.size),
+        rejected=rejected,
+    )
+
+
+def detrend_windows(windows: np.ndarray) -> np.ndarray:
+    """Remove the mean and the least-squares linear trend of every row (float32 copy)."""
+    x = np.asarray(windows, dtype=np.float32)
+    if x.shape[-1] < 2:
+        return x - x.mean(axis=-1, keepdims=True)
+    return scipy.signal.detrend(x, axis=-1, type="linear").astype(np.float32, copy=False)
+
+
+def taper_windows(windows: np.ndarray, fraction: float = 0.05) -> np.ndarray:
+    """Multiply every row by a Tukey (cosine) taper; ``fraction`` of the row is tapered at each end."""
+    x = np.asarray(windows, dtype=np.float32)
+    if not 0 <= fraction <= 0.5:
+        raise ValueError(f"fraction must be in [0, 0.5], got {fraction!r}")
+    taper = scipy.signal.windows.tukey(x.shape[-1], alpha=2 * fraction).astype(np.float32)
+    return x * taper
+
+
+def common_windows(starts_a: np.ndarray, starts_b: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the windows two stations share (same start time to within half a sample).
+
+    Returns ``(idx_a, idx_b)`` such that ``starts_a[idx_a] == starts_b[idx_b]``
+    (in increasing time).
+    """
+    fs = float(sampling_rate)
+    a = np.round(np.asarray(starts_a, dtype=np.float64) * fs).astype(np.int64)
+    b = np.round(np.asarray(starts_b, dtype=np.float64) * fs).astype(np.int64)
+    _, ia, ib = np.intersect1d(a, b, assume_unique=False, return_indices=True)
+    return ia, ib
