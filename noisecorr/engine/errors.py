@@ -54,22 +54,25 @@ class PEError(EngineError):
         process or MPI rank).
     """
 
-    def __init__(self, pe, instance, item, phase, remote_traceback, where=""):
+    def __init__(self, pe, instance, item, phase, remote_traceback, where="", reason=""):
         self.pe = pe
         self.instance = instance
         self.item = item
         self.phase = phase
         self.remote_traceback = remote_traceback or ""
         self.where = where
+        self.reason = reason
         inst = "" if instance is None else f" instance {instance}"
         loc = f" ({where})" if where else ""
-        if phase == "process":
-            what = f"while processing item {item}"
-        elif phase == "worker":
-            what = item or "the process hosting it died"
+        if phase == "write":
+            what = f"writing item {item}"
+        elif phase in ("process", "worker"):
+            what = f"while processing item {item}" if item is not None else "while idle"
         else:
             what = f"in {phase}()"
         msg = f"PE '{pe}'{inst} failed {what}{loc}"
+        if reason:
+            msg += f": {reason}"
         if self.remote_traceback:
             msg += "\n\n--- traceback from the failing PE ---\n" + self.remote_traceback.rstrip()
         super().__init__(msg)
@@ -77,5 +80,5 @@ class PEError(EngineError):
     def __reduce__(self):
         return (
             type(self),
-            (self.pe, self.instance, self.item, self.phase, self.remote_traceback, self.where),
+            (self.pe, self.instance, self.item, self.phase, self.remote_traceback, self.where, self.reason),
         )

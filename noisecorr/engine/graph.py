@@ -246,14 +246,14 @@ class WorkflowGraph:
             edges.append(EdgeSpec(src.name, sport, dst.name, dport, normalize_grouping(g, f"PE '{dst.name}': ")))
         # Data given to PEs with inputs enters through a feeder source per PE.
         for name, ports in feeds.items():
-            feeder = _Feeder(name, iterations.pop(name), sorted(ports))
+            feeder = _Feeder(name, sorted(ports))
             target = self._pe_by_name(name)
             pe_specs.insert(
                 0,
                 PESpec(feeder.name, "noisecorr.engine.graph._Feeder", {}, tuple(sorted(ports)), 1,
                        cloudpickle.dumps(feeder), _Feeder.__doc__.strip()),
             )
-            iterations[feeder.name] = len(feeder.data)
+            iterations[feeder.name] = iterations.pop(name)
             for port in sorted(ports):
                 g = normalize_grouping(target.inputconnections[port].get("grouping"))
                 edges.append(EdgeSpec(feeder.name, port, name, port, g))
@@ -310,10 +310,9 @@ class WorkflowGraph:
 class _Feeder(GenericPE):
     """Feeds data given in ``run(inputs={pe: [{input: item}, ...]})`` to a PE's inputs."""
 
-    def __init__(self, target, data, ports):
+    def __init__(self, target, ports):
         super().__init__()
         self.name = f"{target}.inputs"
-        self.data = list(data)
         for p in ports:
             self._add_output(p)
 

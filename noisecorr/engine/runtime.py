@@ -23,10 +23,11 @@ deadlocks between workers that feed each other.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 
-from .errors import PEError, short_repr
+from .errors import PEError, TransportError, short_repr
 from .pe import fast_item_function
 from .routing import make_router
 
@@ -49,9 +50,8 @@ class Transport:
     """
 
     remote = False
-
-    def batch_limit(self, worker):
-        return DEFAULT_BATCH
+    #: Items per outgoing batch, per destination worker (read on every remote append).
+    limits: dict = {}
 
     def send(self, worker, data, eos):  # pragma: no cover - no remote worker
         raise RuntimeError("the sequential transport has no remote workers")
@@ -64,6 +64,9 @@ class Transport:
 
     def note_item(self, runner, item, size):
         """Record what is being processed (used to name the item if the process dies)."""
+
+    def note_idle(self):
+        """Record that no item is being processed."""
 
 
 class Runner:
@@ -155,11 +158,10 @@ class Worker:
         box = self.outboxes.setdefault(worker, {"lists": {}, "eos": []})
         buf = box["lists"].setdefault((dest, index, port), [])
         flush = self._flush_worker
-        transport = self.transport
 
-        def remote_append(item, _append=buf.append, _buf=buf, _w=worker):
+        def remote_append(item, _append=buf.append, _buf=buf, _w=worker, _limits=self.transport.limits):
             _append(item)
-            if len(_buf) >= transport.batch_limit(_w):
+            if len(_buf) >= _limits[_w]:
                 flush(_w)
         return remote_append
 
@@ -273,6 +275,7 @@ class Worker:
             raise self._error(runner, "process", short_repr(item)) from None
         finally:
             runner.seconds += time.perf_counter() - t0
+        self.transport.note_idle()
         buf.clear()
 
     def _write_returned(self, runner, result):
@@ -306,6 +309,7 @@ class Worker:
             runner.seconds += time.perf_counter() - t0
 
     def _error(self, runner, phase, item):
+        exc = sys.exc_info()[1]
         return PEError(
             runner.name,
             runner.index,
@@ -313,6 +317,7 @@ class Worker:
             phase,
             traceback.format_exc(),
             where=f"worker {self.worker_id}" if self.transport.remote else "",
+            reason=str(exc) if isinstance(exc, TransportError) else "",
         )
 
     # -- transport side ----------------------------------------------------------------
@@ -330,11 +335,26 @@ class Worker:
 
     def _flush_all(self):
         for worker in list(self.outboxes):
-            self._flush_worker(worker)
+            try:
+                self._flush_worker(worker)
+            except TransportError as exc:
+                raise self._write_error(worker, exc) from None
         for sender, count in self.acks_owed.items():
             if count:
                 self.transport.ack(sender, count)
         self.acks_owed.clear()
+
+    def _write_error(self, worker, exc):
+        """Name the local PE(s) that wrote an item that cannot be sent to ``worker``."""
+        dest = getattr(exc, "destination", None)
+        writers = sorted(
+            {(e.source, r.index) for e in self.spec.edges if dest and (e.dest, e.dest_port) == dest[::2]
+             for r in self.runners if r.name == e.source}
+        )
+        pe = ", ".join(name for name, _ in writers) or "?"
+        instance = writers[0][1] if len(writers) == 1 else None
+        return PEError(pe, instance, getattr(exc, "item", None), "write", "",
+                       where=f"worker {self.worker_id}", reason=str(exc))
 
     def _handle(self, events):
         for event in events:

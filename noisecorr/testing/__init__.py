@@ -1,0 +1,1 @@
+"""Test kits shipped with the package (the mapping conformance suite)."""
