@@ -1,0 +1,223 @@
+"""The ``noisecorr`` command line.
+
+``main(argv=None) -> int`` is the entry point (console script ``noisecorr`` and
+``python -m noisecorr``). Library code logs; only this module prints. Commands are added by
+their own modules (``enact`` here; ``run``, ``synth``, ``plot``, ``storm`` ... where they
+live) so the command line stays a thin layer over the library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+import noisecorr
+from noisecorr.engine.errors import EngineError, GraphError, MappingError, PEError
+
+#: Exit codes: 0 success, 1 a run failed, 2 bad usage/configuration, 3 done with skips.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPS = 0, 1, 2, 3
+
+
+def _configure_logging(verbose, quiet):
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(noisecorr.__version__, prog_name="noisecorr")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def cli(ctx, verbose, quiet):
+    """Ambient-noise cross-correlation on a dataflow engine (sequential, multiprocess, MPI, Storm)."""
+    _configure_logging(verbose, quiet)
+    ctx.ensure_object(dict)
+
+
+# -- loading a graph from a module or file ------------------------------------------------------
+def load_target(target):
+    """Load ``MODULE[:ATTR]`` or ``path/to/file.py[:ATTR]`` and return the workflow graph.
+
+    Without ``ATTR`` the module's ``graph`` attribute is used, else its only
+    :class:`~noisecorr.engine.WorkflowGraph`. A callable attribute is called with no arguments
+    and must return a graph. Modules loaded from a file are pickled by value, so worker
+    processes do not need to import the file.
+    """
+    from noisecorr.engine import WorkflowGraph
+
+    module_part, _, attr = target.partition(":")
+    if target.count(":") > 1 or (os.name == "nt" and len(module_part) == 1):
+        module_part, _, attr = target.rpartition(":")
+    if module_part.endswith(".py") or os.sep in module_part:
+        path = Path(module_part)
+        if not path.is_file():
+            raise click.BadParameter(f"no such file: {path}", param_hint="TARGET")
+        name = "noisecorr_user_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ImportError as exc:
+            raise click.BadParameter(f"cannot import module {module_part!r}: {exc}", param_hint="TARGET") from exc
+    if attr:
+        if not hasattr(module, attr):
+            raise click.BadParameter(f"module {module_part!r} has no attribute {attr!r}", param_hint="TARGET")
+        obj = getattr(module, attr)
+    elif isinstance(getattr(module, "graph", None), WorkflowGraph):
+        obj = module.graph
+    else:
+        graphs = [v for v in vars(module).values() if isinstance(v, WorkflowGraph)]
+        if len(graphs) != 1:
+            raise click.BadParameter(
+                f"module {module_part!r} defines {len(graphs)} workflow graphs; name one as MODULE:ATTR",
+                param_hint="TARGET",
+            )
+        obj = graphs[0]
+    if callable(obj) and not isinstance(obj, WorkflowGraph):
+        obj = obj()
+    if not isinstance(obj, WorkflowGraph):
+        raise click.BadParameter(f"{target!r} is not a WorkflowGraph (got {type(obj).__name__})", param_hint="TARGET")
+    return obj
+
+
+def parse_inputs(graph, iterations, data, data_file):
+    """Turn ``-i``/``-d``/``-f`` into the ``inputs`` dict of :func:`noisecorr.engine.run`."""
+    given = [x is not None for x in (iterations, data, data_file)]
+    if sum(given) > 1:
+        raise click.UsageError("give at most one of -i/--iterations, -d/--data and -f/--file")
+    if iterations is not None:
+        sources = [pe for pe in graph.pes if not pe.inputconnections]
+        return {pe: iterations for pe in sources}
+    if data_file is not None:
+        try:
+            data = Path(data_file).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {data_file}: {exc}", param_hint="-f/--file") from exc
+    if data is None:
+        return {}
+    try:
+        parsed = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="-d/--data") from exc
+    if not isinstance(parsed, dict):
+        raise click.BadParameter('expected a JSON object {"PE name": iterations or [{...}, ...]}', param_hint="-d/--data")
+    return parsed
+
+
+def _print_result(result, show):
+    click.echo(result.summary())
+    for (pe, port), items in result.outputs.items():
+        click.echo(f"{pe}.{port}: {len(items)} item(s)")
+        for item in items[:show]:
+            click.echo(f"  {item!r}"[:200])
+        if len(items) > show:
+            click.echo(f"  ... {len(items) - show} more")
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-m", "--mapping", default="sequential", show_default=True,
+              help="sequential, multiprocess, mpi or storm (dispel4py's simple and multi are aliases).")
+@click.option("-n", "--processes", type=click.IntRange(min=1), default=None,
+              help="Worker processes (multiprocess) or MPI ranks (mpi; re-launches under mpiexec).")
+@click.option("-i", "--iterations", type=click.IntRange(min=0), default=None, help="Iterations of every source PE.")
+@click.option("-d", "--data", default=None, help='JSON: {"PE name": iterations or [{"input": item}, ...]}.')
+@click.option("-f", "--file", "data_file", default=None, help="File holding the JSON of -d.")
+@click.option("--plan", "show_plan", is_flag=True, help="Print the placement of PE instances before running.")
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True, help="Output items to print per output.")
+def enact(target, mapping, processes, iterations, data, data_file, show_plan, show):
+    """Enact the workflow graph TARGET (MODULE[:ATTR] or FILE.py[:ATTR]) with a mapping."""
+    from noisecorr.engine import run
+    from noisecorr.mappings import canonical_name, load
+
+    name = canonical_name(mapping)
+    module = load(name)
+    relaunch = getattr(module, "relaunch_if_needed", None)
+    if relaunch is not None:
+        code = relaunch(processes)
+        if code is not None:
+            raise SystemExit(code)
+    graph = load_target(target)
+    inputs = parse_inputs(graph, iterations, data, data_file)
+    if show_plan:
+        from noisecorr.engine.plan import make_plan
+
+        spec = graph.describe(inputs)
+        workers = module.default_workers(processes) if hasattr(module, "default_workers") else (processes or 1)
+        plan = make_plan(spec, workers, single_instance=(name == "sequential"))
+        if _is_root(module):
+            click.echo(plan.describe())
+    result = run(graph, inputs=inputs, mapping=name, processes=processes)
+    if result is not None:
+        _print_result(result, show)
+
+
+def _is_root(module):
+    is_root = getattr(module, "is_root", None)
+    return True if is_root is None else is_root()
+
+
+def _register_optional_commands():
+    """Mount commands that live beside the code they drive (added as they land)."""
+    for module_name, attr in (
+        ("noisecorr.workflow.cli", "commands"),
+        ("noisecorr.mappings.storm.cli", "commands"),
+        ("noisecorr.registry.cli", "commands"),
+        ("noisecorr.provenance.cli", "commands"),
+        ("noisecorr.slurm.cli", "commands"),
+    ):
+        if importlib.util.find_spec(module_name.rpartition(".")[0]) is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        for command in getattr(module, attr)():
+            cli.add_command(command)
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (never calls ``sys.exit`` itself)."""
+    _register_optional_commands()
+    try:
+        result = cli.main(args=argv, prog_name="noisecorr", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except (GraphError, MappingError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    except PEError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
+    except EngineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
