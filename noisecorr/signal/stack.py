@@ -129,6 +129,8 @@ def robust_weights(ccfs: np.ndarray, epsilon: float = 1e-5, maxiter: int = 20) -
         b = old / bnorm
         proj = x @ b
         resid = np.linalg.norm(x - proj[:, None] * b[None, :], axis=1)
+        # a window equal to the stack has zero residual: floor it so its weight is large, not inf
+        resid = np.maximum(resid, 1e-8 * norms)
         w = np.abs(proj) / np.maximum(norms * resid, tiny)
         w[norms == 0] = 0.0
         total = w.sum()
