@@ -451,6 +451,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
     margin = max(2.0 / freqmin, 20.0) if margin is None else float(margin)
     taper_max_length = 1.0 / freqmin if taper_max_length is None else taper_max_length
 
+    if len(stream) == 0:
+        raise PreprocessError(sid, "no data: empty stream")
     traces = [tr for tr in stream if tr.id == sid]
     rate_in = _check_traces(traces, sid)
     if rate_in < fs * (1 - 1e-9):
