@@ -147,6 +147,9 @@ def test_response_removal_recovers_velocity():
     core = slice(500, -500)
     np.testing.assert_allclose(out.data[core], ref[core], atol=0.02 * np.max(np.abs(ref)))
     assert np.corrcoef(out.data[core], ref[core])[0, 1] > 0.999
+    # amplitude in m/s: least-squares gain of output against the true velocity
+    gain = np.dot(out.data[core], ref[core]) / np.dot(ref[core], ref[core])
+    assert gain == pytest.approx(1.0, abs=0.005)
     assert out.data.dtype == np.float32
 
 
