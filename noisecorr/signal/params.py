@@ -100,6 +100,7 @@ class CorrelationParams:
     substack_len : float
         Length in seconds of the time span grouped into one sub-stack; a multiple of
         ``cc_len`` as in NoisePy (``substack_len == cc_len`` keeps every window).
+        Default (None): ``cc_len``.
     stack_method : {"linear", "pws", "robust"}
         Stacking method (linear mean; phase-weighted, Schimmel & Paulssen 1997;
         robust, Pavlis & Vernon 2010).
@@ -137,7 +138,7 @@ class CorrelationParams:
     cc_method: str = "xcorr"
     maxlag: float = 200.0
     substack: bool = False
-    substack_len: float = 1800.0
+    substack_len: float | None = None
     stack_method: str = "linear"
     pws_power: float = 2.0
     max_over_std: float = 10.0
@@ -153,6 +154,8 @@ class CorrelationParams:
         def _set(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
+        if self.substack_len is None:
+            _set("substack_len", self.cc_len)
         for name in ("sampling_rate", "cc_len", "step", "freqmin", "freqmax", "maxlag",
                      "substack_len", "pws_power", "max_over_std", "spectral_water_level"):
             value = getattr(self, name)
