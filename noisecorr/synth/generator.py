@@ -4,7 +4,8 @@ Model
 -----
 ``n_sources`` point sources lie on an annulus well outside the network
 (``source_distance_km``, default 3 to 5 network radii from the centre,
-optionally restricted to a sector of azimuths). Each source emits white
+uniform over its area, azimuths jittered-stratified over the circle or a
+sector ``source_azimuths``). Each source emits white
 Gaussian noise band-limited by the taper ``W(f)`` (``band``: zero below
 ``f1``, C-infinity smooth step up to 1 at ``f2``, 1 up to ``f3``, smooth step
 down to 0 at ``f4``). The vertical ground velocity (m/s) at station ``k`` is
@@ -233,7 +234,7 @@ class SyntheticNetwork:
                  sampling_rate: float = 20.0, start=UTCDateTime(2024, 1, 1),
                  network: str = "XS", components: str = "Z",
                  center: tuple = (47.0, 10.0), radius_km: float = 150.0,
-                 layout="random", n_sources: int = 200,
+                 layout="random", n_sources: int = 300,
                  source_distance_km: tuple | None = None,
                  source_azimuths: tuple = (0.0, 360.0),
                  band: tuple = (0.1, 0.2, 4.0, 5.0), snr: float = 2.0,
@@ -344,7 +345,9 @@ class SyntheticNetwork:
         # uniform density over the annulus area
         r = np.sqrt(r0 ** 2 + u[:, 0] * (r1 ** 2 - r0 ** 2))
         span = a1 - a0 if 0.0 <= a1 - a0 <= 360.0 else (a1 - a0) % 360.0
-        az = (a0 + u[:, 1] * span) % 360.0
+        # jittered-stratified azimuths: source i in the i-th of n equal sectors,
+        # so there are no large gaps in the stationary-phase directions
+        az = (a0 + (np.arange(self.n_sources) + u[:, 1]) / self.n_sources * span) % 360.0
         self.source_latitudes, self.source_longitudes = destination(clat, clon, az, r)
         self._src_ref_km = great_circle_km(clat, clon, self.source_latitudes,
                                            self.source_longitudes) - self.radius_km

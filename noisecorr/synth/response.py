@@ -114,4 +114,5 @@ def build_inventory(stations, channels, sampling_rate: float,
     nets = [Network(code=code, stations=sts, start_date=start, end_date=end,
                     description="noisecorr synthetic network")
             for code, sts in sorted(by_net.items())]
-    return Inventory(networks=nets, source=source)
+    # created = start, not now(): regenerating gives identical bytes
+    return Inventory(networks=nets, source=source, created=start)
