@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -191,14 +192,23 @@ def _register_optional_commands():
             cli.add_command(command)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that workers are stopped and files closed."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None) -> int:
     """Run the command line; return the exit status (never calls ``sys.exit`` itself)."""
     _register_optional_commands()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         result = cli.main(args=argv, prog_name="noisecorr", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return EXIT_FAILED
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -213,9 +223,11 @@ def main(argv=None) -> int:
     except EngineError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+    except _Terminated:
+        click.echo("terminated (SIGTERM)", err=True)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else EXIT_OK
 
 

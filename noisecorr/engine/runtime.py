@@ -35,8 +35,8 @@ log = logging.getLogger("noisecorr.engine")
 
 #: Source iterations run per pass (bounded also by the items they write).
 SOURCE_CHUNK = 1024
-#: Items per outgoing batch before the transport sends it (adapted by the transport).
-DEFAULT_BATCH = 4096
+#: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
+DEFAULT_BATCH = 32
 
 
 class Transport:
@@ -53,6 +53,10 @@ class Transport:
     #: Items per outgoing batch, per destination worker (read on every remote append).
     limits: dict = {}
 
+    def __init__(self):
+        #: ``position[0]`` is set to the index of the item being processed in its batch.
+        self.position = [0]
+
     def send(self, worker, data, eos):  # pragma: no cover - no remote worker
         raise RuntimeError("the sequential transport has no remote workers")
 
@@ -62,8 +66,8 @@ class Transport:
     def recv(self, block):
         return []
 
-    def note_item(self, runner, item, size):
-        """Record what is being processed (used to name the item if the process dies)."""
+    def note_item(self, runner, batch):
+        """Record the batch being processed (used to name the item if the process dies)."""
 
     def note_idle(self):
         """Record that no item is being processed."""
@@ -241,7 +245,7 @@ class Worker:
                 result = process(inputs)
                 if result is not None:
                     self._write_returned(runner, result)
-                if runner.written() - start_written >= SOURCE_CHUNK:
+                if runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window:
                     break
         except Exception:
             what = f"input {short_repr(inputs)}" if listed else f"iteration {runner.position}"
@@ -251,23 +255,24 @@ class Worker:
 
     def _process_batch(self, runner, port, buf):
         runner.counts_in[port] += len(buf)
-        self.transport.note_item(runner, buf[0], len(buf))
+        self.transport.note_item(runner, buf)
+        pos = self.transport.position  # pos[0] = index of the item being processed
         t0 = time.perf_counter()
         item = None
         try:
             fn = runner.fast_fn
             if runner.fast_kind == "iterative":
                 write = runner.pe._writers[runner.pe.OUTPUT_NAME]
-                for item in buf:
+                for pos[0], item in enumerate(buf):
                     result = fn(item)
                     if result is not None:
                         write(result)
             elif runner.fast_kind == "consumer":
-                for item in buf:
+                for pos[0], item in enumerate(buf):
                     fn(item)
             else:
                 process = runner.pe.process
-                for item in buf:
+                for pos[0], item in enumerate(buf):
                     result = process({port: item})
                     if result is not None:
                         self._write_returned(runner, result)

@@ -46,7 +46,8 @@ NAME = "multiprocess"
 SHM_DIR = "/dev/shm"
 TARGET_BATCH_BYTES = 1 << 20
 MAX_BATCH = 65536
-SLOT_BYTES = 4096
+SLOT_BYTES = 16384
+RECORDED_ITEMS = 64
 _SEP = "\x1f"
 _runs = itertools.count()
 
@@ -60,8 +61,9 @@ class QueueTransport(Transport):
 
     remote = True
 
-    def __init__(self, worker_id, queues, slot, prefix):
+    def __init__(self, worker_id, queues, slot, position, prefix):
         self.worker_id = worker_id
+        self.position = position
         self.queues = queues
         self.inbox = queues[worker_id]
         self.slot = slot
@@ -120,7 +122,8 @@ class QueueTransport(Transport):
         n_items = sum(len(items) for _, items in data)
         if n_items:
             per_item = (len(header) + sum(n for _, n in names)) / n_items
-            self.limits[worker] = max(1, min(MAX_BATCH, int(TARGET_BATCH_BYTES / max(per_item, 1.0))))
+            by_bytes = int(TARGET_BATCH_BYTES / max(per_item, 1.0))
+            self.limits[worker] = max(1, min(MAX_BATCH, by_bytes, 8 * self.limits[worker]))
 
     def ack(self, worker, count):
         self.queues[worker].put(("ack", self.worker_id, count))
@@ -153,18 +156,21 @@ class QueueTransport(Transport):
                 break
         return events
 
-    def note_item(self, runner, item, size):
-        text = f"{runner.name}{_SEP}{runner.index}{_SEP}{size}{_SEP}{short_repr(item)}"
+    def note_item(self, runner, batch):
+        # Small batches (large items) record every item; large batches of small items
+        # record the first one, and ``position`` says which item of the batch was running.
+        shown = batch if len(batch) <= RECORDED_ITEMS else batch[:1]
+        text = _SEP.join([runner.name, str(runner.index), str(len(batch))] + [short_repr(x) for x in shown])
         self.slot.value = text.encode("utf-8", "replace")[: SLOT_BYTES - 1]
 
     def note_idle(self):
         self.slot.value = b""
 
 
-def _worker_main(spec, plan, worker_id, queues, control, slot, prefix, window):
+def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix, window):
     # The driver handles Ctrl-C and stops the workers; a worker must not die on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    transport = QueueTransport(worker_id, queues, slot, prefix)
+    transport = QueueTransport(worker_id, queues, slot, position, prefix)
     try:
         worker = Worker(spec, plan, worker_id, transport, window=window)
         summary = worker.run()
@@ -192,7 +198,7 @@ def _worker_main(spec, plan, worker_id, queues, control, slot, prefix, window):
             return
 
 
-def _death_error(worker_id, proc, slot, plan):
+def _death_error(worker_id, proc, slot, position, plan):
     code = proc.exitcode
     if code is not None and code < 0:
         name = signal.Signals(-code).name
@@ -203,9 +209,12 @@ def _death_error(worker_id, proc, slot, plan):
         reason = f"worker process {worker_id} (pid {proc.pid}) exited unexpectedly with status {code}"
     text = bytes(slot.value).decode("utf-8", "replace")
     if text:
-        pe, index, size, item = text.split(_SEP, 3)
-        if int(size) > 1:
-            item = f"{item} (first of a batch of {size})"
+        pe, index, size, *shown = text.split(_SEP)
+        at = position[0]
+        if at < len(shown):
+            item = shown[at]
+        else:
+            item = f"number {at} of a batch of {size} starting with {shown[0]}"
         return PEError(pe, int(index), item, "worker", "", where=f"worker {worker_id}", reason=reason)
     hosted = ", ".join(f"{pe}[{i}]" for pe, i in plan.hosted_by(worker_id))
     return PEError(hosted, None, None, "worker", "", where=f"worker {worker_id}", reason=reason)
@@ -230,6 +239,7 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
     queues = [ctx.Queue() for _ in range(n)]
     control = ctx.Queue()
     slots = [ctx.RawArray("c", SLOT_BYTES) for _ in range(n)]
+    positions = [ctx.RawArray("q", 1) for _ in range(n)]
     procs = {}
     t0 = time.perf_counter()
     try:
@@ -237,12 +247,12 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
             if plan.hosted_by(w):
                 procs[w] = ctx.Process(
                     target=_worker_main,
-                    args=(spec, plan, w, queues, control, slots[w], prefix, window),
+                    args=(spec, plan, w, queues, control, slots[w], positions[w], prefix, window),
                     name=f"noisecorr-worker-{w}",
                     daemon=True,
                 )
                 procs[w].start()
-        summaries = _collect(procs, control, slots, plan)
+        summaries = _collect(procs, control, slots, positions, plan)
         for w in procs:
             queues[w].put(("stop",))
         for p in procs.values():
@@ -252,7 +262,7 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
     return merge_summaries(spec, plan, summaries, mapping_name, time.perf_counter() - t0)
 
 
-def _collect(procs, control, slots, plan):
+def _collect(procs, control, slots, positions, plan):
     pending = set(procs)
     summaries = []
     while pending:
@@ -265,7 +275,7 @@ def _collect(procs, control, slots, plan):
             try:  # its last words may still be in the pipe
                 msg = control.get(timeout=0.5)
             except queue.Empty:
-                raise _death_error(dead[0], procs[dead[0]], slots[dead[0]], plan) from None
+                raise _death_error(dead[0], procs[dead[0]], slots[dead[0]], positions[dead[0]], plan) from None
         kind, w = msg[0], msg[1]
         if kind == "done":
             summaries.append(QueueTransport.unpack(msg[2], msg[3]))

@@ -1,0 +1,220 @@
+"""Graph building and validation: errors name the PE and the port, before anything runs."""
+
+import pytest
+
+from noisecorr.engine import (
+    CompositePE,
+    GenericPE,
+    GraphError,
+    IterativePE,
+    MappingError,
+    ProducerPE,
+    WorkflowGraph,
+    create_iterative_chain,
+    run,
+)
+from noisecorr.engine.examples import Doubler, NumberSource
+from noisecorr.testing.conformance import Count, Range, Square
+
+
+class Two(GenericPE):
+    def __init__(self):
+        super().__init__()
+        self._add_input("a")
+        self._add_input("b")
+        self._add_output("output")
+
+    def process(self, inputs):
+        return {"output": inputs}
+
+
+def test_unknown_output_port_is_named():
+    g = WorkflowGraph()
+    with pytest.raises(GraphError, match=r"PE 'NumberSource' has no output port 'out'.*\['output'\]"):
+        g.connect(NumberSource(), "out", Doubler(), "input")
+
+
+def test_unknown_input_port_is_named():
+    g = WorkflowGraph()
+    with pytest.raises(GraphError, match=r"PE 'Doubler' has no input port 'data'"):
+        g.connect(NumberSource(), "output", Doubler(), "data")
+
+
+def test_duplicate_names_are_rejected():
+    g = WorkflowGraph()
+    d1, d2 = Doubler(), Doubler()
+    g.connect(NumberSource(), "output", d1, "input")
+    g.connect(d1, "output", d2, "input")
+    with pytest.raises(GraphError, match="two PEs are named 'Doubler'"):
+        g.describe()
+    d2.name = "Doubler2"
+    g.describe()
+
+
+def test_cycle_is_rejected_naming_pes():
+    g = WorkflowGraph()
+    a, b = Doubler(), Square()
+    g.connect(NumberSource(), "output", a, "input")
+    g.connect(a, "output", b, "input")
+    g.connect(b, "output", a, "input")
+    with pytest.raises(GraphError, match=r"cycle through PEs \['Doubler', 'Square'\]"):
+        g.describe()
+
+
+def test_unconnected_required_input_is_named():
+    g = WorkflowGraph()
+    two = Two()
+    g.connect(NumberSource(), "output", two, "a")
+    with pytest.raises(GraphError, match="input 'b' of PE 'Two' is not connected"):
+        run(g)
+
+
+def test_optional_input_may_stay_unconnected():
+    class Opt(IterativePE):
+        def __init__(self):
+            super().__init__()
+            self._add_input("config", optional=True)
+
+        def _process(self, x):
+            return x + 1
+
+    g = WorkflowGraph()
+    src, opt = Range(3), Opt()
+    g.connect(src, "output", opt, "input")
+    assert sorted(run(g).outputs[("Opt", "output")]) == [1, 2, 3]
+
+
+def test_bad_grouping_is_rejected():
+    g = WorkflowGraph()
+    with pytest.raises(GraphError, match="unknown grouping 'everyone'"):
+        g.connect(NumberSource(), "output", Doubler(), "input", grouping="everyone")
+
+
+def test_connect_grouping_overrides_declared():
+    g = WorkflowGraph()
+    src, cnt = Range(4), Count()
+    g.connect(src, "output", cnt, "input", grouping="global")
+    spec = g.describe()
+    assert spec.edges[0].grouping == ("global",)
+    assert spec.pe("Count").inputs["input"] == ("group", (0,))
+
+
+def test_inputs_errors():
+    g = WorkflowGraph()
+    src, sq = Range(3), Square()
+    g.connect(src, "output", sq, "input")
+    with pytest.raises(GraphError, match="not in the graph"):
+        g.describe({"Nope": 3})
+    with pytest.raises(GraphError, match="give it a list of dicts"):
+        g.describe({sq: 3})
+    with pytest.raises(GraphError, match=r"unknown input\(s\) \['x'\]"):
+        g.describe({sq: [{"x": 1}]})
+    with pytest.raises(GraphError, match="iterations must be >= 0"):
+        g.describe({src: -1})
+
+
+def test_unknown_mapping_lists_valid_names():
+    g = WorkflowGraph()
+    g.add(Range(1))
+    with pytest.raises(MappingError, match="valid mappings: sequential, multiprocess, mpi, storm"):
+        run(g, mapping="threads")
+
+
+def test_missing_optional_dependency_names_the_extra(monkeypatch):
+    from noisecorr import mappings
+
+    monkeypatch.setitem(mappings.MAPPINGS, "fancy", ("noisecorr.mappings.sequential", "no_such_module_xyz", "fancy"))
+    g = WorkflowGraph()
+    g.add(Range(1))
+    with pytest.raises(MappingError, match=r"pip install 'noisecorr\[fancy\]'"):
+        run(g, mapping="fancy")
+
+
+def test_dispel4py_aliases():
+    g = WorkflowGraph()
+    src, sq = Range(5), Square()
+    g.connect(src, "output", sq, "input")
+    assert run(g, mapping="simple").mapping == "sequential"
+
+
+def test_spec_is_plain_picklable_data():
+    import pickle
+
+    g = WorkflowGraph()
+    g.connect(Range(3), "output", Square(), "input")
+    spec = g.describe()
+    again = pickle.loads(pickle.dumps(spec))
+    assert again.names == ["Range", "Square"]
+    assert isinstance(again.pe("Square").instantiate(), Square)
+    assert again.pe("Square").instantiate() is not again.pe("Square").instantiate()
+
+
+def test_instances_are_copies_not_the_prototype():
+    g = WorkflowGraph()
+    src, cnt = Range(0), Count()
+    g.connect(src, "output", cnt, "input")
+    run(g, inputs={})
+    assert cnt.counts == {}
+
+
+def test_nested_composite_and_chain_names():
+    inner = create_iterative_chain([abs, (pow, {"exp": 2})], name_prefix="in_")
+    outer = CompositePE("outer")
+    outer._map_input("input", inner, "input")
+    outer._map_output("output", inner, "output")
+    g = WorkflowGraph()
+    g.connect(Range(4, start=-2), "output", outer, "input")
+    assert sorted(run(g).outputs[("in_pow", "output")]) == [0, 1, 1, 4]
+
+
+def test_pe_failure_in_sequential_carries_traceback_and_item():
+    from noisecorr.engine import PEError
+    from noisecorr.testing.conformance import FailOn
+
+    g = WorkflowGraph()
+    g.connect(Range(10), "output", FailOn(7), "input")
+    with pytest.raises(PEError) as info:
+        run(g)
+    err = info.value
+    assert (err.pe, err.instance, err.item, err.phase) == ("FailOn", 0, "7", "process")
+    assert "refusing item 7" in err.remote_traceback and "conformance.py" in err.remote_traceback
+
+
+def test_failure_in_postprocess_and_preprocess():
+    from noisecorr.engine import PEError
+
+    class BadPost(IterativePE):
+        def _process(self, x):
+            return x
+
+        def postprocess(self):
+            raise RuntimeError("flush failed")
+
+    class BadPre(ProducerPE):
+        def preprocess(self):
+            raise OSError("no archive")
+
+        def _process(self, inputs):
+            return 1
+
+    g = WorkflowGraph()
+    g.connect(Range(2), "output", BadPost(), "input")
+    with pytest.raises(PEError, match=r"PE 'BadPost' instance 0 failed in postprocess\(\)"):
+        run(g)
+    g2 = WorkflowGraph()
+    g2.add(BadPre())
+    with pytest.raises(PEError, match=r"PE 'BadPre' instance 0 failed in preprocess\(\)(.|\n)*no archive"):
+        run(g2)
+
+
+def test_write_to_undeclared_port_is_named():
+    from noisecorr.engine import PEError
+
+    class Wrong(IterativePE):
+        def _process(self, x):
+            self.write("outptu", x)
+
+    g = WorkflowGraph()
+    g.connect(Range(1), "output", Wrong(), "input")
+    with pytest.raises(PEError, match="undeclared output 'outptu'"):
+        run(g)
