@@ -146,3 +146,19 @@ def test_pes_do_not_mutate_read_only_inputs():
     s["spectra"].flags.writeable = False
     wh = WhitenPE(params)._process(s)
     assert wh["spectra"].shape == s["spectra"].shape
+
+
+def test_multiprocess_mapping_gives_the_sequential_stacks():
+    """PEs are picklable and cope with read-only arrays arriving from other processes."""
+    stream, inv = make_network()
+    params = CorrelationParams(**PARAMS, response_output="NONE", stack_method="pws")
+    graph, fetch = build_graph(MemoryClient(stream), params, inventory=inv)
+    inputs = {fetch: [{"input": r} for r in chunk_requests(seed_ids(), T0, T0 + 3600, 1800.0)]}
+    par = sorted(run(graph, inputs=inputs, mapping="multiprocess", processes=2)
+                 .outputs[("StackPE", "output")], key=lambda s: s["key"])
+    seq = sorted(run(graph, inputs=inputs, mapping="sequential").outputs[("StackPE", "output")],
+                 key=lambda s: s["key"])
+    assert [s["key"] for s in par] == [s["key"] for s in seq] and len(seq) == 3
+    for a, b in zip(par, seq):
+        np.testing.assert_allclose(a["stack"], b["stack"], rtol=1e-6)
+        assert a["n_windows"] == b["n_windows"] == 22
