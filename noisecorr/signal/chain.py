@@ -38,7 +38,7 @@ from noisecorr.signal.correlate import (accumulate_cross_spectra, correlate, cro
 from noisecorr.signal.normalize import time_normalize, whiten
 from noisecorr.signal.params import CorrelationParams
 from noisecorr.signal.preprocess import ProcessedTrace
-from noisecorr.signal.spectra import rfft_windows
+from noisecorr.signal.spectra import band_indices, rfft_windows
 from noisecorr.signal.stack import stack, substack
 from noisecorr.signal.windows import common_windows, cut_windows, detrend_windows, taper_windows
 
@@ -149,9 +149,18 @@ def correlate_and_stack(src: StationSpectra, rcv: StationSpectra,
     if params.stack_method == "linear" and not params.substack:
         s, r, _ = _shared(src, rcv)
         L = params.maxlag_samples
-        total, n = accumulate_cross_spectra(s, r, params.cc_method,
-                                            smoothspect_N=params.smoothspect_N,
-                                            water_level=params.spectral_water_level)
+        band = slice(None)
+        if params.freq_norm != "none":
+            # whitened spectra are exactly zero outside the band: only compute inside it
+            # (plus the smoothing half-width, so smoothed denominators see the same zeros)
+            b = band_indices(src.nfft, src.sampling_rate, params.freqmin, params.freqmax)
+            pad = params.smoothspect_N + 1
+            band = slice(max(b.start - pad, 0), min(b.stop + pad, s.shape[1]))
+        part, n = accumulate_cross_spectra(s[:, band], r[:, band], params.cc_method,
+                                           smoothspect_N=params.smoothspect_N,
+                                           water_level=params.spectral_water_level)
+        total = np.zeros(s.shape[1], dtype=part.dtype)
+        total[band] = part
         ccf = cross_spectra_to_lags(total / max(n, 1), src.nfft, L).astype(np.float32)
         return PairResult(src.seed_id, rcv.seed_id, lag_axis(L, src.sampling_rate), ccf, n)
     ccfs, t, lags = correlate_pair(src, rcv, params)
