@@ -1,0 +1,217 @@
+"""Read a results HDF5 file: stacks, metadata, station table, exports.
+
+Opening reads only the root attributes; a pair is read by its path
+``/pairs/<SRC>/<RCV>/<COMP>`` (an HDF5 B-tree lookup), so reading one pair
+costs the same with 10 or 500,000 pairs. Listing uses the ``/index``
+datasets, never a walk of the groups.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .layout import check_component, from_attr, lag_axis, pair_path
+from .writer import list_parts, read_index, read_stations
+
+
+class Results:
+    """An open results file (use :func:`open_results`).
+
+    If the writer of the file crashed before merging, its checkpoint parts
+    (``<path>.parts/part-*.h5``) are read too, newest first, so nothing
+    complete is invisible; :func:`noisecorr.results.writer.merge_parts`
+    makes it one file again.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        files = ([self.path] if self.path.exists() else []) + list_parts(self.path)
+        if not files:
+            raise FileNotFoundError(f"no results file at {self.path}")
+        self._files = [h5py.File(p, "r") for p in files]
+        self._search = self._files[::-1]  # newest part first, main file last
+        first = self._files[0]
+        self.params = json.loads(first.attrs["params"])
+        self.software_version = from_attr(first.attrs.get("software_version", "null"))
+        self.format_version = from_attr(first.attrs.get("format_version", 0))
+        self.starttime = from_attr(first.attrs.get("starttime", "null"))
+        self.endtime = from_attr(first.attrs.get("endtime", "null"))
+        self._index = None
+
+    # ------------------------------------------------------------- listing
+    def _rows(self) -> dict:
+        if self._index is None:
+            rows = {}
+            for f in self._files:  # oldest to newest: later wins
+                for s, r, c, done in read_index(f):
+                    rows[(s, r, c)] = done
+            self._index = rows
+        return self._index
+
+    def pairs(self, component: str | None = None) -> list:
+        """Sorted ``[(source, receiver)]`` with at least one (or the given)
+        component."""
+        return sorted({(s, r) for (s, r, c) in self._rows()
+                       if component is None or c == component})
+
+    def components(self) -> list:
+        """Sorted component names present in the file."""
+        return sorted({c for (_, _, c) in self._rows()})
+
+    def stations(self) -> list:
+        """Station table: list of dicts (code, latitude, longitude, elevation)."""
+        table = {}
+        for f in self._files:
+            table.update(read_stations(f))
+        return [table[c] for c in sorted(table)]
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    # ---------------------------------------------------------------- pairs
+    def _dataset(self, source, receiver, component):
+        path = pair_path(source, receiver, component)
+        for f in self._search:
+            if path in f:
+                return f[path]
+        return None
+
+    def _locate(self, source, receiver, component):
+        ds = self._dataset(source, receiver, component)
+        if ds is not None:
+            return ds, False
+        ds = self._dataset(receiver, source, check_component(component)[::-1])
+        if ds is not None:
+            return ds, True
+        raise KeyError(f"no stack for {source} -> {receiver} component {component} "
+                       f"in {self.path}")
+
+    def stack(self, source: str, receiver: str, component: str = "ZZ"):
+        """``(lags_seconds, ccf)`` of a pair.
+
+        If only the reverse pair is stored, returns it time-reversed (and
+        with the component letters swapped), since C_BA(tau) = C_AB(-tau).
+        Substacks come back as a 2-D array ``(n_substacks, n_lags)``.
+        """
+        ds, reverse = self._locate(source, receiver, component)
+        data = ds[()]
+        lags = lag_axis(float(ds.attrs["maxlag"]), float(ds.attrs["sampling_rate"]))
+        if reverse:
+            data = data[..., ::-1].copy()
+        return lags, data
+
+    def meta(self, source: str, receiver: str, component: str = "ZZ") -> dict:
+        """Attributes of a pair's dataset as a dict of Python values."""
+        ds, reverse = self._locate(source, receiver, component)
+        meta = {k: from_attr(v) for k, v in ds.attrs.items()}
+        if reverse:
+            meta["reversed_from"] = f"{receiver}->{source}"
+        return meta
+
+    # --------------------------------------------------------------- export
+    def _select(self, pairs, components):
+        comps = components or self.components()
+        wanted = pairs or self.pairs()
+        rows = self._rows()
+        return [(s, r, c) for s, r in wanted for c in comps if (s, r, c) in rows]
+
+    def to_trace(self, source: str, receiver: str, component: str = "ZZ"):
+        """One stack as an ObsPy Trace; lag = time since 1970-01-01 (so
+        ``starttime = UTCDateTime(-maxlag)``), header codes of the receiver,
+        location ``"CC"``, channel ``"X" + component``; the pair is in
+        ``stats.noisecorr``."""
+        from obspy import Trace, UTCDateTime
+
+        lags, data = self.stack(source, receiver, component)
+        if data.ndim != 1:
+            data = data.mean(axis=0)
+        meta = self.meta(source, receiver, component)
+        net, sta = receiver.split(".")
+        tr = Trace(np.ascontiguousarray(data, dtype=np.float32), header=dict(
+            network=net, station=sta, location="CC", channel=("X" + component)[:3],
+            sampling_rate=meta["sampling_rate"], starttime=UTCDateTime(float(lags[0]))))
+        tr.stats.noisecorr = dict(meta)
+        return tr
+
+    def export_sac(self, out_dir, pairs=None, components=None) -> list:
+        """Write stacks as SAC files ``SRC_RCV_COMP.SAC`` in ``out_dir``.
+
+        Header: ``b = -maxlag``, ``e = +maxlag``, ``delta = 1/fs``; the source
+        station as the "event" (``evla``, ``evlo``, ``kevnm``) and the
+        receiver as the station (``stla``, ``stlo``, ``knetwk``, ``kstnm``),
+        ``dist`` (km), ``az``, ``baz``, ``kcmpnm = component``,
+        ``user0 = n_windows``. Substacks are averaged. Returns the paths.
+        """
+        from obspy.io.sac import SACTrace
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for s, r, c in self._select(pairs, components):
+            lags, data = self.stack(s, r, c)
+            if data.ndim != 1:
+                data = data.mean(axis=0)
+            m = self.meta(s, r, c)
+            hdr = dict(delta=1.0 / m["sampling_rate"], b=float(lags[0]),
+                       knetwk=r.split(".")[0], kstnm=r.split(".")[1][:8], kcmpnm=c,
+                       kevnm=s[:16], lcalda=False)
+            for key, att in (("evla", "source_latitude"), ("evlo", "source_longitude"),
+                             ("stla", "receiver_latitude"), ("stlo", "receiver_longitude"),
+                             ("dist", "distance_km"), ("az", "azimuth"),
+                             ("baz", "back_azimuth"), ("user0", "n_windows")):
+                if isinstance(m.get(att), (int, float)):
+                    hdr[key] = float(m[att])
+            sac = SACTrace(data=np.ascontiguousarray(data, dtype=np.float32), **hdr)
+            p = out / f"{s}_{r}_{c}.SAC"
+            sac.write(str(p))
+            paths.append(p)
+        return paths
+
+    def export_mseed(self, out_dir, pairs=None, components=None) -> list:
+        """Write stacks as float32 miniSEED files ``SRC_RCV_COMP.mseed`` (see
+        :meth:`to_trace` for the header convention). Returns the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for s, r, c in self._select(pairs, components):
+            tr = self.to_trace(s, r, c)
+            del tr.stats.noisecorr
+            p = out / f"{s}_{r}_{c}.mseed"
+            tr.write(str(p), format="MSEED", encoding="FLOAT32")
+            paths.append(p)
+        return paths
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_results(path) -> Results:
+    """Open a results file for reading (a context manager).
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> from noisecorr.results import ResultsWriter
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.h5")
+    >>> with ResultsWriter(path, {}, version="0.1", sampling_rate=10.0) as w:
+    ...     w.write_pair("XS.A", "XS.B", "ZZ", 0.2, np.arange(5, dtype="f4"), {})
+    >>> with open_results(path) as res:
+    ...     lags, ccf = res.stack("XS.A", "XS.B")
+    >>> lags.tolist(), ccf.tolist()
+    ([-0.2, -0.1, 0.0, 0.1, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0])
+    """
+    return Results(path)
