@@ -1,0 +1,167 @@
+"""Plots people expect from a noise-correlation run (matplotlib, Agg).
+
+Every function builds its own :class:`matplotlib.figure.Figure` (no pyplot
+state, safe in workers), returns it, and writes a PNG when ``path`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _figure(figsize):
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path, dpi=100):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(str(path), dpi=dpi, format="png")
+    return fig
+
+
+def _traces_from(results_or_traces, component):
+    """``[(label, distance_km, lags, ccf)]`` from a Results object or a list
+    of ``(label, distance_km, lags, ccf)`` tuples."""
+    if hasattr(results_or_traces, "pairs") and hasattr(results_or_traces, "stack"):
+        res = results_or_traces
+        out = []
+        for s, r in res.pairs(component):
+            lags, ccf = res.stack(s, r, component)
+            if ccf.ndim != 1:
+                ccf = ccf.mean(axis=0)
+            out.append((f"{s}-{r}", float(res.meta(s, r, component)["distance_km"]),
+                        lags, ccf))
+        return out
+    return [(str(a), float(d), np.asarray(lg), np.asarray(c))
+            for a, d, lg, c in results_or_traces]
+
+
+def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.0, 4.0),
+                   maxlag: float | None = None, scale: float | None = None,
+                   path=None, title: str | None = None, figsize=(8, 6)) -> Figure:
+    """CCFs ordered by inter-station distance, showing the move-out.
+
+    Each CCF (normalised to its maximum absolute value) is drawn as one line
+    at its distance, ``scale`` km per unit amplitude (default: half the
+    median distance spacing, at least 1 km). ``velocities`` (km/s) add
+    dashed guide lines ``lag = +/- distance / v`` (one line per sign and
+    velocity).
+
+    Parameters
+    ----------
+    results_or_traces : Results or list of (label, distance_km, lags, ccf)
+    component : str
+        Used with a Results object.
+    """
+    traces = sorted(_traces_from(results_or_traces, component), key=lambda t: t[1])
+    fig = _figure(figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    if not traces:
+        ax.text(0.5, 0.5, "no cross-correlations", ha="center", transform=ax.transAxes)
+        return _save(fig, path)
+    dists = np.array([t[1] for t in traces])
+    if scale is None:
+        step = np.median(np.diff(dists)) if len(dists) > 1 else 0.0
+        scale = max(0.5 * step, 1.0)
+    for _, d, lags, ccf in traces:
+        norm = np.max(np.abs(ccf)) or 1.0
+        ax.plot(lags, d + scale * ccf / norm, color="k", linewidth=0.6)
+    lim = maxlag if maxlag is not None else max(abs(t[2][0]) for t in traces)
+    dmax = dists.max() + scale
+    for i, v in enumerate(velocities or ()):
+        for sign in (-1, 1):
+            ax.plot([0, sign * dmax / v], [0, dmax], linestyle="--", linewidth=1.0,
+                    color=f"C{i}", label=f"{v:g} km/s" if sign > 0 else None)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(min(0.0, dists.min() - scale), dmax)
+    ax.set_xlabel("lag (s)")
+    ax.set_ylabel("inter-station distance (km)")
+    ax.set_title(title or f"Record section, {component}, {len(traces)} pairs")
+    if velocities:
+        ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)
+
+
+def pair_ccf(results_or_lags, source=None, receiver=None, component: str = "ZZ",
+             ccf=None, travel_time: float | None = None, path=None,
+             figsize=(8, 3)) -> Figure:
+    """One pair's CCF against lag.
+
+    Call as ``pair_ccf(results, source, receiver, component)`` or
+    ``pair_ccf(lags, ccf=ccf)``. ``travel_time`` (s) marks +/- the expected
+    arrival with vertical dotted lines. Substacks are drawn faint behind
+    their mean.
+    """
+    if hasattr(results_or_lags, "stack"):
+        lags, data = results_or_lags.stack(source, receiver, component)
+        label = f"{source} -> {receiver} {component}"
+    else:
+        lags, data = np.asarray(results_or_lags), np.asarray(ccf)
+        label = f"{source or ''} -> {receiver or ''} {component}".strip()
+    fig = _figure(figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    if data.ndim == 2:
+        for row in data:
+            ax.plot(lags, row, color="0.75", linewidth=0.5)
+        data = data.mean(axis=0)
+    ax.plot(lags, data, color="k", linewidth=0.8)
+    if travel_time is not None:
+        for t in (-travel_time, travel_time):
+            ax.axvline(t, color="tab:red", linestyle=":")
+    ax.set_xlim(lags[0], lags[-1])
+    ax.set_xlabel("lag (s)")
+    ax.set_ylabel("correlation")
+    ax.set_title(label)
+    return _save(fig, path)
+
+
+def availability(intervals, path=None, title: str = "Data availability",
+                 figsize=None) -> Figure:
+    """Time coverage per station.
+
+    Parameters
+    ----------
+    intervals : iterable of (station, start, end)
+        ``start``/``end`` as ObsPy UTCDateTime, datetime, or numbers
+        (seconds); one horizontal bar per interval, one row per station
+        (sorted).
+    """
+    from obspy import UTCDateTime
+
+    rows: dict = {}
+    for sta, a, b in intervals:
+        rows.setdefault(str(sta), []).append((a, b))
+    names = sorted(rows)
+    fig = _figure(figsize or (8, 1 + 0.35 * max(len(names), 1)))
+    ax = fig.add_subplot(1, 1, 1)
+    as_dates = any(not isinstance(a, (int, float)) for v in rows.values() for a, _ in v)
+    if as_dates:
+        import matplotlib.dates as mdates
+
+        def conv(t):
+            return mdates.date2num(UTCDateTime(t).datetime)
+    else:
+        def conv(t):
+            return float(t)
+    for i, name in enumerate(names):
+        spans = [(conv(a), conv(b) - conv(a)) for a, b in sorted(rows[name])]
+        ax.broken_barh(spans, (i - 0.4, 0.8), facecolors="tab:blue")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    if as_dates:
+        import matplotlib.dates as mdates
+        ax.xaxis_date()
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M"))
+        ax.set_xlabel("time (UTC)")
+    else:
+        ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    return _save(fig, path)
