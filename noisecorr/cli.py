@@ -148,7 +148,7 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
     module = load(name)
     relaunch = getattr(module, "relaunch_if_needed", None)
     if relaunch is not None:
-        code = relaunch(processes)
+        code = relaunch(processes, argv=click.get_current_context().find_root().obj.get("argv"))
         if code is not None:
             raise SystemExit(code)
     graph = load_target(target)
@@ -161,7 +161,13 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
         plan = make_plan(spec, workers, single_instance=(name == "sequential"))
         if _is_root(module):
             click.echo(plan.describe())
-    result = run(graph, inputs=inputs, mapping=name, processes=processes)
+    try:
+        result = run(graph, inputs=inputs, mapping=name, processes=processes)
+    except EngineError as exc:
+        if _is_root(module):
+            raise
+        # Another MPI rank: rank 0 prints the error; exit with the status it will use.
+        raise SystemExit(EXIT_USAGE if isinstance(exc, (GraphError, MappingError)) else EXIT_FAILED) from None
     if result is not None:
         _print_result(result, show)
 
@@ -205,7 +211,9 @@ def main(argv=None) -> int:
     _register_optional_commands()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        result = cli.main(args=argv, prog_name="noisecorr", standalone_mode=False)
+        # argv is kept for commands that re-launch themselves (enact --mapping mpi -n N).
+        obj = {"argv": list(sys.argv[1:] if argv is None else argv)}
+        result = cli.main(args=argv, prog_name="noisecorr", standalone_mode=False, obj=obj)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return 130
