@@ -346,10 +346,22 @@ class MPITransport(Transport):
             got = self.poll()
             if got is not None:
                 return got
-            self.test_sends()
-            polls += 1
-            if polls > BUSY_POLLS:
-                time.sleep(min(MAX_IDLE_SLEEP, MIN_IDLE_SLEEP * 2 ** ((polls - BUSY_POLLS) // 16)))
+            polls = self.idle(polls)
+
+    def idle(self, polls):
+        """Pause between polls that found nothing; ``polls`` counts them (returned + 1).
+
+        While our own sends are incomplete we only yield the processor: MPI moves a large
+        message only while both sides are inside MPI calls, so sleeping here would stall the
+        receiver that is copying from us. Otherwise the pause grows from nothing to
+        :data:`MAX_IDLE_SLEEP`, leaving the processor to busy ranks.
+        """
+        polls += 1
+        if not self.test_sends():
+            os.sched_yield()
+        elif polls > BUSY_POLLS:
+            time.sleep(min(MAX_IDLE_SLEEP, MIN_IDLE_SLEEP * 2 ** ((polls - BUSY_POLLS) // 16)))
+        return polls
 
     def _event(self, got):
         """Turn a message into a run-loop event, or handle it here (``None``)."""
@@ -499,19 +511,14 @@ class _Run:
         polls = 0
         while not transport.test_sends():
             receive_all()
-            polls = _idle(polls)
+            polls = transport.idle(polls)
         barrier = self.comm.Ibarrier()
         while not barrier.Test():
             receive_all()
-            polls = _idle(polls)
+            polls = transport.idle(polls)
         return unexpected
 
 
-def _idle(polls):
-    polls += 1
-    if polls > BUSY_POLLS:
-        time.sleep(min(MAX_IDLE_SLEEP, MIN_IDLE_SLEEP * 2 ** ((polls - BUSY_POLLS) // 16)))
-    return polls
 
 
 def _pickle_error(err):
