@@ -25,8 +25,8 @@ File layout (format ``noisecorr.results``, version 1)
                                        COMP like "ZZ"); chunked (one chunk per
                                        stack) when compressed (gzip or lzf)
         attributes: source, receiver, component,
-                    source_latitude/longitude/elevation,
-                    receiver_latitude/longitude/elevation,
+                    source_coordinates, receiver_coordinates
+                    (float64 [latitude deg, longitude deg, elevation m]),
                     distance_km, azimuth, back_azimuth (WGS84, ObsPy),
                     sampling_rate (Hz), maxlag (s), n_windows,
                     starttime, endtime (data used), complete (bool),

@@ -159,9 +159,12 @@ class Results:
             hdr = dict(delta=1.0 / m["sampling_rate"], b=float(lags[0]),
                        knetwk=r.split(".")[0], kstnm=r.split(".")[1][:8], kcmpnm=c,
                        kevnm=s[:16], lcalda=False)
-            for key, att in (("evla", "source_latitude"), ("evlo", "source_longitude"),
-                             ("stla", "receiver_latitude"), ("stlo", "receiver_longitude"),
-                             ("dist", "distance_km"), ("az", "azimuth"),
+            for prefix, (la, lo) in (("source", ("evla", "evlo")),
+                                     ("receiver", ("stla", "stlo"))):
+                xyz = m.get(f"{prefix}_coordinates")
+                if isinstance(xyz, list) and len(xyz) >= 2:
+                    hdr[la], hdr[lo] = float(xyz[0]), float(xyz[1])
+            for key, att in (("dist", "distance_km"), ("az", "azimuth"),
                              ("baz", "back_azimuth"), ("user0", "n_windows")):
                 if isinstance(m.get(att), (int, float)):
                     hdr[key] = float(m[att])

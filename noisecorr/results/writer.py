@@ -415,6 +415,10 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
     path = Path(path)
     parts = list_parts(path)
     if not parts and path.exists():
+        try:
+            parts_dir(path).rmdir()  # only if empty
+        except OSError:
+            pass
         return
     tmp = Path(str(path) + ".tmp")
     if path.exists():
