@@ -72,7 +72,9 @@ drains as above (discarding what still arrives), the ranks exchange which of the
 failing rank, naming the PE, instance, item and carrying the remote traceback. The MPI world
 stays usable: a program may catch the error and run again. If this shutdown itself fails,
 the error is printed and the job is aborted with ``MPI_Abort``, so no rank hangs. A rank that
-dies (a signal, the out-of-memory killer) is handled by the launcher, which ends the job.
+dies (a signal, the out-of-memory killer) is handled by the launcher, which ends the job; so
+are interrupts (``KeyboardInterrupt`` propagates at once: mpiexec signals every rank). A PE
+calling ``sys.exit`` counts as a failure, since the other ranks would wait for it forever.
 """
 
 from __future__ import annotations
@@ -448,7 +450,7 @@ class _Run:
                     self._after_loop(transport.wait())
         except PeerFailed:
             failed = True
-        except Exception as exc:  # a PE error, or anything else that broke this rank's loop
+        except (Exception, SystemExit) as exc:  # a PE error, or anything else that broke this rank's loop
             failed = True
             local_error = _as_error(exc, self.rank)
             log.debug("MPI rank %d failed: %s", self.rank, local_error)

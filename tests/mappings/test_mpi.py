@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from noisecorr.engine import GenericPE, IterativePE, MappingError, PEError, ProducerPE, WorkflowGraph, run
-from noisecorr.engine.examples import Doubler, chain_graph
+from noisecorr.engine import EngineError, GenericPE, IterativePE, MappingError, PEError, ProducerPE, WorkflowGraph, run
+from noisecorr.engine.examples import Doubler, NumberSource, chain_graph
 from noisecorr.testing.conformance import CASES, FailingPE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,11 +331,45 @@ def scenario_processes_must_match(rank, size):
     assert (result is None) == (rank != 0)
 
 
+def scenario_ranks_must_agree_on_the_graph(rank, size):
+    g = WorkflowGraph()
+    src = Arrays() if rank == 1 else FailingSource()
+    g.connect(src, "output", Doubler(), "input")
+    try:
+        run(g, mapping="mpi")
+    except MappingError as err:
+        assert "different graphs" in str(err) and "[1]" in str(err), err
+    else:
+        raise AssertionError("ranks with different graphs were not detected")
+
+
+class Exits(IterativePE):
+    def _process(self, x):
+        if x == 3:
+            sys.exit(0)
+        return x
+
+
+def scenario_sys_exit_in_a_pe_is_a_failure(rank, size):
+    g = WorkflowGraph()
+    exits = Exits()
+    exits.numprocesses = size
+    g.connect(NumberSource(10), "output", exits, "input")
+    try:
+        run(g, mapping="mpi")
+    except EngineError as err:
+        assert "SystemExit" in str(err), err
+    else:
+        raise AssertionError("sys.exit() in a PE was not reported")
+
+
 SCENARIOS = {
     "arrays": scenario_arrays,
     "user_traffic": scenario_user_traffic,
     "recover_after_failures": scenario_recover_after_failures,
     "processes_must_match": scenario_processes_must_match,
+    "ranks_must_agree_on_the_graph": scenario_ranks_must_agree_on_the_graph,
+    "sys_exit_in_a_pe_is_a_failure": scenario_sys_exit_in_a_pe_is_a_failure,
 }
 
 
