@@ -1,0 +1,22 @@
+"""Errors raised by the registry (the command line turns them into messages and exit codes)."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class: a registry operation could not be done (bad name, unreadable module ...)."""
+
+
+class NotFoundError(RegistryError, LookupError):
+    """No entry matches the requested ``workspace.Name[@version]``."""
+
+
+class ConflictError(RegistryError):
+    """An entry with this name and version already exists with different source."""
+
+
+class IntegrityError(RegistryError):
+    """Stored source does not match its content hash: it was changed outside noisecorr.
+
+    Raised before any of that source is executed.
+    """
