@@ -8,7 +8,9 @@ Thin over :mod:`noisecorr.signal.windows`, :mod:`~noisecorr.signal.normalize` an
   "sampling_rate", "n_candidates", "rejected"}``
 * :class:`SpectraPE`: adds ``"spectra"`` (n_windows, nfft // 2 + 1) complex64 and
   ``"nfft"``, drops ``"windows"``
-* :class:`WhitenPE`: replaces ``"spectra"`` by the whitened spectra.
+* :class:`WhitenPE`: replaces ``"spectra"`` by the whitened spectra; also writes a small
+  ``{"seed_id", "chunk", "n_windows", "n_candidates", "rejected"}`` record to ``stats``
+  (window bookkeeping for run summaries without moving the spectra again).
 """
 
 from __future__ import annotations
@@ -68,10 +70,15 @@ class WhitenPE(IterativePE):
         super().__init__()
         if name:
             self.name = name
+        self._add_output("stats")
         self.params = params
 
     def _process(self, item):
         p = self.params
+        self.write("stats", {"seed_id": item["seed_id"], "chunk": item["chunk"],
+                             "n_windows": int(item["spectra"].shape[0]),
+                             "n_candidates": item.get("n_candidates", 0),
+                             "rejected": dict(item.get("rejected", {}))})
         spec = whiten(item["spectra"], item["sampling_rate"], item["nfft"], p.freqmin, p.freqmax,
                       p.freq_norm, p.smoothspect_N, p.spectral_water_level)
         return {**item, "spectra": spec}

@@ -66,3 +66,21 @@ def merge_summaries(spec, plan, summaries, mapping, wall):
             timings[name] += st["seconds"]
     timings["wall"] = wall
     return RunResult(outputs=outputs, counts=counts, timings=timings, mapping=mapping, plan=dict(plan.instances))
+
+
+class ProgressAggregator:
+    """Combines per-worker snapshots into ``{pe: {"in": n, "out": n}}`` for a callback."""
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.latest = {}
+
+    def __call__(self, snapshot, worker=0):
+        self.latest[worker] = snapshot
+        totals = {}
+        for snap in self.latest.values():
+            for (pe, _), (n_in, n_out) in snap.items():
+                t = totals.setdefault(pe, {"in": 0, "out": 0})
+                t["in"] += n_in
+                t["out"] += n_out
+        self.callback(totals)

@@ -126,8 +126,12 @@ class Worker:
         Unacknowledged outgoing batches above which local sources pause.
     """
 
-    def __init__(self, spec, plan, worker_id=0, transport=None, window=16):
+    def __init__(self, spec, plan, worker_id=0, transport=None, window=16, progress=None,
+                 progress_interval=0.5):
         self.spec = spec
+        self.progress = progress
+        self.progress_interval = progress_interval
+        self._last_progress = time.monotonic()
         self.plan = plan
         self.worker_id = worker_id
         self.transport = transport or Transport()
@@ -197,7 +201,12 @@ class Worker:
         while True:
             progressed = self._pass()
             self._flush_all()
+            if self.progress is not None and time.monotonic() - self._last_progress >= self.progress_interval:
+                self._last_progress = time.monotonic()
+                self.progress(self.snapshot())
             if all(r.done for r in self.runners):
+                if self.progress is not None:
+                    self.progress(self.snapshot())
                 return self.summary()
             blocked = not progressed
             if not blocked or not self.transport.remote:
@@ -383,6 +392,10 @@ class Worker:
             if not r.done
         ]
         return "the run loop stalled with unfinished instances: " + ", ".join(waiting)
+
+    def snapshot(self):
+        """``{(pe, instance): (items in, items out)}`` so far (for progress reports)."""
+        return {r.key: (sum(r.counts_in.values()), r.written()) for r in self.runners}
 
     def summary(self):
         """Outputs and per-instance counters of this worker (picklable)."""

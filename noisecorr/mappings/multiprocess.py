@@ -37,7 +37,7 @@ import traceback
 from noisecorr.engine import serialize
 from noisecorr.engine.errors import EngineError, PEError, TransportError, short_repr
 from noisecorr.engine.plan import make_plan
-from noisecorr.engine.result import merge_summaries
+from noisecorr.engine.result import ProgressAggregator, merge_summaries
 from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker
 
 log = logging.getLogger("noisecorr.engine.multiprocess")
@@ -167,12 +167,13 @@ class QueueTransport(Transport):
         self.slot.value = b""
 
 
-def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix, window):
+def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix, window, progress):
     # The driver handles Ctrl-C and stops the workers; a worker must not die on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     transport = QueueTransport(worker_id, queues, slot, position, prefix)
     try:
-        worker = Worker(spec, plan, worker_id, transport, window=window)
+        hook = (lambda snap: control.put(("progress", worker_id, snap))) if progress else None
+        worker = Worker(spec, plan, worker_id, transport, window=window, progress=hook)
         summary = worker.run()
         try:
             header, names = transport.pack(summary)
@@ -220,7 +221,8 @@ def _death_error(worker_id, proc, slot, position, plan):
     return PEError(hosted, None, None, "worker", "", where=f"worker {worker_id}", reason=reason)
 
 
-def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spawn", **options):
+def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spawn", progress=None,
+          **options):
     """Run ``spec`` on ``processes`` worker processes (default: the number of CPUs).
 
     Parameters
@@ -229,6 +231,8 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
         Unacknowledged batches per worker above which its sources pause (back-pressure).
     start_method : str
         ``"spawn"`` (default, see the module docstring) or ``"forkserver"``.
+    progress : callable, optional
+        Called in this process about twice a second with ``{pe: {"in": n, "out": n}}``.
     """
     if options:
         raise TypeError(f"unknown option(s) for the multiprocess mapping: {sorted(options)}")
@@ -247,12 +251,14 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
             if plan.hosted_by(w):
                 procs[w] = ctx.Process(
                     target=_worker_main,
-                    args=(spec, plan, w, queues, control, slots[w], positions[w], prefix, window),
+                    args=(spec, plan, w, queues, control, slots[w], positions[w], prefix, window,
+                          progress is not None),
                     name=f"noisecorr-worker-{w}",
                     daemon=True,
                 )
                 procs[w].start()
-        summaries = _collect(procs, control, slots, positions, plan)
+        hook = ProgressAggregator(progress) if progress is not None else None
+        summaries = _collect(procs, control, slots, positions, plan, hook)
         for w in procs:
             queues[w].put(("stop",))
         for p in procs.values():
@@ -262,7 +268,7 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
     return merge_summaries(spec, plan, summaries, mapping_name, time.perf_counter() - t0)
 
 
-def _collect(procs, control, slots, positions, plan):
+def _collect(procs, control, slots, positions, plan, progress=None):
     pending = set(procs)
     summaries = []
     while pending:
@@ -277,7 +283,10 @@ def _collect(procs, control, slots, positions, plan):
             except queue.Empty:
                 raise _death_error(dead[0], procs[dead[0]], slots[dead[0]], positions[dead[0]], plan) from None
         kind, w = msg[0], msg[1]
-        if kind == "done":
+        if kind == "progress":
+            if progress is not None:
+                progress(msg[2], worker=w)
+        elif kind == "done":
             summaries.append(QueueTransport.unpack(msg[2], msg[3]))
             pending.discard(w)
         elif kind == "error":

@@ -10,15 +10,21 @@ from __future__ import annotations
 import time
 
 from noisecorr.engine.plan import make_plan
-from noisecorr.engine.result import merge_summaries
+from noisecorr.engine.result import ProgressAggregator, merge_summaries
 from noisecorr.engine.runtime import Worker
 
 NAME = "sequential"
 
 
-def enact(spec, processes=None, mapping_name=NAME, **options):
-    """Run ``spec`` in this process and return a :class:`~noisecorr.engine.result.RunResult`."""
+def enact(spec, processes=None, mapping_name=NAME, progress=None, **options):
+    """Run ``spec`` in this process and return a :class:`~noisecorr.engine.result.RunResult`.
+
+    ``progress``, if given, is called about twice a second with ``{pe: {"in": n, "out": n}}``.
+    """
+    if options:
+        raise TypeError(f"unknown option(s) for the sequential mapping: {sorted(options)}")
     t0 = time.perf_counter()
     plan = make_plan(spec, 1, single_instance=True)
-    summary = Worker(spec, plan, 0).run()
+    hook = ProgressAggregator(progress) if progress is not None else None
+    summary = Worker(spec, plan, 0, progress=hook).run()
     return merge_summaries(spec, plan, [summary], NAME, time.perf_counter() - t0)

@@ -218,3 +218,14 @@ def test_write_to_undeclared_port_is_named():
     g.connect(Range(1), "output", Wrong(), "input")
     with pytest.raises(PEError, match="undeclared output 'outptu'"):
         run(g)
+
+
+@pytest.mark.parametrize("mapping, processes", [("sequential", None), ("multiprocess", 2)])
+def test_progress_callback_reports_counts(mapping, processes):
+    seen = []
+    g = WorkflowGraph()
+    g.connect(Range(500), "output", Square(), "input")
+    run(g, mapping=mapping, processes=processes, progress=seen.append)
+    assert seen, "no progress reported"
+    assert seen[-1]["Square"] == {"in": 500, "out": 500}
+    assert all(s.get("Square", {"in": 0})["in"] <= 500 for s in seen)

@@ -1,0 +1,262 @@
+"""One typed, validated configuration for the ambient-noise workflow.
+
+Precedence (lowest to highest): defaults < YAML file (``--config``) < environment variables
+``NOISECORR_<KEY>`` (e.g. ``NOISECORR_MAPPING=multiprocess``, ``NOISECORR_CC_LEN=3600``)
+< command-line flags. Bad configuration fails before anything runs, naming the field and
+the allowed values; unknown keys are rejected by name.
+
+The file has two sections; ``processing`` uses NoisePy's parameter names (see
+:class:`noisecorr.signal.params.CorrelationParams`)::
+
+    data: null            # SDS archive or folder of miniSEED/SAC; null: bundled station_data/
+    inventory: null       # StationXML with responses
+    mapping: sequential
+    processing:
+      cc_len: 1800
+      ...
+
+YAML is read with ``yaml.safe_load`` (no object construction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from noisecorr.signal.params import CorrelationParams
+
+#: Output folder used when ``--out`` is not given (created in the current directory).
+DEFAULT_OUT = "noisecorr_output"
+MAPPINGS = ("sequential", "multiprocess", "mpi", "storm")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+def bundled_station_data() -> Path:
+    """Folder of the sample stations shipped with the source tree."""
+    return Path(__file__).resolve().parents[2] / "station_data"
+
+
+@dataclass
+class WorkflowConfig:
+    """Everything a ``noisecorr run`` needs.
+
+    Attributes
+    ----------
+    data : str or None
+        SDS archive root or a folder of miniSEED/SAC files. ``None`` (and no ``fdsn``)
+        uses the bundled ``station_data/``.
+    inventory : str or None
+        StationXML file with instrument responses (default: ``stations.xml`` beside the
+        data when it exists).
+    fdsn : str or None
+        Base URL of FDSN web services (dataselect and station); used instead of ``data``.
+    start, end : str or None
+        Time span (ISO 8601). Default: the span announced by the data's ``manifest.json``
+        (bundled and synthetic data), else required.
+    stations : int or None
+        Use the first N stations sorted by code. If N exceeds the stations available and
+        no ``data`` is given, a synthetic network of N stations is generated and cached.
+    network, channel : str
+        Selection patterns (``fnmatch``) for networks and channels, e.g. ``"*"``, ``"?HZ"``.
+    chunk_length : float
+        Seconds of data preprocessed and correlated at once (a "day"; 86400 by default).
+    mapping : str
+        ``sequential``, ``multiprocess``, ``mpi`` or ``storm``.
+    processes : int or None
+        Worker processes or MPI ranks.
+    out : str
+        Output folder (results ``results.h5``, plots, logs).
+    resume : bool
+        Skip pairs already complete in ``out`` instead of refusing to overwrite.
+    compression : str or None
+        HDF5 compression of the stacks: ``None``, ``"gzip"`` or ``"lzf"``.
+    synthetic_hours, synthetic_seed, synthetic_velocity : float, int, float
+        Parameters of a generated synthetic network (see ``stations``).
+    provenance : bool or str
+        Record W3C-PROV lineage (``True`` or a database URL).
+    processing : CorrelationParams
+        The science parameters (NoisePy names).
+    """
+
+    data: str | None = None
+    inventory: str | None = None
+    fdsn: str | None = None
+    start: str | None = None
+    end: str | None = None
+    stations: int | None = None
+    network: str = "*"
+    channel: str = "*"
+    chunk_length: float = 86400.0
+    mapping: str = "sequential"
+    processes: int | None = None
+    out: str = DEFAULT_OUT
+    resume: bool = False
+    compression: str | None = None
+    synthetic_hours: float = 2.0
+    synthetic_seed: int = 0
+    synthetic_velocity: float = 3.0
+    provenance: bool | str = False
+    processing: CorrelationParams = field(default_factory=CorrelationParams)
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- validation ------------------------------------------------------------------------
+    def validate(self):
+        if self.mapping not in MAPPINGS + ("simple", "multi"):
+            raise ConfigError(f"mapping: {self.mapping!r} is not one of {', '.join(MAPPINGS)}")
+        for name in ("stations", "processes"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name}: must be a positive integer or null, got {v!r}")
+        if self.stations is not None and self.stations < 2:
+            raise ConfigError(f"stations: at least 2 stations are needed for a pair, got {self.stations}")
+        if not (isinstance(self.chunk_length, (int, float)) and self.chunk_length > 0):
+            raise ConfigError(f"chunk_length: must be a positive number of seconds, got {self.chunk_length!r}")
+        if self.chunk_length < self.processing.cc_len:
+            raise ConfigError(
+                f"chunk_length: {self.chunk_length} s is shorter than processing.cc_len "
+                f"{self.processing.cc_len} s, so no window fits"
+            )
+        if self.compression not in (None, "gzip", "lzf"):
+            raise ConfigError(f"compression: {self.compression!r} is not one of null, gzip, lzf")
+        if self.data is not None and self.fdsn is not None:
+            raise ConfigError("data and fdsn: give one source of waveforms, not both")
+        for name in ("synthetic_hours", "synthetic_velocity"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(f"{name}: must be a positive number, got {v!r}")
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if v is not None:
+                from obspy import UTCDateTime
+
+                try:
+                    UTCDateTime(str(v))
+                except Exception:
+                    raise ConfigError(f"{name}: {v!r} is not an ISO 8601 time (e.g. 2024-01-01T00:00:00)") from None
+        if self.start and self.end:
+            from obspy import UTCDateTime
+
+            if UTCDateTime(str(self.end)) <= UTCDateTime(str(self.start)):
+                raise ConfigError(f"end: {self.end} is not after start {self.start}")
+        return self
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "processing"}
+        d["processing"] = self.processing.to_dict()
+        return d
+
+    def replace(self, **changes) -> "WorkflowConfig":
+        """A validated copy with ``changes`` (``processing`` keys may be given flat)."""
+        top = {f.name for f in fields(self)}
+        proc = {k: changes.pop(k) for k in list(changes) if k not in top}
+        if isinstance(changes.get("processing"), dict):
+            proc = {**changes.pop("processing"), **proc}
+        processing = self.processing
+        if proc:
+            try:
+                processing = CorrelationParams.from_dict({**self.processing.to_dict(), **proc})
+            except ValueError as exc:
+                raise ConfigError(f"processing: {exc}") from None
+        return dataclasses.replace(self, processing=processing, **changes)
+
+
+def _top_level_keys():
+    return {f.name for f in fields(WorkflowConfig)} - {"processing"}
+
+
+def _processing_keys():
+    return set(CorrelationParams().to_dict())
+
+
+def from_mapping(values: dict, base: WorkflowConfig | None = None, where="config") -> WorkflowConfig:
+    """Apply a dict of settings (file or environment) on top of ``base``; unknown keys fail."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+    top, proc_keys = _top_level_keys(), _processing_keys()
+    changes = {}
+    for key, value in values.items():
+        if key == "processing":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: processing must be a mapping of NoisePy parameters")
+            unknown = set(value) - proc_keys
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown processing key(s) {sorted(unknown)}; known: {sorted(proc_keys)}"
+                )
+            changes.setdefault("processing", {}).update(value)
+        elif key in top:
+            changes[key] = value
+        elif key in proc_keys:  # NoisePy users write them flat
+            changes.setdefault("processing", {})[key] = value
+        else:
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {sorted(top)} and processing.*")
+    try:
+        return (base or WorkflowConfig()).replace(**changes)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_yaml(path) -> dict:
+    """Read a YAML config safely; errors name the file (and line when YAML knows it)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return values or {}
+
+
+def _coerce(text, example):
+    """Parse an environment string into the type of ``example`` (YAML scalar rules)."""
+    value = yaml.safe_load(text)
+    if isinstance(example, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def from_environment(environ=None) -> dict:
+    """Settings from ``NOISECORR_<KEY>`` variables (top-level and processing keys)."""
+    environ = os.environ if environ is None else environ
+    defaults = WorkflowConfig().to_dict()
+    out = {}
+    for key in sorted(_top_level_keys() | _processing_keys()):
+        var = f"NOISECORR_{key.upper()}"
+        if var in environ:
+            example = defaults.get(key, defaults["processing"].get(key))
+            out[key] = _coerce(environ[var], example)
+    return out
+
+
+def load_config(path=None, environ=None, overrides=None) -> WorkflowConfig:
+    """Build the configuration: defaults < file < environment < ``overrides`` (flags).
+
+    ``overrides`` values that are ``None`` are ignored (flags not given).
+    """
+    config = WorkflowConfig()
+    if path is not None:
+        config = from_mapping(load_yaml(path), config, where=f"config file {path}")
+    env = from_environment(environ)
+    if env:
+        config = from_mapping(env, config, where="environment (NOISECORR_*)")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if flags:
+        config = from_mapping(flags, config, where="command line")
+    return config

@@ -1,0 +1,192 @@
+"""Run the ambient-noise workflow end to end and report what happened."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from noisecorr.engine import run
+
+from .build import Workflow, build_workflow
+from .config import WorkflowConfig
+
+log = logging.getLogger(__name__)
+
+RECORD_SECTION = "record_section.png"
+SUMMARY = "summary.json"
+LOCK = ".noisecorr.lock"
+
+
+class OutputLocked(RuntimeError):
+    """Another run is writing to the same output folder."""
+
+
+@dataclass
+class Report:
+    """What a run did: printed by the CLI as a table and stored as ``summary.json``."""
+
+    out: str
+    results: str
+    plot: str | None
+    mapping: str
+    stations: int
+    channels: int
+    chunks: int
+    pairs_expected: int
+    pairs_written: int
+    pairs_resumed: int
+    windows_used: int
+    windows_rejected: dict
+    skipped: list = field(default_factory=list)
+    wall_seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def had_skips(self) -> bool:
+        return bool(self.skipped)
+
+    def table(self) -> str:
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.windows_rejected.items()) if v) or "none"
+        lines = [
+            f"{'stations read':<22}{self.stations} ({self.channels} channels, {self.chunks} chunk(s) each)",
+            f"{'stations skipped':<22}{len(self.skipped)}",
+            *[f"{'':<24}{who}: {why}" for who, why in self.skipped],
+            f"{'windows used':<22}{self.windows_used}",
+            f"{'windows rejected':<22}{rejected}",
+            f"{'pairs written':<22}{self.pairs_written} of {self.pairs_expected}"
+            + (f" ({self.pairs_resumed} already complete)" if self.pairs_resumed else ""),
+            f"{'mapping':<22}{self.mapping}",
+            f"{'wall time':<22}{self.wall_seconds:.1f} s",
+            f"{'results':<22}{self.results}",
+        ]
+        if self.plot:
+            lines.append(f"{'record section':<22}{self.plot}")
+        return "\n".join(lines)
+
+
+class output_lock:
+    """Exclusive lock on an output folder: two runs never write the same results."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.fd, 100).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise OutputLocked(f"{self.path.parent} is in use by another run ({holder or 'unknown process'}); "
+                               "wait for it or choose another --out") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"pid {os.getpid()}".encode())
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | None = None) -> Report | None:
+    """Resolve the data, build the graph, enact it with ``config.mapping`` and finish.
+
+    Returns the :class:`Report` (``None`` on MPI ranks other than 0).
+
+    Raises
+    ------
+    FileExistsError
+        Results exist in ``config.out`` and ``config.resume`` is false.
+    OutputLocked
+        Another run writes to ``config.out``.
+    """
+    out = Path(config.out)
+    root = _is_root(config.mapping)
+    if root:
+        results = out / "results.h5"
+        if not config.resume and (results.exists() or Path(str(results) + ".parts").exists()):
+            raise FileExistsError(f"{results} exists; use --resume to continue it or choose another --out")
+    lock = output_lock(out) if root else _NoLock()
+    with lock:
+        t0 = time.perf_counter()
+        wf = workflow or build_workflow(config)
+        log.info("%d stations, %d channels from %s, %s to %s, mapping %s",
+                 len(wf.sources.stations), len(wf.sources.seed_ids), wf.sources.description,
+                 wf.sources.start, wf.sources.end, config.mapping)
+        result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
+                     **({"progress": progress} if progress is not None and config.mapping in ("sequential", "multiprocess") else {}))
+        if result is None:  # an MPI rank other than 0
+            return None
+        return finish(wf, result, time.perf_counter() - t0)
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _is_root(mapping):
+    if mapping != "mpi":
+        return True
+    from noisecorr.mappings import load
+
+    return load("mpi").is_root()
+
+
+def finish(wf: Workflow, result, wall) -> Report:
+    """Plot the record section and write ``summary.json`` for a finished enactment."""
+    config, sources = wf.config, wf.sources
+    stats = result.outputs.get(("Whiten", "stats"), [])
+    rejected_windows = {}
+    for s in stats:
+        for reason, n in s["rejected"].items():
+            rejected_windows[reason] = rejected_windows.get(reason, 0) + n
+    skipped = list(sources.skipped)
+    for r in result.outputs.get(("Preprocess", "rejected"), []):
+        skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
+    written = dict(result.outputs.get(("WriteResults", "output"), [])).get("written", 0)
+    plot_path = None
+    if wf.results_path.exists():
+        from noisecorr.results import open_results
+        from noisecorr.results.plot import record_section
+
+        plot_path = str(Path(config.out) / RECORD_SECTION)
+        with open_results(wf.results_path) as res:
+            comp = config.processing.components[0]
+            if res.pairs(comp):
+                # show the move-out: lags up to the slowest guide velocity's arrival, with margin
+                far = max(res.meta(a, b, comp).get("distance_km", 0.0) or 0.0 for a, b in res.pairs(comp))
+                record_section(res, component=comp, path=plot_path,
+                               maxlag=min(config.processing.maxlag, max(10.0, 1.3 * far / 2.0)),
+                               velocities=(config.synthetic_velocity,) if sources.truth else (2.0, 3.0, 4.0),
+                               title=f"Record section {comp}, {len(res.pairs(comp))} pairs")
+            else:
+                plot_path = None
+    chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
+    report = Report(
+        out=str(config.out), results=str(wf.results_path), plot=plot_path, mapping=result.mapping,
+        stations=len(sources.stations), channels=len(sources.seed_ids), chunks=chunks,
+        pairs_expected=wf.n_pairs, pairs_written=written, pairs_resumed=len(wf.completed),
+        windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
+        skipped=skipped, wall_seconds=wall,
+        timings={k: round(v, 3) for k, v in result.timings.items()},
+    )
+    tmp = Path(config.out) / (SUMMARY + ".tmp")
+    tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))
+    os.replace(tmp, Path(config.out) / SUMMARY)
+    return report
+
+
+def _iso(t):
+    from obspy import UTCDateTime
+
+    return str(UTCDateTime(t))

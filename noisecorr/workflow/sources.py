@@ -1,0 +1,207 @@
+"""Where the waveforms, responses, stations and time span of a run come from.
+
+One interface, many sources (as in ObsPy): an SDS archive, a folder of miniSEED/SAC files and
+FDSN web services all become a client with ``get_waveforms(network, station, location,
+channel, starttime, endtime)`` plus an :class:`obspy.Inventory` with responses.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, WorkflowConfig, bundled_station_data
+
+log = logging.getLogger(__name__)
+
+#: Folder (in the current directory) where generated synthetic networks are cached.
+SYNTH_CACHE = "noisecorr_cache"
+
+
+@dataclass
+class Sources:
+    """The resolved inputs of a run.
+
+    Attributes
+    ----------
+    client : object with ``get_waveforms``
+    inventory : obspy.Inventory
+    seed_ids : list of str
+        ``NET.STA.LOC.CHA`` of every channel used, sorted.
+    stations : dict
+        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``.
+    start, end : obspy.UTCDateTime
+    description : str
+        Where the data came from (printed by the CLI, stored in the results).
+    truth : path or None
+        Travel-time table of a synthetic network, when known.
+    skipped : list of (str, str)
+        ``(station or channel, reason)`` left out while resolving.
+    """
+
+    client: object
+    inventory: object
+    seed_ids: list
+    stations: dict
+    start: object
+    end: object
+    description: str
+    truth: Path | None = None
+    skipped: list = field(default_factory=list)
+
+
+def _is_sds(root: Path) -> bool:
+    return any(p.is_dir() and p.name.isdigit() and len(p.name) == 4 for p in root.iterdir())
+
+
+def _manifest_span(folder: Path):
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None, None
+    from obspy import UTCDateTime
+
+    params = json.loads(path.read_text()).get("parameters", {})
+    if "start" not in params or "hours" not in params:
+        return None, None
+    start = UTCDateTime(params["start"])
+    return start, start + float(params["hours"]) * 3600.0
+
+
+def _needed_orientations(components):
+    needed = set()
+    for comp in components:
+        for c in comp:
+            needed |= {"E", "N"} if c in "RT" else {c}
+    return needed
+
+
+def synthetic_network(config: WorkflowConfig) -> Path:
+    """Generate (or reuse from the cache) the synthetic network ``config.stations`` asks for."""
+    from noisecorr.synth import write_network
+
+    p = config.processing
+    name = (f"synth_n{config.stations}_h{config.synthetic_hours:g}_s{config.synthetic_seed}"
+            f"_v{config.synthetic_velocity:g}_fs{p.sampling_rate:g}")
+    folder = Path(SYNTH_CACHE) / name
+    log.info("using synthetic network of %d stations in %s (generated once, then cached)",
+             config.stations, folder)
+    write_network(folder, n_stations=config.stations, hours=config.synthetic_hours,
+                  seed=config.synthetic_seed, velocity=config.synthetic_velocity,
+                  sampling_rate=p.sampling_rate)
+    return folder
+
+
+def resolve(config: WorkflowConfig) -> Sources:
+    """Resolve ``config`` into a client, an inventory, channels and a time span.
+
+    Raises
+    ------
+    ConfigError
+        Nothing usable (missing folder, no StationXML, no channels, no time span), naming
+        the field to fix.
+    """
+    from obspy import UTCDateTime, read_inventory
+
+    truth = None
+    if config.fdsn:
+        client, inventory, description = _fdsn(config)
+        folder = None
+    else:
+        if config.data is None:
+            folder = bundled_station_data()
+            if config.stations is not None and config.stations > _count_stations(folder):
+                folder = synthetic_network(config)
+            description = f"sample stations in {folder}"
+        else:
+            folder = Path(config.data)
+            description = f"archive {folder}"
+            if not folder.is_dir():
+                raise ConfigError(f"data: {folder} is not a folder")
+        root = folder / "SDS" if (folder / "SDS").is_dir() else folder
+        if _is_sds(root):
+            from obspy.clients.filesystem.sds import Client as SDSClient
+
+            client = SDSClient(str(root))
+        else:
+            from pes.fetch import FileClient
+
+            client = FileClient(str(root))
+        inv_path = Path(config.inventory) if config.inventory else None
+        if inv_path is None:
+            for candidate in (folder / "stations.xml", root.parent / "stations.xml"):
+                if candidate.is_file():
+                    inv_path = candidate
+                    break
+        if inv_path is None:
+            raise ConfigError(f"inventory: no StationXML given and none found beside {folder}; use --inventory FILE")
+        try:
+            inventory = read_inventory(str(inv_path))
+        except FileNotFoundError:
+            raise ConfigError(f"inventory: {inv_path} does not exist") from None
+        except Exception as exc:
+            raise ConfigError(f"inventory: {inv_path} is not readable StationXML: {exc}") from None
+        if (folder / "truth.csv").is_file():
+            truth = folder / "truth.csv"
+
+    start = UTCDateTime(config.start) if config.start else None
+    end = UTCDateTime(config.end) if config.end else None
+    if (start is None or end is None) and folder is not None:
+        m_start, m_end = _manifest_span(folder)
+        start, end = start or m_start, end or m_end
+    if start is None or end is None:
+        raise ConfigError("start/end: the time span is unknown for this data; give --start and --end")
+
+    needed = _needed_orientations(config.processing.components)
+    seed_ids, stations, skipped = [], {}, []
+    for net in inventory:
+        if not fnmatch.fnmatch(net.code, config.network):
+            continue
+        for sta in net:
+            code = f"{net.code}.{sta.code}"
+            chans = [
+                f"{code}.{ch.location_code}.{ch.code}"
+                for ch in sta
+                if fnmatch.fnmatch(ch.code, config.channel) and ch.code[-1:] in needed
+                and (ch.start_date is None or ch.start_date < end)
+                and (ch.end_date is None or ch.end_date > start)
+            ]
+            if not chans:
+                skipped.append((code, f"no channel matching {config.channel!r} with orientation {sorted(needed)}"))
+                continue
+            stations[code] = {"latitude": sta.latitude, "longitude": sta.longitude, "elevation": sta.elevation}
+            seed_ids.extend(sorted(set(chans)))
+    codes = sorted(stations)
+    if config.stations is not None:
+        codes = codes[: config.stations]
+        stations = {c: stations[c] for c in codes}
+        seed_ids = [s for s in seed_ids if s.rsplit(".", 2)[0] in stations]
+    if len(stations) < 2:
+        raise ConfigError(f"stations: {len(stations)} usable station(s) in {description}; at least 2 are needed")
+    return Sources(client, inventory, sorted(seed_ids), stations, start, end, description, truth, skipped)
+
+
+def _count_stations(folder: Path) -> int:
+    from obspy import read_inventory
+
+    inv = read_inventory(str(folder / "stations.xml"))
+    return sum(len(net) for net in inv)
+
+
+def _fdsn(config):
+    from obspy.clients.fdsn import Client
+
+    try:
+        client = Client(config.fdsn)
+    except Exception as exc:
+        raise ConfigError(f"fdsn: cannot use FDSN web services at {config.fdsn}: {exc}") from None
+    from obspy import UTCDateTime
+
+    if not (config.start and config.end):
+        raise ConfigError("start/end: give --start and --end with --fdsn")
+    inventory = client.get_stations(network=config.network, channel=config.channel,
+                                    starttime=UTCDateTime(config.start), endtime=UTCDateTime(config.end),
+                                    level="response")
+    return client, inventory, f"FDSN web services at {config.fdsn}"

@@ -1,0 +1,87 @@
+"""Write stacks to the run's HDF5 results file (thin over :class:`noisecorr.results.ResultsWriter`).
+
+Items
+-----
+input : dict (grouping ``"global"``: one writer instance owns the file)
+    A :class:`pes.stack.StackPE` output: ``source``, ``receiver``, ``component``, ``lags``,
+    ``stack``, ``n_windows``, ``sampling_rate``, optional ``substacks``...
+output : tuple
+    ``("written", n_pairs)`` once, after the file is complete.
+
+The writer buffers pairs and checkpoints them into part files written under a temporary
+name and renamed, so a crash loses at most the unfinished batch and ``resume`` continues;
+``postprocess`` merges everything into the final file atomically.
+"""
+
+from __future__ import annotations
+
+from noisecorr.engine import GenericPE
+
+__all__ = ["WriteResultsPE"]
+
+_SKIP_META = {"key", "source", "receiver", "component", "lags", "stack", "params", "substacks",
+              "substack_starts", "substack_counts", "source_id", "receiver_id"}
+
+
+def _net_sta(code):
+    return ".".join(code.split(".")[:2])
+
+
+class WriteResultsPE(GenericPE):
+    """Write every stack it receives to ``path``; skip pairs listed in ``skip``.
+
+    Parameters
+    ----------
+    path : str
+        The results file (``results.h5``).
+    params : dict
+        Processing parameters stored in the file (a resumed file must match them).
+    stations : dict
+        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``.
+    starttime, endtime : str
+        Span of the input data.
+    compression : None, "gzip" or "lzf"
+    skip : set of (source, receiver, component)
+        Already complete (``--resume``): not written again.
+    """
+
+    def __init__(self, path, params, stations, starttime, endtime, compression=None, skip=(),
+                 name=None):
+        super().__init__()
+        if name:
+            self.name = name
+        self._add_input("input", grouping="global")
+        self._add_output("output")
+        self.path = str(path)
+        self.params = params
+        self.stations = stations
+        self.starttime, self.endtime = str(starttime), str(endtime)
+        self.compression = compression
+        self.skip = set(skip)
+        self.writer = None
+        self.written = 0
+
+    def preprocess(self):
+        from noisecorr.results import ResultsWriter
+
+        stations = [{"code": code, **coords} for code, coords in sorted(self.stations.items())]
+        self.writer = ResultsWriter(self.path, self.params, stations=stations, starttime=self.starttime,
+                                    endtime=self.endtime, compression=self.compression, resume=True)
+
+    def process(self, inputs):
+        item = inputs["input"]
+        # results are keyed by "NET.STA" (the correlator's keys may carry ".LOC")
+        key = (_net_sta(item["source"]), _net_sta(item["receiver"]), item["component"])
+        if key in self.skip:
+            return
+        meta = {k: v for k, v in item.items() if k not in _SKIP_META and v is not None}
+        data = item["stack"] if item.get("substacks") is None else item["substacks"]
+        if item.get("substacks") is not None:
+            meta["substack_starts"] = [float(t) for t in item["substack_starts"]]
+            meta["substack_counts"] = [int(n) for n in item["substack_counts"]]
+        self.writer.write_pair(*key, item["lags"], data, meta)
+        self.written += 1
+
+    def postprocess(self):
+        self.writer.close()
+        self.write("output", ("written", self.written))
