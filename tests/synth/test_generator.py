@@ -90,13 +90,14 @@ def test_band_and_amplitude():
     assert spec[w == 0].sum() < 1e-6 * spec.sum()
 
 
-def _pair(sector, seed=3, snr=2.0):
-    pts = [destination(*CENTER, 270.0, 60.0), destination(*CENTER, 90.0, 40.0)]
+def _pair(sector, seed=3, snr=2.0, west=60.0, east=40.0, hours=2, n_sources=200):
+    pts = [destination(*CENTER, 270.0, west), destination(*CENTER, 90.0, east)]
     net = SyntheticNetwork(layout=[(float(a), float(b)) for a, b in pts], seed=seed,
-                           n_sources=200, source_azimuths=sector, snr=snr)
+                           n_sources=n_sources, source_azimuths=sector, snr=snr)
     (src, rcv, dist, tt), = net.truth()
-    assert (src, rcv) == ("XS.S0001", "XS.S0002") and 99.9 < dist < 100.1
-    v = net.generate(0, 2 * 3600, output="VEL")[:, 0].astype(float)
+    assert (src, rcv) == ("XS.S0001", "XS.S0002")
+    assert abs(dist - (west + east)) < 0.1
+    v = net.generate(0, hours * 3600, output="VEL")[:, 0].astype(float)
     maxlag = int(60 * net.sampling_rate)
     return ccf(v[0], v[1], maxlag), maxlag, tt * net.sampling_rate
 
@@ -114,10 +115,14 @@ def test_ccf_peak_at_true_travel_time_with_sign(sector, sign):
 
 
 def test_ccf_ring_of_sources_gives_both_sides():
-    """All around: both sides. Off the stationary-phase line, sources arrive
-    earlier than d/v, so a finite ring biases the peaks slightly inwards; two
-    samples (0.1 s of 33 s) is the tolerance here."""
-    c, maxlag, tt_samples = _pair((0.0, 360.0))
+    """All around: both sides. Only sources near the inter-station line add
+    up coherently, so the ring needs more data than a sector to converge
+    (the realisation's CCF approaches the ensemble one as sqrt(time), faster
+    for short distances): 30 km, 3 h. Off-line sources arrive earlier than
+    d/v, so a finite ring biases the peaks slightly inwards; two samples is
+    the tolerance."""
+    c, maxlag, tt_samples = _pair((0.0, 360.0), west=15.0, east=15.0, hours=3,
+                                  n_sources=300)
     pos = np.argmax(c[maxlag:])
     neg = np.argmax(c[:maxlag + 1][::-1])
     assert abs(pos - tt_samples) <= 2.0
