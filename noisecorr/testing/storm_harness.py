@@ -126,7 +126,6 @@ class ComponentProcess:
         if not self.stderr_path:
             return ""
         try:
-            self._stderr.flush()
             text = Path(self.stderr_path).read_bytes()[-n:].decode("utf-8", "replace")
         except OSError:
             return ""
@@ -347,8 +346,9 @@ class LocalStormHarness:
                     except queue.Empty:
                         break
                     self._handle(self.tasks[taskid], msg)
-                continue
-            # idle: finished?
+                if not self.inbox.empty() or not self._quiet(spouts):
+                    continue
+            # nothing to read: finished?
             if not results.missing_results(self.output_dir, self.layout):
                 return
             now = time.monotonic()
@@ -363,6 +363,11 @@ class LocalStormHarness:
                 missing = results.missing_results(self.output_dir, self.layout)
                 raise EngineError(f"the topology did not finish within {self.timeout} s; unfinished tasks: "
                                   f"{', '.join(missing)}")
+
+    @staticmethod
+    def _quiet(spouts):
+        """No spout is about to be asked for more (so the run may have ended)."""
+        return all(s.finished and not s.commands for s in spouts)
 
     def _heartbeat(self, bolts):
         now = time.monotonic()

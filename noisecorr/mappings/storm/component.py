@@ -152,6 +152,7 @@ class Host:
         self.pe = self.pe_spec.instantiate()
         self.pe.instance = self.index
         self.pe.rank = self.taskid
+        self.connected = {e.source_port for e in self.spec.edges if e.source == pe_name}
         self.pe._writers = {port: self._make_writer(port) for port in self.pe_spec.outputs}
 
     # -- writing ---------------------------------------------------------------------------
@@ -159,8 +160,7 @@ class Host:
         from noisecorr.engine.routing import group_key, stable_hash
 
         cell = self.out_cells[port]
-        connected = any(e.source == self.name and e.source_port == port for e in self.spec.edges)
-        if not connected:
+        if port not in self.connected:
             items = self.outputs.setdefault((self.name, port), [])
 
             def collect(item, _append=items.append, _cell=cell):
@@ -193,8 +193,9 @@ class Host:
         self.pending.clear()
 
     def _eos_tuples(self):
-        for out in self.info["outputs"].values():
-            self.pending.append((out["eos"], [self.index]))
+        for port, out in self.info["outputs"].items():
+            if port in self.connected:  # nobody subscribes to the others
+                self.pending.append((out["eos"], [self.index]))
 
     # -- lifecycle -------------------------------------------------------------------------
     def _call(self, phase, fn, item=None):
