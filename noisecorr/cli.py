@@ -43,8 +43,12 @@ def cli(ctx, verbose, quiet):
 
 
 # -- loading a graph from a module or file ------------------------------------------------------
-def load_target(target):
-    """Load ``MODULE[:ATTR]`` or ``path/to/file.py[:ATTR]`` and return the workflow graph.
+def load_target(target, registry=None):
+    """Load ``MODULE[:ATTR]``, ``path/to/file.py[:ATTR]`` or ``registry:WS.WORKFLOW[@VERSION]``
+    and return the workflow graph.
+
+    A ``registry:`` target is loaded from the registry at ``registry`` (a URL; default
+    ``$NOISECORR_REGISTRY``, else the default SQLite file, see :mod:`noisecorr.registry`).
 
     Without ``ATTR`` the module's ``graph`` attribute is used, else its only
     :class:`~noisecorr.engine.WorkflowGraph`. A callable attribute is called with no arguments
@@ -53,6 +57,10 @@ def load_target(target):
     """
     from noisecorr.engine import WorkflowGraph
 
+    if target.startswith("registry:"):
+        from noisecorr.registry.cli import load_registry_target
+
+        return load_registry_target(target, registry)
     module_part, _, attr = target.partition(":")
     if target.count(":") > 1 or (os.name == "nt" and len(module_part) == 1):
         module_part, _, attr = target.rpartition(":")
@@ -139,8 +147,10 @@ def _print_result(result, show):
 @click.option("-f", "--file", "data_file", default=None, help="File holding the JSON of -d.")
 @click.option("--plan", "show_plan", is_flag=True, help="Print the placement of PE instances before running.")
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True, help="Output items to print per output.")
-def enact(target, mapping, processes, iterations, data, data_file, show_plan, show):
-    """Enact the workflow graph TARGET (MODULE[:ATTR] or FILE.py[:ATTR]) with a mapping."""
+@click.option("--registry", "registry_url", default=None, metavar="URL",
+              help="Registry of registry:WS.WORKFLOW targets (default: $NOISECORR_REGISTRY or the default file).")
+def enact(target, mapping, processes, iterations, data, data_file, show_plan, show, registry_url):
+    """Enact the workflow graph TARGET (MODULE[:ATTR], FILE.py[:ATTR] or registry:WS.WORKFLOW[@V])."""
     from noisecorr.engine import run
     from noisecorr.mappings import canonical_name, load
 
@@ -151,7 +161,7 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
         code = relaunch(processes, argv=click.get_current_context().find_root().obj.get("argv"))
         if code is not None:
             raise SystemExit(code)
-    graph = load_target(target)
+    graph = load_target(target, registry=registry_url)
     inputs = parse_inputs(graph, iterations, data, data_file)
     if show_plan:
         from noisecorr.engine.plan import make_plan
