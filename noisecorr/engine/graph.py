@@ -149,6 +149,27 @@ class WorkflowGraph:
             normalize_grouping(grouping, where=f"connect to '{to_pe.name}.{to_port}': ")
         self._edges.append((from_pe, from_port, to_pe, to_port, grouping))
 
+    def disconnect(self, from_pe, from_port, to_pe, to_port):
+        """Remove the stream(s) from ``from_pe.from_port`` to ``to_pe.to_port``."""
+        before = len(self._edges)
+        self._edges = [e for e in self._edges
+                       if not (e[0] is from_pe and e[1] == from_port and e[2] is to_pe and e[3] == to_port)]
+        if len(self._edges) == before:
+            raise GraphError(f"no stream from '{from_pe.name}.{from_port}' to '{to_pe.name}.{to_port}'")
+
+    def consumers(self, pe, port):
+        """``[(pe, input, grouping override)]`` connected to output ``port`` of ``pe``."""
+        return [(e[2], e[3], e[4]) for e in self._edges if e[0] is pe and e[1] == port]
+
+    def insert_after(self, pe, port, new_pe, new_input="input", new_output="output"):
+        """Put ``new_pe`` between output ``port`` of ``pe`` and everything it fed."""
+        targets = self.consumers(pe, port)
+        for dst, dport, _ in targets:
+            self.disconnect(pe, port, dst, dport)
+        self.connect(pe, port, new_pe, new_input)
+        for dst, dport, grouping in targets:
+            self.connect(new_pe, new_output, dst, dport, grouping=grouping)
+
     @property
     def pes(self):
         return list(self._pes)

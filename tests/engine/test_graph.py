@@ -229,3 +229,14 @@ def test_progress_callback_reports_counts(mapping, processes):
     assert seen, "no progress reported"
     assert seen[-1]["Square"] == {"in": 500, "out": 500}
     assert all(s.get("Square", {"in": 0})["in"] <= 500 for s in seen)
+
+
+def test_insert_after_and_disconnect():
+    g = WorkflowGraph()
+    src, sq = Range(4), Square()
+    g.connect(src, "output", sq, "input")
+    g.insert_after(src, "output", create_iterative_chain([abs], name_prefix="x_")._resolve_input("input")[0])
+    assert sorted(run(g).outputs[("Square", "output")]) == [0, 1, 4, 9]
+    assert [pe.name for pe, _, _ in g.consumers(src, "output")] == ["x_abs"]
+    with pytest.raises(GraphError, match="no stream from 'Range.output' to 'Square.input'"):
+        g.disconnect(src, "output", sq, "input")
