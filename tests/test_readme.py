@@ -28,3 +28,15 @@ def test_quick_start_has_exactly_two_commands():
     commands = [line for line in section.splitlines() if line.strip()]
     assert len(commands) == 2
     assert commands[1] == "bash scripts/test.sh"
+    assert commands[0].endswith("noisecorr run")
+
+
+def test_library_example_runs(tmp_path):
+    code = next(b for b in python_blocks() if "class Clip(IterativePE)" in b)
+    script = tmp_path / "clip.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.strip().splitlines()]
+    assert len(lines) == 6 and all(line[0].startswith("XS.S000") for line in lines)
+    assert (tmp_path / "clipped" / "results.h5").exists()
