@@ -1,0 +1,283 @@
+"""Station-block tiling: blocks, tiles, their owners and the memory they need.
+
+``N`` stations are cut into ``ceil(N / B)`` blocks of ``B`` consecutive stations (the last
+block may be partial). A *tile* is a pair of blocks ``(I, J)`` with ``I <= J``; it holds
+the station pairs ``(i, j)`` with ``i`` in block ``I``, ``j`` in block ``J`` and ``i < j``
+(on a diagonal tile ``I == J`` only the upper triangle). Every pair ``i < j`` lies in
+exactly one tile. Tiles are the unit of work: :func:`assign_tiles` deals them to workers
+so that every worker gets about the same number of pairs.
+
+Memory model of one worker (bytes, see :func:`predict_peak_bytes`):
+
+* resident spectra: the in-band spectral factors of every station of every block that one
+  of the worker's tiles touches, ``n_st * n_windows * n_freq_band * 8 * n_factors``
+  (complex64). A single pass over the stations of a chunk must keep them until the
+  worker's last tile with that block is done;
+* the tile: two assembled blocks ``(n_freq_band, B, n_windows)`` complex64 and the
+  window-summed cross-spectra ``(n_freq_band, B, B)`` complex64;
+* the inverse FFT of a batch of ``pair_batch`` pairs (full one-sided spectra and
+  ``nfft`` real samples) and the tile's output ``B * B * n_lags`` float32;
+* with several chunks and a linear stack, the running sums of the worker's pairs
+  (``n_pairs * n_lags * 8``) if the stack is kept in memory (``n_chunks > 1``).
+
+Examples
+--------
+>>> parse_memory("8GB"), parse_memory("1.5 GiB"), parse_memory(4096)
+(8000000000, 1610612736, 4096)
+>>> p = plan_tiles(1000, 48, 7021, 72000, 8001, "8GB", workers=2)
+>>> p.block_size <= 1000 and p.peak_bytes <= 4_000_000_000
+True
+>>> plan_tiles(1000, 48, 7021, 72000, 8001, "1GB", workers=2)
+Traceback (most recent call last):
+...
+MemoryError: 1000 stations x 48 windows x 7021 in-band bins need at least ...
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["parse_memory", "format_bytes", "n_blocks", "block_range", "tiles", "tile_pairs",
+           "tile_cost", "assign_tiles", "predict_peak_bytes", "TilePlan", "plan_tiles",
+           "PAIR_BATCH"]
+
+#: Pairs per batched inverse FFT (bounds the irfft buffers, about 50 MB at nfft 72,000).
+PAIR_BATCH = 64
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+
+
+def parse_memory(value) -> int:
+    """Bytes from ``"8GB"``, ``"512 MiB"``, ``"2e9"`` or a number of bytes.
+
+    KB/MB/GB/TB (and K/M/G/T) are powers of 1000, KiB/MiB/GiB/TiB powers of 1024.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"memory must be a size such as '8GB', got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"memory must be a size such as '8GB' or '512MiB' "
+                             f"(units {sorted(set(u.upper() for u in _UNITS if u))}), got {value!r}")
+        number, unit = float(m.group(1)), m.group(2).lower()
+    out = int(number * _UNITS[unit])
+    if out <= 0:
+        raise ValueError(f"memory must be positive, got {value!r}")
+    return out
+
+
+def format_bytes(n: float) -> str:
+    """``'3.2 GB'`` (powers of 1000)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def n_blocks(n_stations: int, block_size: int) -> int:
+    """Number of blocks of ``block_size`` stations (the last one may be partial)."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    return -(-int(n_stations) // int(block_size))
+
+
+def block_range(block: int, block_size: int, n_stations: int) -> range:
+    """Station indices of ``block``."""
+    return range(block * block_size, min((block + 1) * block_size, n_stations))
+
+
+def tiles(nb: int) -> list:
+    """All tiles ``(I, J)``, ``0 <= I <= J < nb``, row by row."""
+    return [(i, j) for i in range(nb) for j in range(i, nb)]
+
+
+def tile_pairs(tile, block_size: int, n_stations: int) -> list:
+    """Station pairs ``(i, j)``, ``i < j``, of a tile, row-major."""
+    bi, bj = tile
+    ri, rj = block_range(bi, block_size, n_stations), block_range(bj, block_size, n_stations)
+    return [(i, j) for i in ri for j in rj if i < j]
+
+
+def tile_cost(tile, block_size: int, n_stations: int) -> int:
+    """Number of station pairs of a tile (the work is proportional to it)."""
+    ni = len(block_range(tile[0], block_size, n_stations))
+    if tile[0] == tile[1]:
+        return ni * (ni - 1) // 2
+    return ni * len(block_range(tile[1], block_size, n_stations))
+
+
+def assign_tiles(tile_list, costs, workers: int) -> list:
+    """Owner (worker index) of each tile, balancing the summed cost.
+
+    Longest-processing-time first: tiles by decreasing cost (ties in tile order), each to
+    the least loaded worker (ties to the lowest index); deterministic.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    load = [0] * workers
+    owner = [0] * len(tile_list)
+    for k in sorted(range(len(tile_list)), key=lambda k: (-costs[k], k)):
+        w = min(range(workers), key=lambda w: (load[w], w))
+        owner[k] = w
+        load[w] += costs[k]
+    return owner
+
+
+def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_band: int,
+                       nfft: int, n_lags: int, *, n_factors: int = 1, pair_batch: int = PAIR_BATCH,
+                       stack_pairs: int = 0) -> dict:
+    """Bytes one worker needs, by item (see the module docstring); ``"total"`` sums them."""
+    b, w, f = int(block_size), int(n_windows), int(n_freq_band)
+    pb = min(int(pair_batch), b * b)
+    out = {
+        "resident_spectra": n_resident * w * f * 8 * n_factors,
+        "tile_blocks": 2 * f * b * w * 8,
+        "tile_cross_spectra": f * b * b * 8,
+        "inverse_fft": pb * ((nfft // 2 + 1) * 8 + nfft * 8),
+        "tile_output": b * b * n_lags * 4,
+        "stack_sums": stack_pairs * n_lags * 8,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Blocks, tiles and their owners for ``n_stations`` stations and ``workers`` workers.
+
+    Attributes
+    ----------
+    n_stations, block_size, n_blocks, workers : int
+    tiles : tuple of (I, J)
+    owners : tuple of int
+        Worker of each tile (:func:`assign_tiles`).
+    peak_bytes : int
+        Predicted peak of the busiest worker (:func:`predict_peak_bytes`).
+    budget_bytes : int or None
+    breakdown : dict
+        The busiest worker's bytes by item.
+    """
+
+    n_stations: int
+    block_size: int
+    n_blocks: int
+    workers: int
+    tiles: tuple
+    owners: tuple
+    peak_bytes: int
+    budget_bytes: int | None = None
+    breakdown: dict = field(default_factory=dict)
+
+    def block_of(self, station: int) -> int:
+        return int(station) // self.block_size
+
+    def worker_tiles(self, worker: int) -> list:
+        """Tiles owned by ``worker``, in tile order."""
+        return [t for t, o in zip(self.tiles, self.owners) if o == worker]
+
+    def workers_of_block(self, block: int) -> list:
+        """Workers owning at least one tile that contains ``block`` (sorted)."""
+        return sorted({o for t, o in zip(self.tiles, self.owners) if block in t})
+
+    def worker_pairs(self, worker: int) -> int:
+        return sum(tile_cost(t, self.block_size, self.n_stations) for t in self.worker_tiles(worker))
+
+
+def _resident_stations(nst, bs, tile_list, owners, workers):
+    touched = [set() for _ in range(workers)]
+    for (i, j), o in zip(tile_list, owners):
+        touched[o].update((i, j))
+    return [sum(len(block_range(b, bs, nst)) for b in t) for t in touched]
+
+
+def _layout(nst, bs, workers):
+    nb = n_blocks(nst, bs)
+    tl = tiles(nb)
+    costs = [tile_cost(t, bs, nst) for t in tl]
+    owners = assign_tiles(tl, costs, workers)
+    return nb, tl, owners, costs
+
+
+def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_lags: int,
+               memory_budget=None, workers: int = 1, *, n_factors: int = 1,
+               block_size: int | None = None, n_chunks: int = 1,
+               max_block: int = 512) -> TilePlan:
+    """Choose the block size and deal the tiles to workers within a memory budget.
+
+    Parameters
+    ----------
+    n_stations : int
+        Channels to correlate (one component: stations).
+    n_windows : int
+        Windows per station and chunk (``n_windows`` of a full chunk).
+    n_freq_band : int
+        Spectral bins that travel (in-band bins, see :func:`noisecorr.tiles.kernel.carried_band`).
+    nfft : int
+        FFT length.
+    n_lags : int
+        ``2 * maxlag_samples + 1``.
+    memory_budget : str or int, optional
+        Total for all workers (``"8GB"``); each worker gets ``budget / workers``.
+        None: no limit (block size ``max_block``).
+    workers : int
+        Tile workers (``TileCorrelatePE.numprocesses``).
+    n_factors : int
+        Spectral arrays per station (2 for ``cc_method="deconv"``, else 1).
+    block_size : int, optional
+        Force a block size (checked against the budget).
+    n_chunks : int
+        Chunks stacked in memory by a linear stack (``> 1`` adds the running sums).
+    max_block : int
+        Largest block size considered (BLAS-3 is near peak from about 128).
+
+    Returns
+    -------
+    TilePlan
+
+    Raises
+    ------
+    MemoryError
+        No block size fits; the message says how much the smallest plan needs.
+    """
+    nst = int(n_stations)
+    if nst < 2:
+        raise ValueError(f"need at least 2 stations, got {nst}")
+    budget = None if memory_budget is None else parse_memory(memory_budget)
+    per_worker = None if budget is None else budget // workers
+    if block_size is not None:
+        candidates = [int(block_size)]
+    else:
+        top = min(nst, int(max_block))
+        candidates = sorted({top, *[b for b in (512, 384, 256, 192, 128, 96, 64, 48, 32, 24, 16,
+                                                 8, 4, 2, 1) if b < top]}, reverse=True)
+    best = None
+    for bs in candidates:
+        nb, tl, owners, costs = _layout(nst, bs, workers)
+        resident = _resident_stations(nst, bs, tl, owners, workers)
+        worst = None
+        for w in range(workers):
+            pairs = sum(c for c, o in zip(costs, owners) if o == w) if n_chunks > 1 else 0
+            d = predict_peak_bytes(resident[w], bs, n_windows, n_freq_band, nfft, n_lags,
+                                   n_factors=n_factors, stack_pairs=pairs)
+            if worst is None or d["total"] > worst["total"]:
+                worst = d
+        plan = TilePlan(nst, bs, nb, workers, tuple(tl), tuple(owners), worst["total"], budget, worst)
+        if per_worker is None or worst["total"] <= per_worker:
+            return plan
+        best = plan if best is None or plan.peak_bytes < best.peak_bytes else best
+    d = best.breakdown
+    raise MemoryError(
+        f"{nst} stations x {n_windows} windows x {n_freq_band} in-band bins need at least "
+        f"{format_bytes(best.peak_bytes)} per worker (block size {best.block_size}: resident "
+        f"spectra {format_bytes(d['resident_spectra'])}, tile "
+        f"{format_bytes(d['tile_blocks'] + d['tile_cross_spectra'] + d['tile_output'])}, "
+        f"inverse FFT {format_bytes(d['inverse_fft'])}, stack sums {format_bytes(d['stack_sums'])})"
+        f", i.e. about {format_bytes(best.peak_bytes * workers)} for {workers} worker(s); the "
+        f"budget is {format_bytes(budget)}. Give more memory, shorter chunks (fewer windows "
+        f"per chunk), a narrower band or fewer stations per run.")

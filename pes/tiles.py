@@ -1,0 +1,512 @@
+"""Block-tiled correlation PEs: route station spectra to tiles, correlate tiles, stack.
+
+Thin over :mod:`noisecorr.tiles` (planning and the BLAS-3 kernel). The stage replaces
+``CrossCorrelatePE -> StackPE`` for many stations::
+
+    ... -> WhitenPE -> TileRoutePE -> TileCorrelatePE -> TileStackPE -> (writer)
+
+Items
+-----
+TileRoutePE input : dict
+    :class:`pes.normalise.WhitenPE` output (``seed_id``, ``chunk``, ``spectra``,
+    ``starttimes``, ``sampling_rate``, ``nfft``). A station without windows in a chunk
+    should still send an item (``spectra`` of shape ``(0, n_freq)``) so its tiles complete
+    early; otherwise they complete when the upstream finishes.
+TileRoutePE output / TileCorrelatePE input : dict (grouped by ``"slot"``)
+    ``{"slot", "worker", "chunk", "station" (index in the sorted station list), "channel"
+    (last letter of the seed id), "seed_id", "starttimes", "rcv" (n_windows, n_band)
+    complex64, "src" (deconv only, else None), "band" (start, stop), "nfft",
+    "sampling_rate"}``: one copy per *worker* owning a tile with the station's block (not
+    one per pair, nor per tile), in-band bins only.
+TileCorrelatePE output : dict, one per tile, chunk and component (linear stack)
+    ``{"tile": (I, J), "chunk", "component", "keys", "source", "receiver", "source_id",
+    "receiver_id" (lists, one entry per pair), "ccf_sum" (n_pairs, 2L+1) float32 (sum over
+    the pair's common windows of the per-window correlations), "n_windows" (n_pairs,) int64,
+    "lags" (s), "sampling_rate"}``. For ``stack_method`` pws/robust or sub-stacks it emits
+    instead :class:`pes.correlate.CrossCorrelatePE` items (per pair, per-window ``ccfs``)
+    for :class:`pes.stack.StackPE`.
+TileStackPE output : dict
+    ``batched=True``: per tile and component ``{"tile", "component", "keys", "source",
+    "receiver", "source_id", "receiver_id", "lags", "stack" (n_pairs, 2L+1) float32 (mean),
+    "n_windows" (n_pairs,), "stack_method", "sampling_rate", "params"}``;
+    ``batched=False``: one :class:`pes.stack.StackPE`-style dict per pair.
+
+Routing: the tiles are dealt to ``workers`` slots by :func:`noisecorr.tiles.plan_tiles`
+(balanced by pair count); slot ``w`` has a group-by key that the engine's stable hash
+sends to instance ``w`` of ``TileCorrelatePE`` (``numprocesses = workers``), in every
+mapping. The result never depends on the routing: any instance count is correct.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from noisecorr.engine import CompositePE, GenericPE
+from noisecorr.engine.routing import stable_hash
+from noisecorr.signal.components import ENZ_PAIRS
+from noisecorr.signal.correlate import lag_axis
+from noisecorr.signal.geodesy import pair_geometry
+from noisecorr.signal.params import CorrelationParams
+from noisecorr.tiles.kernel import (assemble_block, pairs_to_lags, station_factors,
+                                    tile_cross_spectra, tile_pair_index, tile_window_ccfs,
+                                    window_grid)
+from noisecorr.tiles.plan import TilePlan, block_range, format_bytes
+
+__all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TileWriterPE", "TiledCorrelation",
+           "slot_keys", "station_key", "write_stack_item"]
+
+
+def station_key(seed_id: str) -> str:
+    """``NET.STA.LOC`` of a seed id (as :func:`pes.correlate.station_key`)."""
+    return seed_id.rsplit(".", 1)[0]
+
+
+def slot_keys(n: int) -> list:
+    """``n`` group-by keys (ints) such that key ``w`` reaches instance ``w`` of ``n``."""
+    keys, k = [None] * n, 0
+    while any(x is None for x in keys):
+        w = stable_hash(k) % n
+        if keys[w] is None:
+            keys[w] = k
+        k += 1
+    return keys
+
+
+def _check_tiled(params: CorrelationParams):
+    bad = [c for c in params.components if c not in ENZ_PAIRS]
+    if bad:
+        raise ValueError(f"the tiled correlation supports ENZ component pairs only, got {bad}; "
+                         "use CrossCorrelatePE for RTZ rotation")
+
+
+def _channels(params) -> set:
+    return {c for comp in params.components for c in comp}
+
+
+class TileRoutePE(GenericPE):
+    """Compute a station's in-band spectral factors once and send them to its tiles' workers.
+
+    Parameters
+    ----------
+    params : CorrelationParams
+    stations : list of str
+        ``NET.STA.LOC`` keys (or seed ids) of every station; sorted internally, so pairs are
+        oriented as in :class:`pes.correlate.CrossCorrelatePE` (source < receiver).
+    plan : TilePlan
+        :func:`noisecorr.tiles.plan_tiles` for ``len(stations)`` stations.
+    """
+
+    def __init__(self, params: CorrelationParams, stations, plan: TilePlan, name: str | None = None):
+        super().__init__()
+        if name:
+            self.name = name
+        _check_tiled(params)
+        self._add_input("input")
+        self._add_output("output")
+        self.params = params
+        self.stations = sorted({station_key(s) if s.count(".") == 3 else s for s in stations})
+        if plan.n_stations != len(self.stations):
+            raise ValueError(f"plan is for {plan.n_stations} stations, got {len(self.stations)}")
+        self.plan = plan
+        self.index = {s: i for i, s in enumerate(self.stations)}
+        self.keys = slot_keys(plan.workers)
+        self.block_workers = [plan.workers_of_block(b) for b in range(plan.n_blocks)]
+        self.wanted = _channels(params)
+
+    def process(self, inputs):
+        item = inputs["input"]
+        sid = item["seed_id"]
+        channel = sid[-1].upper()
+        if channel not in self.wanted:
+            return
+        try:
+            st = self.index[station_key(sid)]
+        except KeyError:
+            raise ValueError(f"{sid}: station {station_key(sid)} is not in the tile plan's "
+                             f"station list ({len(self.stations)} stations)") from None
+        if "rcv" in item:  # already factored (e.g. read back from a spectra store)
+            rcv, src, band = item["rcv"], item.get("src"), slice(*item["band"])
+        else:
+            rcv, src, band = station_factors(item["spectra"], self.params, item["nfft"])
+        out = {"chunk": item["chunk"], "station": st, "channel": channel, "seed_id": sid,
+               "starttimes": np.asarray(item["starttimes"], dtype=np.float64), "rcv": rcv,
+               "src": src, "band": (band.start, band.stop), "nfft": int(item["nfft"]),
+               "sampling_rate": float(item["sampling_rate"])}
+        for w in self.block_workers[self.plan.block_of(st)]:
+            self.write("output", dict(out, slot=self.keys[w], worker=w))
+
+
+class TileCorrelatePE(GenericPE):
+    """Correlate the station pairs of the tiles of its worker slot(s), tile by tile.
+
+    A tile is computed as soon as every station of its two blocks has sent its channels
+    for the chunk (or when the upstream has finished: stations that never sent anything
+    are left out, as in :class:`pes.correlate.CrossCorrelatePE`). A station's spectra are
+    dropped once the worker's last tile that needs them is done.
+
+    Parameters
+    ----------
+    params : CorrelationParams
+    stations : list of str
+        As for :class:`TileRoutePE`.
+    plan : TilePlan
+    blas_threads : int, optional
+        Limit BLAS threads in this instance (threadpoolctl), e.g. 1 when every core runs a
+        worker process.
+    coordinates : dict, optional
+        ``{"NET.STA.LOC" or "NET.STA": (lat, lon)}`` for the per-pair items of the per-window
+        path (distance, azimuths).
+    """
+
+    def __init__(self, params: CorrelationParams, stations, plan: TilePlan,
+                 blas_threads: int | None = None, coordinates=None, name: str | None = None):
+        super().__init__()
+        if name:
+            self.name = name
+        _check_tiled(params)
+        self._add_input("input", grouping=["slot"])
+        self._add_output("output")
+        self.params = params
+        self.stations = sorted({station_key(s) if s.count(".") == 3 else s for s in stations})
+        self.plan = plan
+        self.numprocesses = plan.workers
+        self.blas_threads = blas_threads
+        self.coordinates = dict(coordinates or {})
+        self.wanted = _channels(params)
+        self.state = {}
+        self._limiter = None
+
+    @property
+    def per_window(self) -> bool:
+        return self.params.stack_method != "linear" or self.params.substack
+
+    def preprocess(self):
+        if self.blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            self._limiter = threadpool_limits(self.blas_threads)
+        if self.per_window:
+            self.log("stack_method=%s%s: per-window correlations on the slower tiled path "
+                     "(one inverse FFT per pair and window)", self.params.stack_method,
+                     " with sub-stacks" if self.params.substack else "")
+
+    def _chunk_state(self, chunk, worker):
+        key = (chunk, worker)
+        st = self.state.get(key)
+        if st is None:
+            mine = self.plan.worker_tiles(worker)
+            refs = {}
+            for t in mine:
+                for b in set(t):
+                    refs[b] = refs.get(b, 0) + 1
+            st = self.state[key] = {"items": {}, "done_blocks": {}, "pending": set(mine),
+                                    "refs": refs}
+        return st
+
+    def process(self, inputs):
+        item = inputs["input"]
+        st = self._chunk_state(item["chunk"], item["worker"])
+        k = (item["station"], item["channel"])
+        if k in st["items"]:
+            raise ValueError(f"{item['seed_id']}: spectra of chunk {item['chunk']} received twice")
+        st["items"][k] = item
+        if not all((item["station"], c) in st["items"] for c in self.wanted):
+            return
+        b = self.plan.block_of(item["station"])
+        st["done_blocks"][b] = st["done_blocks"].get(b, 0) + 1
+        size = len(block_range(b, self.plan.block_size, self.plan.n_stations))
+        if st["done_blocks"][b] < size:
+            return
+        ready = sorted(t for t in st["pending"] if b in t and all(
+            st["done_blocks"].get(x, 0) == len(block_range(x, self.plan.block_size,
+                                                           self.plan.n_stations)) for x in t))
+        for t in ready:
+            self._run_tile(item["chunk"], st, t)
+        if not st["pending"]:
+            del self.state[(item["chunk"], item["worker"])]
+
+    def postprocess(self):
+        for (chunk, worker) in sorted(self.state, key=lambda k: (str(k[0]), k[1])):
+            st = self.state[(chunk, worker)]
+            for t in sorted(st["pending"]):
+                self._run_tile(chunk, st, t)
+        self.state.clear()
+        if self._limiter is not None:
+            self._limiter.unregister()
+
+    # ------------------------------------------------------------------ one tile
+    def _release(self, st, tile):
+        st["pending"].discard(tile)
+        for b in set(tile):
+            st["refs"][b] -= 1
+            if st["refs"][b] == 0:
+                for s in block_range(b, self.plan.block_size, self.plan.n_stations):
+                    for c in self.wanted:
+                        st["items"].pop((s, c), None)
+
+    def _run_tile(self, chunk, st, tile):
+        try:
+            for comp in self.params.components:
+                self._correlate(chunk, st["items"], tile, comp)
+        finally:
+            self._release(st, tile)
+
+    def _side(self, items, block, channel):
+        rows = list(block_range(block, self.plan.block_size, self.plan.n_stations))
+        return rows, [items.get((s, channel)) for s in rows]
+
+    def _correlate(self, chunk, items, tile, comp):
+        p = self.params
+        bi, bj = tile
+        rows_i, got_i = self._side(items, bi, comp[0])
+        rows_j, got_j = self._side(items, bj, comp[1])
+        present = [g for g in got_i + got_j if g is not None]
+        if not present:
+            return
+        ref = present[0]
+        fs, nfft, band = ref["sampling_rate"], ref["nfft"], slice(*ref["band"])
+        nb = band.stop - band.start
+        grid = window_grid([g["starttimes"] for g in present], fs)
+
+        def block(got, source):
+            if source:
+                f = [None if g is None else (g["src"] if g["src"] is not None else g["rcv"]) for g in got]
+                conj = ref["src"] is None
+            else:
+                f, conj = [None if g is None else g["rcv"] for g in got], False
+            return assemble_block(f, [() if g is None else g["starttimes"] for g in got], grid, fs,
+                                  nb, conjugate=conj)
+
+        a, ma = block(got_i, True)
+        b, mb = block(got_j, False)
+        ii, jj = tile_pair_index(len(rows_i), len(rows_j), bi == bj)
+        ok = np.array([got_i[i] is not None and got_j[j] is not None for i, j in zip(ii, jj)], bool)
+        ii, jj = ii[ok], jj[ok]
+        if len(ii) == 0:
+            return
+        L = p.maxlag_samples
+        lags = lag_axis(L, fs)
+        if self.per_window:
+            self._per_window(chunk, comp, got_i, got_j, rows_i, rows_j, a, b, ma, mb, ii, jj,
+                             grid, band, nfft, L, lags, fs)
+            return
+        cross = tile_cross_spectra(a, b)
+        del a, b
+        counts = (ma @ mb.T)[ii, jj].round().astype(np.int64)
+        ccf = pairs_to_lags(cross, ii, jj, band, nfft, L)
+        del cross
+        src = [self.stations[rows_i[i]] for i in ii]
+        rcv = [self.stations[rows_j[j]] for j in jj]
+        self.write("output", {
+            "tile": (bi, bj), "chunk": chunk, "component": comp,
+            "keys": [f"{s}|{r}|{comp}" for s, r in zip(src, rcv)], "source": src, "receiver": rcv,
+            "source_id": [got_i[i]["seed_id"] for i in ii],
+            "receiver_id": [got_j[j]["seed_id"] for j in jj],
+            "ccf_sum": ccf, "n_windows": counts, "lags": lags, "sampling_rate": fs,
+        })
+
+    def _coords(self, key):
+        for k in (key, key.rsplit(".", 1)[0]):
+            if k in self.coordinates:
+                return self.coordinates[k]
+        return None
+
+    def _per_window(self, chunk, comp, got_i, got_j, rows_i, rows_j, a, b, ma, mb, ii, jj, grid,
+                    band, nfft, L, lags, fs):
+        for i, j in zip(ii, jj):
+            common = np.flatnonzero((ma[i] > 0) & (mb[j] > 0))
+            ccfs = tile_window_ccfs(a, b, i, j, common, band, nfft, L)
+            s, r = self.stations[rows_i[i]], self.stations[rows_j[j]]
+            ca, cb = self._coords(s), self._coords(r)
+            geom = None if ca is None or cb is None else pair_geometry(ca[0], ca[1], cb[0], cb[1])
+            self.write("output", {
+                "key": f"{s}|{r}|{comp}", "source": s, "receiver": r, "component": comp,
+                "source_id": got_i[i]["seed_id"], "receiver_id": got_j[j]["seed_id"],
+                "chunk": chunk, "ccfs": ccfs, "starttimes": grid[common] / fs, "lags": lags,
+                "sampling_rate": fs,
+                "distance_km": None if geom is None else geom.distance_km,
+                "azimuth": None if geom is None else geom.azimuth,
+                "back_azimuth": None if geom is None else geom.back_azimuth,
+            })
+
+
+class TileStackPE(GenericPE):
+    """Linear stacks of the tile sums over chunks: ``sum(ccf_sum) / sum(n_windows)``.
+
+    Parameters
+    ----------
+    params : CorrelationParams
+    n_chunks : int, optional
+        Chunks per tile; a tile is stacked and written as soon as all have arrived
+        (``n_chunks=1``: no state at all). Otherwise at the end, holding one float64 sum per
+        pair (``n_pairs * n_lags * 8`` bytes).
+    batched : bool
+        One output item per tile and component (default) or one
+        :class:`pes.stack.StackPE`-style item per pair.
+    """
+
+    def __init__(self, params: CorrelationParams, n_chunks: int | None = None, batched: bool = True,
+                 name: str | None = None):
+        super().__init__()
+        if name:
+            self.name = name
+        self._add_input("input", grouping=["tile"])
+        self._add_output("output")
+        self.params = params
+        self.n_chunks = n_chunks
+        self.batched = batched
+        self.state = {}
+
+    def process(self, inputs):
+        item = inputs["input"]
+        key = (tuple(item["tile"]), item["component"])
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = {"item": item, "pairs": {}, "chunks": 0}
+        st["chunks"] += 1
+        pairs = st["pairs"]
+        for k, src, rcv, sid, rid, row, n in zip(item["keys"], item["source"], item["receiver"],
+                                                 item["source_id"], item["receiver_id"],
+                                                 item["ccf_sum"], item["n_windows"]):
+            if self.n_chunks == 1:
+                pairs[k] = [src, rcv, sid, rid, row, int(n)]
+            elif k in pairs:
+                pairs[k][4] = pairs[k][4] + row
+                pairs[k][5] += int(n)
+            else:
+                pairs[k] = [src, rcv, sid, rid, row.astype(np.float64), int(n)]
+        if self.n_chunks is not None and st["chunks"] >= self.n_chunks:
+            self._flush(key)
+
+    def postprocess(self):
+        for key in sorted(self.state):
+            self._flush(key)
+
+    def _flush(self, key):
+        st = self.state.pop(key)
+        ref, p = st["item"], self.params
+        keys = sorted(st["pairs"])
+        rows = [st["pairs"][k] for k in keys]
+        n = np.array([r[5] for r in rows], dtype=np.int64)
+        stack = np.zeros((len(rows), len(ref["lags"])), dtype=np.float32)
+        for k, r in enumerate(rows):
+            if r[5]:
+                stack[k] = r[4] / r[5]
+        if self.batched:
+            self.write("output", {
+                "tile": key[0], "component": key[1], "keys": keys,
+                "source": [r[0] for r in rows], "receiver": [r[1] for r in rows],
+                "source_id": [r[2] for r in rows], "receiver_id": [r[3] for r in rows],
+                "lags": ref["lags"], "stack": stack, "n_windows": n, "stack_method": p.stack_method,
+                "sampling_rate": ref["sampling_rate"], "params": p.to_dict()})
+            return
+        for k, r, s, c in zip(keys, rows, stack, n):
+            self.write("output", {
+                "key": k, "source": r[0], "receiver": r[1], "component": key[1],
+                "source_id": r[2], "receiver_id": r[3], "lags": ref["lags"],
+                "sampling_rate": ref["sampling_rate"], "distance_km": None, "azimuth": None,
+                "back_azimuth": None, "stack": s, "n_windows": int(c),
+                "stack_method": p.stack_method, "params": p.to_dict(), "substacks": None,
+                "substack_starts": None, "substack_counts": None})
+
+
+def _code(key: str) -> str:
+    """``NET.STA`` of a ``NET.STA.LOC`` key (the results file's station code)."""
+    parts = key.split(".")
+    return ".".join(parts[:2])
+
+
+def write_stack_item(writer, item) -> int:
+    """Queue a :class:`TileStackPE` (batched) or :class:`pes.stack.StackPE` item on a
+    :class:`noisecorr.results.ResultsWriter`; returns the number of pairs."""
+    if "keys" not in item:
+        writer.write_pair(_code(item["source"]), _code(item["receiver"]), item["component"],
+                          item["lags"], item["stack"], {"sampling_rate": item["sampling_rate"],
+                                                         "n_windows": int(item["n_windows"])})
+        return 1
+    fs, comp = item["sampling_rate"], item["component"]
+    maxlag = (len(item["lags"]) // 2) / fs
+    writer.write_many((_code(s), _code(r), comp, maxlag, row,
+                       {"sampling_rate": fs, "n_windows": int(n)})
+                      for s, r, row, n in zip(item["source"], item["receiver"], item["stack"],
+                                              item["n_windows"]))
+    return len(item["keys"])
+
+
+class TileWriterPE(GenericPE):
+    """Write stacks to one results file (a single instance: ``global`` grouping).
+
+    Parameters
+    ----------
+    path : path
+    params : CorrelationParams
+    writer_options : dict
+        Passed to :class:`noisecorr.results.ResultsWriter` (``stations``, ``compression``,
+        ``checkpoint_pairs``...).
+    """
+
+    def __init__(self, path, params: CorrelationParams, writer_options=None, name: str | None = None):
+        super().__init__()
+        if name:
+            self.name = name
+        self._add_input("input", grouping="global")
+        self._add_output("output")
+        self.path = str(path)
+        self.params = params
+        self.writer_options = dict(writer_options or {})
+        self.writer = None
+        self.n_pairs = 0
+
+    def process(self, inputs):
+        if self.writer is None:
+            from noisecorr.results import ResultsWriter
+
+            self.writer = ResultsWriter(self.path, self.params.to_dict(), **self.writer_options)
+        self.n_pairs += write_stack_item(self.writer, inputs["input"])
+
+    def postprocess(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.write("output", {"path": self.path, "n_pairs": self.n_pairs})
+
+
+class TiledCorrelation(CompositePE):
+    """``TileRoutePE -> TileCorrelatePE -> TileStackPE`` as one composite PE.
+
+    Input ``input``: :class:`pes.normalise.WhitenPE` items; output ``output``:
+    :class:`TileStackPE` items (linear stack) or :class:`pes.stack.StackPE` items
+    (pws/robust/sub-stacks, through the per-window tiled path and ``StackPE``).
+
+    Parameters
+    ----------
+    params : CorrelationParams
+    stations : list of str
+    plan : TilePlan
+    n_chunks : int, optional
+        See :class:`TileStackPE`.
+    batched : bool
+    blas_threads : int, optional
+    """
+
+    def __init__(self, params: CorrelationParams, stations, plan: TilePlan, n_chunks=None,
+                 batched: bool = True, blas_threads=None, coordinates=None, name=None):
+        super().__init__(name=name or "TiledCorrelation")
+        route = TileRoutePE(params, stations, plan)
+        corr = TileCorrelatePE(params, stations, plan, blas_threads=blas_threads,
+                               coordinates=coordinates)
+        if params.stack_method == "linear" and not params.substack:
+            stack = TileStackPE(params, n_chunks=n_chunks, batched=batched)
+        else:
+            from pes.stack import StackPE
+
+            stack = StackPE(params)
+        self.connect(route, "output", corr, "input")
+        self.connect(corr, "output", stack, "input")
+        self._map_input("input", route, "input")
+        self._map_output("output", stack, "output")
+        logging.getLogger(__name__).info(
+            "tiled correlation: %d stations, block %d, %d tiles over %d workers, predicted peak "
+            "%s per worker", plan.n_stations, plan.block_size, len(plan.tiles), plan.workers,
+            format_bytes(plan.peak_bytes))
