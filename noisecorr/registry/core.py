@@ -258,8 +258,9 @@ class Registry:
     # -- finding ------------------------------------------------------------------------------
     def _entries(self, conn, where="1 = 1", params=()):
         cols = ", ".join(f"e.{c}" for c in _COLUMNS)
-        rows = conn.all(f"SELECT {cols} FROM entries e WHERE {where} ORDER BY e.workspace, e.name, e.version",
-                        params)
+        rows = conn.all(f"SELECT {cols} FROM entries e WHERE {where}", params)
+        # sorted here, not by the database, whose collation differs between servers
+        rows.sort(key=lambda r: (r[1], r[2], r[3]))
         tags = {}
         if rows:
             ids = [r[0] for r in rows]

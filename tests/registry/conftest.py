@@ -138,17 +138,19 @@ def registry(registry_url):
 
 
 def raw_execute(url, sql, params=()):
-    """Run SQL on the registry database directly, around the package (to tamper with it)."""
+    """Run SQL on the registry database directly, around the package: rows, or the row count."""
     if url.startswith("postgresql://"):
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            return conn.execute(sql.replace("?", "%s"), params).rowcount
+            cur = conn.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else cur.rowcount
     import sqlite3
 
     conn = sqlite3.connect(url, isolation_level=None)
     try:
-        return conn.execute(sql, params).rowcount
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else cur.rowcount
     finally:
         conn.close()
 
