@@ -1,0 +1,77 @@
+"""Tile planning under memory budgets, and the refuse-to-start message."""
+
+import pytest
+
+from noisecorr.tiles import (assign_tiles, format_bytes, parse_memory, plan_tiles,
+                             predict_peak_bytes, tile_cost, tiles)
+
+# 1,000 stations x 24 h at 20 Hz, cc_len = step = 1800 s, 0.05-2 Hz, maxlag 200 s
+BIG = dict(n_stations=1000, n_windows=48, n_freq_band=7021, nfft=72000, n_lags=8001)
+
+
+@pytest.mark.parametrize("text, expected", [("8GB", 8 * 10**9), ("8 gb", 8 * 10**9),
+                                            ("1.5GiB", int(1.5 * 2**30)), ("512MiB", 512 * 2**20),
+                                            ("2e9", 2 * 10**9), (4096, 4096), ("10k", 10**4)])
+def test_parse_memory(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "8 parsecs", "-1GB", "0", True, "GB"])
+def test_parse_memory_rejects(bad):
+    with pytest.raises(ValueError, match="memory"):
+        parse_memory(bad)
+
+
+@pytest.mark.parametrize("budget, workers", [("8GB", 1), ("8GB", 2), ("16GB", 2), ("64GB", 8)])
+def test_plan_fits_budget_per_worker(budget, workers):
+    plan = plan_tiles(**BIG, memory_budget=budget, workers=workers)
+    assert plan.peak_bytes <= parse_memory(budget) // workers
+    assert plan.n_blocks == -(-1000 // plan.block_size)
+    assert len(plan.tiles) == plan.n_blocks * (plan.n_blocks + 1) // 2
+    assert sum(plan.worker_pairs(w) for w in range(workers)) == 1000 * 999 // 2
+
+
+def test_larger_budget_never_gives_smaller_blocks():
+    sizes = [plan_tiles(**BIG, memory_budget=m, workers=2).block_size
+             for m in ("6GB", "8GB", "12GB", "24GB")]
+    assert sizes == sorted(sizes)
+
+
+def test_refuses_to_start_with_what_it_needs():
+    with pytest.raises(MemoryError) as err:
+        plan_tiles(**BIG, memory_budget="2GB", workers=2)
+    msg = str(err.value)
+    assert "1000 stations x 48 windows x 7021 in-band bins need at least" in msg
+    assert "per worker" in msg and "budget is 2.0 GB" in msg and "resident spectra" in msg
+
+
+def test_forced_block_size_checked_against_budget():
+    plan = plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=32)
+    assert plan.block_size == 32
+    with pytest.raises(MemoryError):
+        plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=512)
+
+
+def test_stack_sums_count_for_several_chunks():
+    one = plan_tiles(100, 48, 7021, 72000, 8001, "8GB", workers=2)
+    many = plan_tiles(100, 48, 7021, 72000, 8001, "8GB", workers=2, n_chunks=30)
+    assert many.breakdown["stack_sums"] > 0 == one.breakdown["stack_sums"]
+
+
+def test_deconv_carries_two_factor_arrays():
+    a = predict_peak_bytes(100, 50, 48, 7021, 72000, 8001)
+    b = predict_peak_bytes(100, 50, 48, 7021, 72000, 8001, n_factors=2)
+    assert b["resident_spectra"] == 2 * a["resident_spectra"]
+
+
+@pytest.mark.parametrize("nb, workers", [(1, 2), (5, 2), (16, 2), (20, 7), (45, 64)])
+def test_assignment_is_balanced(nb, workers):
+    tl = tiles(nb)
+    costs = [tile_cost(t, 10, nb * 10 - 3) for t in tl]
+    owners = assign_tiles(tl, costs, workers)
+    load = [sum(c for c, o in zip(costs, owners) if o == w) for w in range(workers)]
+    assert max(load) - min(load) <= max(costs)
+
+
+def test_format_bytes():
+    assert format_bytes(3.2e9) == "3.2 GB" and format_bytes(12) == "12 B"
