@@ -360,8 +360,13 @@ class ResultsWriter:
         with h5py.File(tmp, "w", libver="latest") as f:
             self._root_attrs(f)
             pairs = f.create_group("pairs")
+            last = (None, None)
             for (src, rcv, comp), item in sorted(self._buffer.items()):
-                g = pairs.require_group(src).require_group(rcv)
+                if last[0] != src:
+                    gsrc = pairs.create_group(src)
+                if last != (src, rcv):
+                    g = gsrc.create_group(rcv)
+                last = (src, rcv)
                 data = item["data"]
                 kw = {}
                 if self.compression:
