@@ -55,7 +55,7 @@ def redact(url) -> str:
     """``url`` with any password replaced by ``***`` (for messages and logs)."""
     text = str(url)
     parts = urlsplit(text)
-    if parts.scheme.startswith("postgres") and parts.password:
+    if parts.scheme and parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return text
