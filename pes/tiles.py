@@ -40,6 +40,7 @@ mapping. The result never depends on the routing: any instance count is correct.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -158,16 +159,27 @@ class TileCorrelatePE(GenericPE):
     coordinates : dict, optional
         ``{"NET.STA.LOC" or "NET.STA": (lat, lon)}`` for the per-pair items of the per-window
         path (distance, azimuths).
+    fft_workers : int, optional
+        Threads of the batched inverse FFT (``scipy.fft`` ``workers``).
+
+    Output ``stats`` (one item per instance at the end, for benchmarks and logs):
+    ``{"instance", "tiles", "pairs", "seconds": {"assemble", "cross_spectra", "inverse_fft"},
+    "flops"}`` (``flops``: 8 real operations per complex multiply-add of the products).
     """
 
     def __init__(self, params: CorrelationParams, stations, plan: TilePlan,
-                 blas_threads: int | None = None, coordinates=None, name: str | None = None):
+                 blas_threads: int | None = None, coordinates=None, fft_workers: int | None = None,
+                 name: str | None = None):
         super().__init__()
         if name:
             self.name = name
         _check_tiled(params)
         self._add_input("input", grouping=["slot"])
         self._add_output("output")
+        self._add_output("stats")
+        self.fft_workers = fft_workers
+        self.stats = {"tiles": 0, "pairs": 0, "flops": 0,
+                      "seconds": {"assemble": 0.0, "cross_spectra": 0.0, "inverse_fft": 0.0}}
         self.params = params
         self.stations = sorted({station_key(s) if s.count(".") == 3 else s for s in stations})
         self.plan = plan
@@ -235,6 +247,7 @@ class TileCorrelatePE(GenericPE):
         self.state.clear()
         if self._limiter is not None:
             self._limiter.unregister()
+        self.write("stats", dict(self.stats, instance=self.instance))
 
     # ------------------------------------------------------------------ one tile
     def _release(self, st, tile):
@@ -247,6 +260,7 @@ class TileCorrelatePE(GenericPE):
                         st["items"].pop((s, c), None)
 
     def _run_tile(self, chunk, st, tile):
+        self.stats["tiles"] += 1
         try:
             for comp in self.params.components:
                 self._correlate(chunk, st["items"], tile, comp)
@@ -279,8 +293,11 @@ class TileCorrelatePE(GenericPE):
             return assemble_block(f, [() if g is None else g["starttimes"] for g in got], grid, fs,
                                   nb, conjugate=conj)
 
+        t0 = time.perf_counter()
         a, ma = block(got_i, True)
         b, mb = block(got_j, False)
+        sec = self.stats["seconds"]
+        sec["assemble"] += time.perf_counter() - t0
         ii, jj = tile_pair_index(len(rows_i), len(rows_j), bi == bj)
         ok = np.array([got_i[i] is not None and got_j[j] is not None for i, j in zip(ii, jj)], bool)
         ii, jj = ii[ok], jj[ok]
@@ -292,11 +309,17 @@ class TileCorrelatePE(GenericPE):
             self._per_window(chunk, comp, got_i, got_j, rows_i, rows_j, a, b, ma, mb, ii, jj,
                              grid, band, nfft, L, lags, fs)
             return
+        t0 = time.perf_counter()
         cross = tile_cross_spectra(a, b)
+        t1 = time.perf_counter()
+        self.stats["flops"] += 8 * a.shape[0] * a.shape[1] * b.shape[1] * a.shape[2]
         del a, b
         counts = (ma @ mb.T)[ii, jj].round().astype(np.int64)
-        ccf = pairs_to_lags(cross, ii, jj, band, nfft, L)
+        ccf = pairs_to_lags(cross, ii, jj, band, nfft, L, workers=self.fft_workers)
         del cross
+        sec["cross_spectra"] += t1 - t0
+        sec["inverse_fft"] += time.perf_counter() - t1
+        self.stats["pairs"] += len(ii)
         src = [self.stations[rows_i[i]] for i in ii]
         rcv = [self.stations[rows_j[j]] for j in jj]
         self.write("output", {
@@ -458,18 +481,23 @@ class TileWriterPE(GenericPE):
         self.writer_options = dict(writer_options or {})
         self.writer = None
         self.n_pairs = 0
+        self.seconds = 0.0
 
     def process(self, inputs):
+        t0 = time.perf_counter()
         if self.writer is None:
             from noisecorr.results import ResultsWriter
 
             self.writer = ResultsWriter(self.path, self.params.to_dict(), **self.writer_options)
         self.n_pairs += write_stack_item(self.writer, inputs["input"])
+        self.seconds += time.perf_counter() - t0
 
     def postprocess(self):
+        t0 = time.perf_counter()
         if self.writer is not None:
             self.writer.close()
-        self.write("output", {"path": self.path, "n_pairs": self.n_pairs})
+        self.seconds += time.perf_counter() - t0
+        self.write("output", {"path": self.path, "n_pairs": self.n_pairs, "seconds": self.seconds})
 
 
 class TiledCorrelation(CompositePE):

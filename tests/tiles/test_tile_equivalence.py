@@ -42,7 +42,10 @@ def tiled(p, items, block, workers=1, n_chunks=None, stations=None, mapping="seq
     g.add(tc)
     route = tc._resolve_input("input")[0]
     res = run(g, inputs={route: [{"input": it} for it in items]}, mapping=mapping, **kw)
-    (_, outs), = res.outputs.items()
+    (outs,) = [v for (pe, port), v in res.outputs.items() if pe in ("TileStackPE", "StackPE")]
+    (stats,) = res.outputs[("TileCorrelatePE", "stats")]
+    n_chunks_seen = len({it["chunk"] for it in items})
+    assert stats["tiles"] == n_chunks_seen * len(plan.tiles)
     got = {}
     for it in outs:
         if "keys" in it:
