@@ -119,6 +119,16 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
         log.info("%d stations, %d channels from %s, %s to %s, mapping %s",
                  len(wf.sources.stations), len(wf.sources.seed_ids), wf.sources.description,
                  wf.sources.start, wf.sources.end, config.mapping)
+        if wf.completed and not any(wf.inputs.values()):
+            # --resume of a finished run: every pair is complete, nothing to fetch. The engine
+            # refuses a source without input, so report without enacting (every MPI rank agrees:
+            # each read the same results file).
+            log.info("every pair is already complete in %s: nothing to do", wf.results_path)
+            if not root:
+                return None
+            from noisecorr.engine.result import RunResult
+
+            return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      **({"progress": progress} if progress is not None and config.mapping in ("sequential", "multiprocess") else {}))
         if result is None:  # an MPI rank other than 0
