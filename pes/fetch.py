@@ -92,14 +92,19 @@ class FileClient:
             logger.warning("no waveform files found under %s (pattern %r)", self.root, self.pattern)
         return index
 
-    def get_waveforms(self, network, station, location, channel, starttime, endtime, **kwargs) -> Stream:
-        """Stream of the matching channels (``?``/``*`` wildcards allowed), trimmed to the span."""
+    def filenames(self, network, station, location, channel, starttime, endtime) -> list:
+        """Files holding the matching channels in the span (``?``/``*`` wildcards allowed)."""
         if self._index is None:
             self._index = self._build_index()
         t1, t2 = UTCDateTime(starttime), UTCDateTime(endtime)
         wanted = f"{network}.{station}.{location}.{channel}"
-        paths = sorted({p for p, sid, s, e in self._index
-                        if fnmatch.fnmatchcase(sid, wanted) and s <= t2 and e >= t1})
+        return sorted({p for p, sid, s, e in self._index
+                       if fnmatch.fnmatchcase(sid, wanted) and s <= t2 and e >= t1})
+
+    def get_waveforms(self, network, station, location, channel, starttime, endtime, **kwargs) -> Stream:
+        """Stream of the matching channels (``?``/``*`` wildcards allowed), trimmed to the span."""
+        t1, t2 = UTCDateTime(starttime), UTCDateTime(endtime)
+        paths = self.filenames(network, station, location, channel, t1, t2)
         st = Stream()
         for p in paths:
             st += read(p).select(network=network, station=station, location=location, channel=channel)
@@ -127,6 +132,10 @@ class FetchPE(IterativePE):
         Ask the client's ``get_stations(..., level="response")`` instead (FDSN).
     pad : float
         Seconds fetched either side of the chunk, so filters settle outside it.
+
+    Unreadable files (empty, not waveform data, corrupt or truncated miniSEED) and client
+    failures are written to ``rejected`` as ``{"seed_id", "chunk", "reason"}`` naming the
+    file, and logged; the readable rest of the channel is still used.
     """
 
     def __init__(self, client, inventory=None, fetch_inventory: bool = False, pad: float = 0.0,
@@ -134,6 +143,7 @@ class FetchPE(IterativePE):
         super().__init__()
         if name:
             self.name = name
+        self._add_output("rejected")
         self.client = client
         self.inventory = inventory
         self.fetch_inventory = fetch_inventory
@@ -144,10 +154,78 @@ class FetchPE(IterativePE):
         net, sta, loc, cha = sid.split(".")
         t1 = UTCDateTime(request["starttime"]) - self.pad
         t2 = UTCDateTime(request["endtime"]) + self.pad
-        stream = self.client.get_waveforms(net, sta, loc, cha, t1, t2)
+        stream, problems = self._fetch(net, sta, loc, cha, t1, t2)
+        for problem in problems:
+            self.log("%s: %s", sid, problem, level=logging.WARNING)
+            self.write("rejected", {"seed_id": sid, "chunk": request["starttime"], "reason": problem})
+        if stream is None:
+            return None
         inventory = self.inventory
         if self.fetch_inventory:
             inventory = self.client.get_stations(network=net, station=sta, location=loc, channel=cha,
                                                  starttime=t1, endtime=t2, level="response")
         self.log("fetched %s %s-%s: %d traces", sid, t1, t2, len(stream), level=logging.DEBUG)
         return {**request, "stream": stream, "inventory": inventory}
+
+    def _fetch(self, net, sta, loc, cha, t1, t2):
+        """``(stream or None, [problem, ...])``: unreadable files are named and left out."""
+        files = _files_of(self.client, net, sta, loc, cha, t1, t2)
+        if files is None:  # a client without files (FDSN, in memory): one request, one answer
+            try:
+                return self.client.get_waveforms(net, sta, loc, cha, t1, t2), []
+            except Exception as exc:  # any client failure is reported for this channel, not fatal
+                return None, [f"cannot get waveforms: {type(exc).__name__}: {exc}"]
+        stream, problems = Stream(), []
+        for path in files:
+            part, problem = read_checked(path, t1, t2)
+            if problem:
+                problems.append(problem)
+                continue
+            stream += part.select(network=net, station=sta, location=loc, channel=cha)
+        stream.trim(t1, t2)
+        stream = Stream([tr for tr in stream if tr.stats.npts > 0])
+        if not len(stream) and problems:
+            return None, problems
+        return stream, problems
+
+
+def read_checked(path, starttime=None, endtime=None):
+    """Read one waveform file; ``(stream, None)`` or ``(None, "file: reason")``.
+
+    Empty files, files that are not waveform data, and files libmseed can only read in part
+    (truncated or corrupt records, reported as warnings) are refused with the reason.
+    """
+    import warnings
+
+    path = str(path)
+    try:
+        if os.path.getsize(path) == 0:
+            return None, f"{path}: empty file"
+    except OSError as exc:
+        return None, f"{path}: cannot open ({exc.strerror})"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            stream = read(path, starttime=starttime, endtime=endtime)
+        except Exception as exc:  # ObsPy raises TypeError, ValueError, InternalMSEEDError, ...
+            return None, f"{path}: not readable waveform data ({type(exc).__name__}: {exc})"
+    damage = [str(w.message) for w in caught if "mseed" in type(w.message).__name__.lower()
+              or "record" in str(w.message).lower()]
+    if damage:
+        return None, f"{path}: corrupt or truncated miniSEED ({damage[0][:200]})"
+    if stream and getattr(stream[0].stats, "_format", "") == "MSEED":
+        reclen = stream[0].stats.mseed.record_length
+        size = os.path.getsize(path)
+        if reclen and size % reclen:
+            return None, (f"{path}: truncated miniSEED ({size} bytes is not a whole number of "
+                          f"{reclen}-byte records)")
+    return stream, None
+
+
+def _files_of(client, net, sta, loc, cha, t1, t2):
+    """The files a file-based client would read for this request, or ``None``."""
+    if hasattr(client, "filenames"):
+        return client.filenames(net, sta, loc, cha, t1, t2)
+    if type(client).__module__.startswith("obspy.clients.filesystem.sds"):
+        return sorted(client._get_filenames(net, sta, loc, cha, t1, t2))
+    return None

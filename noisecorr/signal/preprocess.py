@@ -373,7 +373,8 @@ def remove_response(data: np.ndarray, seed_id: str, starttime: UTCDateTime, samp
     Raises
     ------
     PreprocessError
-        When the inventory has no response for this channel and time.
+        When the inventory has no response for this channel and time, or it cannot be
+        removed (e.g. no stages).
     """
     if inventory is None:
         raise PreprocessError(seed_id, "missing response: no inventory given")
@@ -385,8 +386,13 @@ def remove_response(data: np.ndarray, seed_id: str, starttime: UTCDateTime, samp
     tr = Trace(data=np.array(data, dtype=np.float64, copy=True),
                header={"network": net, "station": sta, "location": loc, "channel": cha,
                        "sampling_rate": sampling_rate, "starttime": starttime})
-    tr.remove_response(inventory=inventory, output=output, pre_filt=pre_filt,
-                       water_level=water_level, zero_mean=False, taper=False)
+    try:
+        tr.remove_response(inventory=inventory, output=output, pre_filt=pre_filt,
+                           water_level=water_level, zero_mean=False, taper=False)
+    except Exception as err:  # empty stage lists, unsupported stages, evalresp failures...
+        raise PreprocessError(seed_id, f"response cannot be removed: {type(err).__name__}: {err}") from err
+    if not np.all(np.isfinite(tr.data)):
+        raise PreprocessError(seed_id, "response removal gave non-finite samples (check the StationXML)")
     return np.asarray(tr.data, dtype=np.float64)
 
 

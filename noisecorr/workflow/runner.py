@@ -161,8 +161,9 @@ def finish(wf: Workflow, result, wall) -> Report:
         for reason, n in s["rejected"].items():
             rejected_windows[reason] = rejected_windows.get(reason, 0) + n
     skipped = list(sources.skipped)
-    for r in result.outputs.get(("Preprocess", "rejected"), []):
-        skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
+    for pe in ("Fetch", "Preprocess"):
+        for r in result.outputs.get((pe, "rejected"), []):
+            skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
     written = dict(result.outputs.get(("WriteResults", "output"), [])).get("written", 0)
     plot_path = None
     if wf.results_path.exists():

@@ -106,6 +106,7 @@ def resolve(config: WorkflowConfig) -> Sources:
     from obspy import UTCDateTime, read_inventory
 
     truth = None
+    early_skips = []
     if config.fdsn:
         client, inventory, description = _fdsn(config)
         folder = None
@@ -131,18 +132,18 @@ def resolve(config: WorkflowConfig) -> Sources:
             client = FileClient(str(root))
         inv_path = Path(config.inventory) if config.inventory else None
         if inv_path is None:
-            for candidate in (folder / "stations.xml", root.parent / "stations.xml"):
-                if candidate.is_file():
+            for candidate in (folder / "stations.xml", root.parent / "stations.xml", folder / "stationxml"):
+                if candidate.exists():
                     inv_path = candidate
                     break
         if inv_path is None:
             raise ConfigError(f"inventory: no StationXML given and none found beside {folder}; use --inventory FILE")
-        try:
-            inventory = read_inventory(str(inv_path))
-        except FileNotFoundError:
-            raise ConfigError(f"inventory: {inv_path} does not exist") from None
-        except Exception as exc:
-            raise ConfigError(f"inventory: {inv_path} is not readable StationXML: {exc}") from None
+        inventory, inv_problems = read_inventories(inv_path)
+        early_skips.extend(inv_problems)
+        if _is_sds(root):
+            in_xml = {f"{n.code}.{s.code}" for n in inventory for s in n}
+            for code in sorted(_sds_stations(root) - in_xml):
+                early_skips.append((code, f"has data in {root} but is missing from the StationXML"))
         if (folder / "truth.csv").is_file():
             truth = folder / "truth.csv"
 
@@ -155,7 +156,7 @@ def resolve(config: WorkflowConfig) -> Sources:
         raise ConfigError("start/end: the time span is unknown for this data; give --start and --end")
 
     needed = _needed_orientations(config.processing.components)
-    seed_ids, stations, skipped = [], {}, []
+    seed_ids, stations, skipped = [], {}, list(early_skips)
     for net in inventory:
         if not fnmatch.fnmatch(net.code, config.network):
             continue
@@ -181,6 +182,39 @@ def resolve(config: WorkflowConfig) -> Sources:
     if len(stations) < 2:
         raise ConfigError(f"stations: {len(stations)} usable station(s) in {description}; at least 2 are needed")
     return Sources(client, inventory, sorted(seed_ids), stations, start, end, description, truth, skipped)
+
+
+def read_inventories(path: Path):
+    """Read a StationXML file, or every ``*.xml`` in a folder (one station per file is common).
+
+    Returns ``(inventory, [(file, reason), ...])``: in a folder, a malformed file is named and
+    left out; a single malformed file is a :class:`ConfigError`.
+    """
+    from obspy import Inventory, read_inventory
+
+    if path.is_dir():
+        inventory, problems = Inventory(networks=[]), []
+        files = sorted(path.glob("*.xml"))
+        if not files:
+            raise ConfigError(f"inventory: no *.xml StationXML files in {path}")
+        for f in files:
+            try:
+                inventory += read_inventory(str(f))
+            except Exception as exc:  # lxml/ObsPy raise many kinds; the file is named either way
+                problems.append((str(f), f"malformed StationXML, left out ({type(exc).__name__}: {str(exc)[:150]})"))
+        return inventory, problems
+    try:
+        return read_inventory(str(path)), []
+    except FileNotFoundError:
+        raise ConfigError(f"inventory: {path} does not exist") from None
+    except Exception as exc:
+        raise ConfigError(f"inventory: {path} is not readable StationXML: {exc}") from None
+
+
+def _sds_stations(root: Path) -> set:
+    """``NET.STA`` codes with data in an SDS tree (``YEAR/NET/STA/``)."""
+    return {f"{sta.parent.name}.{sta.name}" for year in root.iterdir() if year.is_dir() and year.name.isdigit()
+            for net in year.iterdir() if net.is_dir() for sta in net.iterdir() if sta.is_dir()}
 
 
 def _count_stations(folder: Path) -> int:
