@@ -122,7 +122,7 @@ def test_package_contents_readme_and_jar(tmp_path):
     assert [p["name"] for p in summary["pes"]] == ["Range", "Square"]
     assert summary["unconnected_outputs"] == [["Square", "output"]]
     readme = (pkg.root / "README.md").read_text()
-    assert f"topology.jar org.apache.storm.flux.Flux --remote topology.yaml" in readme
+    assert "topology.jar org.apache.storm.flux.Flux --remote topology.yaml" in readme
     assert "org.apache.storm.flux.Flux --local" in readme and "storm local --local-ttl" in readme
     assert "flux-core" in readme and "mvn" in readme
     assert "<artifactId>flux-core</artifactId>" in (pkg.root / "pom.xml").read_text()

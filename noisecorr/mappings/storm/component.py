@@ -26,8 +26,11 @@ on stdin/stdout; everything a PE prints goes to stderr, which Storm logs.
    end-of-stream tuple is counted; when one has arrived from every upstream task on every
    subscription (they are ALL-grouped, so each task gets each), ``postprocess()`` runs, its
    writes and this task's own end-of-stream tuples are emitted anchored to the last marker.
-   Storm delivers the tuples one task sends another in order, so every data tuple of a task
-   precedes its marker.
+   The protocol relies on Storm delivering the tuples one task sends another in the order
+   they were emitted, whatever their stream: there is one FIFO path per pair of tasks (the
+   executor's send queue, the worker's transfer queue, one connection per pair of workers,
+   the receiving task's queue; Storm's "Message passing implementation" notes), so every data
+   tuple of a task precedes its marker.
 5. Outputs: items written to unconnected ports, and the instance's counters, are pickled to
    ``<noisecorr.output.dir>/<component>.<index>.result`` (written to a temporary name, then
    renamed) when the instance finishes. A PE failure writes ``<component>.<index>.error``
@@ -73,12 +76,14 @@ class Connection:
         return read_message(self.stdin)
 
     def send(self, msg):
-        self.queue.append(frame(msg))
+        self.push(msg)
         self.flush()
 
     def push(self, msg):
         """Queue a message; :meth:`flush` writes queued messages in one system call."""
-        self.queue.append(frame(msg))
+        data = frame(msg)
+        with self.lock:  # a PE may log from its own threads
+            self.queue.append(data)
 
     def flush(self):
         with self.lock:
