@@ -24,6 +24,8 @@ log = logging.getLogger("noisecorr.registry")
 #: Package whose modules ``add_builtin`` registers, and the workspace they go to.
 BUILTIN_PACKAGE = "pes"
 BUILTIN_WORKSPACE = "noisecorr"
+#: Registered by ``add_builtin`` after the PEs: the ambient-noise workflow itself.
+BUILTIN_WORKFLOWS = "noisecorr.registry.builtin_workflows"
 
 _COLUMNS = ("id", "workspace", "name", "version", "kind", "module", "package", "qualname", "filename",
             "sha256", "summary", "doc", "ports", "requirements", "uses", "created_at")
@@ -153,16 +155,17 @@ class Registry:
                 loader.forget_module(module.__name__)
 
     def add_builtin(self, tags=()):
-        """Register every module of the ready-made ``pes`` package into workspace ``noisecorr``."""
+        """Register every module of the ready-made ``pes`` package into workspace ``noisecorr``,
+        and the ambient-noise workflow (``noisecorr.ambient_noise``), tagged ``builtin``."""
         try:
             package = importlib.import_module(BUILTIN_PACKAGE)
         except ImportError as exc:
             raise RegistryError(f"cannot import the ready-made PEs ({BUILTIN_PACKAGE}): {exc}") from exc
         added = []
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            if info.ispkg or info.name.startswith("_"):
-                continue
-            name = f"{BUILTIN_PACKAGE}.{info.name}"
+        modules = [f"{BUILTIN_PACKAGE}.{info.name}"
+                   for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)
+                   if not info.ispkg and not info.name.startswith("_")]
+        for name in modules + [BUILTIN_WORKFLOWS]:
             try:
                 added.extend(self.add(name, workspace=BUILTIN_WORKSPACE, tags=("builtin", *tags)))
             except _NothingToRegister:
@@ -506,4 +509,4 @@ def _like(glob):
     return "".join("%" if c == "*" else "_" if c == "?" else _escape(c) for c in glob)
 
 
-__all__ = ["Added", "BUILTIN_PACKAGE", "BUILTIN_WORKSPACE", "Entry", "Registry"]
+__all__ = ["Added", "BUILTIN_PACKAGE", "BUILTIN_WORKFLOWS", "BUILTIN_WORKSPACE", "Entry", "Registry"]

@@ -188,7 +188,8 @@ def test_add_builtin_registers_the_ready_made_pes(registry):
 
     added = registry.add_builtin()
     modules = {f"pes.{m.name}" for m in pkgutil.iter_modules(pes.__path__)}
-    assert {a.entry.module for a in added} <= modules and len(added) >= 5
+    assert {a.entry.module for a in added} <= modules | {"noisecorr.registry.builtin_workflows"}
+    assert len(added) >= 6
     listed = registry.list(workspace="noisecorr", tag="builtin")
     assert {e.name for e in listed} >= {"FetchPE", "PreprocessPE", "CrossCorrelatePE", "StackPE"}
     assert all(e.summary for e in listed if e.kind == "pe")
@@ -196,3 +197,11 @@ def test_add_builtin_registers_the_ready_made_pes(registry):
     assert cc.ports["inputs"]["input"]["grouping"] == ["chunk"] and cc.package == "pes"
     assert registry.load_pe("noisecorr.StackPE").__name__ == "StackPE"
     assert {a.status for a in registry.add_builtin()} == {"unchanged"}
+    # the ambient-noise workflow: built at registration, self-contained when loaded
+    wf = registry.get("noisecorr.ambient_noise")
+    assert wf.kind == "workflow" and wf.summary.startswith("Fetch -> Preprocess -> Normalise")
+    assert [p["name"] for p in wf.ports["pes"]][-1] == "Requests"
+    graph = registry.load_workflow("noisecorr.ambient_noise")
+    spec = graph.describe()
+    assert [p.name for p in spec.pes if p.is_source] == ["Requests"]
+    assert len(spec.pe("Requests").instantiate().requests) > 0
