@@ -93,6 +93,9 @@ class Runner:
         self.out_cells = {port: [0] for port in pe_spec.outputs}
         self.seconds = 0.0
         self.fast_kind, self.fast_fn = fast_item_function(pe)
+        # what the loop calls; a provenance recorder may wrap them (see Worker(provenance=))
+        self.process = pe.process
+        self.postprocess = pe.postprocess
 
     @property
     def key(self):
@@ -124,10 +127,13 @@ class Worker:
     transport : Transport
     window : int
         Unacknowledged outgoing batches above which local sources pause.
+    provenance : noisecorr.provenance.Session, optional
+        Record lineage: the session wraps each instance's writers and ``process``/
+        ``postprocess`` once, here, so the loop below is the same with provenance off.
     """
 
     def __init__(self, spec, plan, worker_id=0, transport=None, window=16, progress=None,
-                 progress_interval=0.5):
+                 progress_interval=0.5, provenance=None):
         self.spec = spec
         self.progress = progress
         self.progress_interval = progress_interval
@@ -156,6 +162,7 @@ class Worker:
                 self.local[runner.key] = runner
         for runner in self.runners:
             runner.pe._writers = {port: self._make_writer(runner, port) for port in runner.spec.outputs}
+        self.recorder = provenance.attach(self) if provenance is not None else None
 
     # -- wiring ------------------------------------------------------------------------
     def _target(self, dest, index, port):
@@ -207,6 +214,8 @@ class Worker:
             if all(r.done for r in self.runners):
                 if self.progress is not None:
                     self.progress(self.snapshot())
+                if self.recorder is not None:
+                    self.recorder.close(self)
                 return self.summary()
             blocked = not progressed
             if not blocked or not self.transport.remote:
@@ -241,7 +250,7 @@ class Worker:
         return progressed
 
     def _iterate(self, runner):
-        process = runner.pe.process
+        process = runner.process
         data = runner.iterations
         listed = not isinstance(data, int)
         start_written = runner.written()
@@ -280,7 +289,7 @@ class Worker:
                 for pos[0], item in enumerate(buf):
                     fn(item)
             else:
-                process = runner.pe.process
+                process = runner.process
                 for pos[0], item in enumerate(buf):
                     result = process({port: item})
                     if result is not None:
@@ -302,7 +311,7 @@ class Worker:
             runner.pe.write(port, item)
 
     def _finish(self, runner):
-        self._call(runner, "postprocess", runner.pe.postprocess)
+        self._call(runner, "postprocess", runner.postprocess)
         runner.done = True
         for edge in self.spec.edges_from(runner.name):
             for j in range(self.plan.instances[edge.dest]):
