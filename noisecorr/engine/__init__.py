@@ -19,7 +19,7 @@ from .pe import ConsumerPE, GenericPE, IterativePE, ProducerPE, SimpleFunctionPE
 from .result import RunResult
 
 
-def run(graph, inputs=None, mapping="sequential", processes=None, **options) -> RunResult:
+def run(graph, inputs=None, mapping="sequential", processes=None, provenance=None, **options) -> RunResult:
     """Enact ``graph`` with the mapping chosen by name.
 
     Parameters
@@ -34,6 +34,10 @@ def run(graph, inputs=None, mapping="sequential", processes=None, **options) -> 
     processes : int, optional
         Number of worker processes for ``multiprocess`` (default: CPU count); ignored by
         ``sequential``; under MPI the world size is used.
+    provenance : bool, str or dict, optional
+        Record W3C-PROV lineage of the run (see :mod:`noisecorr.provenance`): ``True`` for
+        the default store, a database URL or path, or a dict of options (``store``,
+        ``rules``, ``run_id``, ``config``). The result then has ``provenance_run_id``.
     **options
         Mapping-specific options.
 
@@ -56,7 +60,28 @@ def run(graph, inputs=None, mapping="sequential", processes=None, **options) -> 
     spec = graph if isinstance(graph, GraphSpec) else graph.describe(inputs)
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise GraphError(f"processes must be a positive integer, got {processes!r}")
-    return module.enact(spec, processes=processes, mapping_name=canonical_name(mapping), **options)
+    name = canonical_name(mapping)
+    if provenance is None or provenance is False:
+        return module.enact(spec, processes=processes, mapping_name=name, **options)
+    from noisecorr.provenance import finish_session, start_session
+
+    session = start_session(provenance, spec, name, processes)
+    try:
+        result = module.enact(spec, processes=processes, mapping_name=name, provenance=session, **options)
+    except BaseException:
+        if _reports(module):
+            finish_session(session, "failed")
+        raise
+    if result is not None:  # None: an MPI rank other than 0
+        finish_session(session, "completed")
+        result.provenance_run_id = session.run_id
+    return result
+
+
+def _reports(module) -> bool:
+    """Whether this process reports the run (MPI: rank 0; other mappings: always)."""
+    is_root = getattr(module, "is_root", None)
+    return True if is_root is None else bool(is_root())
 
 
 __all__ = [
