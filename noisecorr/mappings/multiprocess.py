@@ -167,13 +167,14 @@ class QueueTransport(Transport):
         self.slot.value = b""
 
 
-def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix, window, progress):
+def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix, window, progress,
+                 provenance=None):
     # The driver handles Ctrl-C and stops the workers; a worker must not die on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     transport = QueueTransport(worker_id, queues, slot, position, prefix)
     try:
         hook = (lambda snap: control.put(("progress", worker_id, snap))) if progress else None
-        worker = Worker(spec, plan, worker_id, transport, window=window, progress=hook)
+        worker = Worker(spec, plan, worker_id, transport, window=window, progress=hook, provenance=provenance)
         summary = worker.run()
         try:
             header, names = transport.pack(summary)
@@ -222,7 +223,7 @@ def _death_error(worker_id, proc, slot, position, plan):
 
 
 def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spawn", progress=None,
-          **options):
+          provenance=None, **options):
     """Run ``spec`` on ``processes`` worker processes (default: the number of CPUs).
 
     Parameters
@@ -233,6 +234,8 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
         ``"spawn"`` (default, see the module docstring) or ``"forkserver"``.
     progress : callable, optional
         Called in this process about twice a second with ``{pe: {"in": n, "out": n}}``.
+    provenance : noisecorr.provenance.Session, optional
+        Record lineage; each worker process writes its records to the session's store.
     """
     if options:
         raise TypeError(f"unknown option(s) for the multiprocess mapping: {sorted(options)}")
@@ -252,7 +255,7 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, start_method="spaw
                 procs[w] = ctx.Process(
                     target=_worker_main,
                     args=(spec, plan, w, queues, control, slots[w], positions[w], prefix, window,
-                          progress is not None),
+                          progress is not None, provenance),
                     name=f"noisecorr-worker-{w}",
                     daemon=True,
                 )
