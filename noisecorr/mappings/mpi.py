@@ -362,7 +362,8 @@ class MPITransport(Transport):
         if not self.test_sends():
             os.sched_yield()
         elif polls > BUSY_POLLS:
-            time.sleep(min(MAX_IDLE_SLEEP, MIN_IDLE_SLEEP * 2 ** ((polls - BUSY_POLLS) // 16)))
+            doublings = min(16, (polls - BUSY_POLLS) // 16)
+            time.sleep(min(MAX_IDLE_SLEEP, MIN_IDLE_SLEEP * (1 << doublings)))
         return polls
 
     def _event(self, got):
@@ -457,14 +458,16 @@ class _Run:
             transport.send_error(_pickle_error(local_error))
         try:
             unexpected = self._drain(failed)
-            errors = self.comm.allgather(None if local_error is None else _pickle_error(local_error)) if failed else None
+            if unexpected and local_error is None:
+                local_error = EngineError(f"MPI rank {self.rank}: unexpected messages after the run ended: {unexpected}")
+            # Every rank takes part, failed or not, so that a rank failing late (after its DONE)
+            # cannot leave the others in a different collective.
+            errors = self.comm.allgather(None if local_error is None else _pickle_error(local_error))
         except Exception:
             _abort(self.MPI, self.rank, local_error)
             raise  # pragma: no cover - Abort does not return
-        if failed:
+        if any(e is not None for e in errors) or failed:
             raise _first_error(errors)
-        if unexpected:
-            raise EngineError(f"MPI rank {self.rank}: unexpected messages after the run ended: {unexpected}")
         if self.rank != 0:
             return None
         summaries = [transport.summaries[r] for r in range(self.size)]
@@ -507,7 +510,8 @@ class _Run:
 
         def receive_all():
             while (got := transport.poll()) is not None:
-                if got[0] != ACK and not failed:
+                # Late ERRORs are not unexpected: their senders report them in the allgather.
+                if got[0] not in (ACK, ERROR) and not failed:
                     unexpected.append(f"{_KIND_NAMES.get(got[0], got[0])} from rank {got[1]}")
 
         polls = 0
@@ -531,9 +535,13 @@ def _pickle_error(err):
 
 
 def _first_error(errors):
-    for rank, payload in enumerate(errors):
-        if payload is not None:
-            return pickle.loads(payload)
+    """The error every rank raises: the PE error of the lowest failing rank, else the first."""
+    found = [pickle.loads(payload) for payload in errors if payload is not None]
+    for err in found:
+        if isinstance(err, PEError):
+            return err
+    if found:
+        return found[0]
     return EngineError("an MPI rank reported a failure but no rank had one to report")
 
 

@@ -50,6 +50,7 @@ def run_on_this_rank(case, rank):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", "--select", default="", help="only cases whose name contains this text")
+    ap.add_argument("-v", "--verbose", action="store_true", help="rank 0 names each case as it starts (stderr)")
     args = ap.parse_args(argv)
 
     from mpi4py import MPI
@@ -59,6 +60,8 @@ def main(argv=None):
     cases = [c for c in CASES if args.select in c.name]
     rows = []
     for case in cases:
+        if args.verbose and rank == 0:
+            print(f"running {case.name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         failure = run_on_this_rank(case, rank)
         rows.append((case.name, failure, time.perf_counter() - t0))
