@@ -9,7 +9,7 @@ import cloudpickle
 import pytest
 
 from noisecorr.cli import main
-from noisecorr.engine import EngineError, MappingError, PEError, WorkflowGraph, run
+from noisecorr.engine import EngineError, MappingError, PEError, SimpleFunctionPE, WorkflowGraph, run
 from noisecorr.testing.conformance import FailingPE, FailOn, Range, Square, WordCount, run_case
 
 pytestmark = pytest.mark.storm
@@ -170,6 +170,23 @@ def test_storm_without_flux_jars_says_what_to_give(tmp_path, monkeypatch, with_f
     monkeypatch.setenv("STORM_HOME", str(tmp_path / "no-storm-home"))
     with pytest.raises(MappingError, match="Flux jars"):
         run(small_graph(), mapping="storm")
+
+
+def test_storm_log_saying_a_shell_component_died_stops_the_run(monkeypatch, with_fake_storm):
+    fake_storm(with_fake_storm, "import sys, time\nprint('ERROR Halting process: ShellBolt died. Command: [python3]', flush=True)\n"
+                                "time.sleep(60)\n")
+    t0 = time.perf_counter()
+    with pytest.raises(EngineError, match="a shell component died"):
+        run(small_graph(), mapping="storm", ttl=60)
+    assert time.perf_counter() - t0 < 30
+
+
+def test_harness_reports_a_component_process_that_dies():
+    g = WorkflowGraph()
+    src, die = Range(2, start=3), SimpleFunctionPE(os._exit, name="Exit")
+    g.connect(src, "output", die, "input")
+    with pytest.raises(EngineError, match=r"component process of Exit\[\d\] .* exited with status 3"):
+        run(g, mapping="storm", harness=True)
 
 
 def test_unknown_option_is_refused():

@@ -67,6 +67,7 @@ def run_local(spec, pkg, storm, flux_jars=None, ttl=600, timeout=600, mapping_na
                                 start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
+            offset = 0
             while True:
                 err = results.first_error(pkg.output_dir, pkg.layout)
                 if err is not None:
@@ -78,6 +79,10 @@ def run_local(spec, pkg, storm, flux_jars=None, ttl=600, timeout=600, mapping_na
                         f"'storm local' exited with status {proc.returncode} before the workflow finished "
                         f"(unfinished tasks: {', '.join(results.missing_results(pkg.output_dir, pkg.layout))})"
                         f"{_tail(log_path)}")
+                offset, died = _scan_log(log_path, offset)
+                if died:
+                    raise EngineError(f"a shell component died in Storm ({died.strip()}); the workflow cannot "
+                                      f"finish{_tail(log_path)}")
                 if time.monotonic() > deadline:
                     raise EngineError(
                         f"the topology did not finish within {timeout} s (unfinished tasks: "
@@ -86,6 +91,26 @@ def run_local(spec, pkg, storm, flux_jars=None, ttl=600, timeout=600, mapping_na
         finally:
             _stop(proc)
     return results.load_result(spec, pkg.layout, pkg.output_dir, mapping_name, time.perf_counter() - t0)
+
+
+#: Lines ShellBolt/ShellSpout log when their subprocess died or stopped answering heartbeats
+#: (in local mode Storm logs them and goes on, so the run would otherwise wait for its TTL).
+DEATH_MARKERS = (b"Halting process: ShellBolt died", b"Halting process: ShellSpout died")
+
+
+def _scan_log(path, offset):
+    """Look at the log written since ``offset``; return ``(new offset, matching line or None)``."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return offset, None
+    end = data.rfind(b"\n") + 1  # only whole lines
+    for line in data[:end].splitlines():
+        if any(m in line for m in DEATH_MARKERS):
+            return offset + end, line.decode("utf-8", "replace")
+    return offset + end, None
 
 
 def _stop(proc):
