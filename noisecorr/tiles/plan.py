@@ -256,6 +256,10 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
         top = min(nst, int(max_block))
         candidates = sorted({top, *[b for b in (512, 384, 256, 192, 128, 96, 64, 48, 32, 24, 16,
                                                  8, 4, 2, 1) if b < top]}, reverse=True)
+    if block_size is None and workers > 1:
+        # at least two tiles per worker where possible, so no worker idles
+        enough = [b for b in candidates if len(tiles(n_blocks(nst, b))) >= 2 * workers]
+        candidates = enough or candidates[-1:]
     best = None
     for bs in candidates:
         nb, tl, owners, costs = _layout(nst, bs, workers)
