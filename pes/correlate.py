@@ -91,6 +91,16 @@ class CrossCorrelatePE(GenericPE):
         if self.n_channels is not None and len(chunk) >= self.n_channels:
             self._flush(item["chunk"])
 
+    # Provenance: a pair's correlations derive from the two channels' spectra of that chunk
+    # (RTZ components, rotated from all three channels, from both stations' channels).
+    def provenance_input_keys(self, port, item):
+        return ((item["chunk"], item["seed_id"]), (item["chunk"], station_key(item["seed_id"])))
+
+    def provenance_output_keys(self, port, item):
+        if item["component"] in ENZ_PAIRS:
+            return ((item["chunk"], item["source_id"]), (item["chunk"], item["receiver_id"]))
+        return ((item["chunk"], item["source"]), (item["chunk"], item["receiver"]))
+
     def postprocess(self):
         for chunk in sorted(self.pending):
             self._flush(chunk)

@@ -62,6 +62,13 @@ class StackPE(GenericPE):
             st["ccfs"].append(ccfs)
             st["starttimes"].append(np.asarray(item["starttimes"]))
 
+    # Provenance: a stack derives from its own pair-component's correlations only.
+    def provenance_input_keys(self, port, item):
+        return (item["key"],)
+
+    def provenance_output_keys(self, port, item):
+        return (item["key"],)
+
     def postprocess(self):
         p = self.params
         for key in sorted(self.state):
