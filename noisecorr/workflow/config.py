@@ -80,7 +80,13 @@ class WorkflowConfig:
     synthetic_hours, synthetic_seed, synthetic_velocity : float, int, float
         Parameters of a generated synthetic network (see ``stations``).
     provenance : bool or str
-        Record W3C-PROV lineage (``True`` or a database URL).
+        Record W3C-PROV lineage: ``True`` (stored in ``<out>/provenance.sqlite``) or a store
+        URL (a file path, ``sqlite:///path`` or ``postgresql://...``).
+    provenance_rules : dict or None
+        What is recorded (see :mod:`noisecorr.provenance.rules`): ``record`` (PE name
+        patterns), ``metadata`` (item keys kept on entities), ``store`` (``PE`` or
+        ``PE.port`` patterns whose items are stored in full); ``None``: every PE, the
+        domain metadata keys, and the stacks.
     processing : CorrelationParams
         The science parameters (NoisePy names).
     """
@@ -103,6 +109,7 @@ class WorkflowConfig:
     synthetic_seed: int = 0
     synthetic_velocity: float = 3.0
     provenance: bool | str = False
+    provenance_rules: dict | None = None
     processing: CorrelationParams = field(default_factory=CorrelationParams)
 
     def __post_init__(self):
@@ -125,6 +132,15 @@ class WorkflowConfig:
                 f"chunk_length: {self.chunk_length} s is shorter than processing.cc_len "
                 f"{self.processing.cc_len} s, so no window fits"
             )
+        if not (isinstance(self.provenance, bool) or (isinstance(self.provenance, str) and self.provenance.strip())):
+            raise ConfigError(f"provenance: must be true, false or a store URL, got {self.provenance!r}")
+        if self.provenance_rules is not None:
+            from noisecorr.provenance.rules import Rules, RulesError
+
+            try:
+                Rules.from_dict(self.provenance_rules)
+            except RulesError as exc:
+                raise ConfigError(str(exc)) from None
         if self.compression not in (None, "gzip", "lzf"):
             raise ConfigError(f"compression: {self.compression!r} is not one of null, gzip, lzf")
         if self.data is not None and self.fdsn is not None:
