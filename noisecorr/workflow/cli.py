@@ -46,9 +46,12 @@ def _progress_printer():
 @click.option("--out", help=f"Output folder (default: ./{DEFAULT_OUT}).")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run, skipping complete pairs.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf"]), help="Compress the stacks in the HDF5 file.")
-@click.option("--provenance", is_flag=True, default=None, help="Record W3C-PROV lineage of the results.")
+@click.option("--provenance", is_flag=True, default=None,
+              help="Record W3C-PROV lineage of the results (in OUT/provenance.sqlite unless --provenance-store).")
+@click.option("--provenance-store", metavar="URL",
+              help="Record provenance to this store (path, sqlite:///path or postgresql://...); implies --provenance.")
 def run_command(config_file, data, inventory, fdsn, start, end, stations, mapping, processes, out, resume,
-                compression, provenance):
+                compression, provenance, provenance_store):
     """Cross-correlate every station pair and stack: the whole ambient-noise workflow.
 
     With no options, runs on the bundled sample stations and writes results.h5 and a
@@ -63,13 +66,11 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
 
     overrides = dict(data=data, inventory=inventory, fdsn=fdsn, start=start, end=end, stations=stations,
                      mapping=mapping, processes=processes, out=out, resume=resume, compression=compression,
-                     provenance=provenance)
+                     provenance=provenance_store or provenance)
     try:
         config = load_config(config_file, overrides=overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    if config.provenance:
-        raise click.UsageError("--provenance: provenance recording is not available in this version yet")
     module = load(config.mapping)
     relaunch = getattr(module, "relaunch_if_needed", None)
     if relaunch is not None:

@@ -45,6 +45,7 @@ class Report:
     skipped: list = field(default_factory=list)
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    provenance: dict | None = None
 
     @property
     def had_skips(self) -> bool:
@@ -66,6 +67,8 @@ class Report:
         ]
         if self.plot:
             lines.append(f"{'record section':<22}{self.plot}")
+        if self.provenance:
+            lines.append(f"{'provenance':<22}run {self.provenance['run_id']} in {self.provenance['store']}")
         return "\n".join(lines)
 
 
@@ -129,11 +132,29 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
             from noisecorr.engine.result import RunResult
 
             return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
+        prov = provenance_options(config)
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
+                     provenance=prov,
                      **({"progress": progress} if progress is not None and config.mapping in ("sequential", "multiprocess") else {}))
         if result is None:  # an MPI rank other than 0
             return None
-        return finish(wf, result, time.perf_counter() - t0)
+        report = finish(wf, result, time.perf_counter() - t0,
+                        provenance=prov and {"run_id": result.provenance_run_id, "store": prov["store"]})
+        return report
+
+
+def provenance_options(config: WorkflowConfig) -> dict | None:
+    """The ``provenance=`` argument of :func:`noisecorr.engine.run` for ``config``.
+
+    ``provenance: true`` records to ``<out>/provenance.sqlite``; a string is a store URL.
+    The bundle of the run holds the whole configuration.
+    """
+    if not config.provenance:
+        return None
+    from noisecorr.provenance.store import FILENAME
+
+    store = config.provenance if isinstance(config.provenance, str) else str(Path(config.out).resolve() / FILENAME)
+    return {"store": store, "rules": config.provenance_rules, "config": config.to_dict()}
 
 
 class _NoLock:
@@ -152,7 +173,7 @@ def _is_root(mapping):
     return load("mpi").is_root()
 
 
-def finish(wf: Workflow, result, wall) -> Report:
+def finish(wf: Workflow, result, wall, provenance=None) -> Report:
     """Plot the record section and write ``summary.json`` for a finished enactment."""
     config, sources = wf.config, wf.sources
     stats = result.outputs.get(("Whiten", "stats"), [])
@@ -190,6 +211,7 @@ def finish(wf: Workflow, result, wall) -> Report:
         windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
         skipped=skipped, wall_seconds=wall,
         timings={k: round(v, 3) for k, v in result.timings.items()},
+        provenance=provenance or None,
     )
     tmp = Path(config.out) / (SUMMARY + ".tmp")
     tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))
