@@ -24,8 +24,9 @@ MPI messages cannot match ours. Two tags:
     Framed messages: one byte of kind, the number of out-of-band buffers that follow and their
     sizes, then a payload. Kinds: ``BATCH`` (a pickled ``(data, eos)`` batch of the run loop),
     ``ACK`` (a count of batches received, for back-pressure), ``DONE`` (to rank 0: this rank's
-    loop has finished; the payload is its summary), ``STOP`` (from rank 0: every rank is done)
-    and ``ERROR`` (a pickled exception, from a failing rank to every other rank).
+    loop has finished; the payload is its summary), ``STOP`` (from rank 0: every rank is done),
+    ``ERROR`` (a pickled exception, from a failing rank to every other rank) and ``PROGRESS``
+    (to rank 0: a snapshot of this rank's counters, only when a progress callback is given).
 ``TAG_BUF``
     The out-of-band buffers of the preceding ``BATCH`` or ``DONE`` frame from the same sender:
     numpy arrays of 64 KiB or more (:func:`noisecorr.engine.serialize.dumps`) travel as raw
@@ -94,7 +95,7 @@ from pathlib import Path
 from noisecorr.engine import serialize
 from noisecorr.engine.errors import EngineError, MappingError, PEError, TransportError, short_repr
 from noisecorr.engine.plan import make_plan
-from noisecorr.engine.result import merge_summaries
+from noisecorr.engine.result import ProgressAggregator, merge_summaries
 from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker
 
 log = logging.getLogger("noisecorr.engine.mpi")
@@ -102,8 +103,8 @@ log = logging.getLogger("noisecorr.engine.mpi")
 NAME = "mpi"
 TAG_MSG = 0x4E43  # "NC"
 TAG_BUF = 0x4E44
-BATCH, ACK, DONE, STOP, ERROR = 1, 2, 3, 4, 5
-_KIND_NAMES = {BATCH: "BATCH", ACK: "ACK", DONE: "DONE", STOP: "STOP", ERROR: "ERROR"}
+BATCH, ACK, DONE, STOP, ERROR, PROGRESS = 1, 2, 3, 4, 5, 6
+_KIND_NAMES = {BATCH: "BATCH", ACK: "ACK", DONE: "DONE", STOP: "STOP", ERROR: "ERROR", PROGRESS: "PROGRESS"}
 _FRAME = struct.Struct("<BI")
 _COUNT = struct.Struct("<Q")
 
@@ -237,8 +238,9 @@ class MPITransport(Transport):
 
     remote = True
 
-    def __init__(self, comm, MPI):
+    def __init__(self, comm, MPI, progress=None):
         super().__init__()
+        self.progress = progress  # rank 0: a ProgressAggregator, or None
         self.comm = comm
         self.MPI = MPI
         self.rank = comm.Get_rank()
@@ -311,6 +313,9 @@ class MPITransport(Transport):
         stream, buffers = self.pack(summary)
         self._post(0, DONE, stream, buffers)
 
+    def send_progress(self, snapshot):
+        self._post(0, PROGRESS, pickle.dumps(snapshot))
+
     def send_stop(self):
         for dest in range(1, self.size):
             self._post(dest, STOP)
@@ -377,6 +382,10 @@ class MPITransport(Transport):
         if kind == DONE:
             self.summaries[sender] = serialize.loads(payload, buffers)
             return None
+        if kind == PROGRESS:
+            if self.progress is not None:
+                self.progress(pickle.loads(payload), worker=sender)
+            return None
         if kind == ERROR:
             self.failed = True
             raise PeerFailed(sender)
@@ -424,7 +433,7 @@ def _as_error(exc, rank):
 class _Run:
     """The life of one enactment on one rank: loop, report, stop, drain, result."""
 
-    def __init__(self, comm, MPI, spec, plan, window):
+    def __init__(self, comm, MPI, spec, plan, window, progress=None, provenance=None):
         self.comm = comm
         self.MPI = MPI
         self.spec = spec
@@ -432,14 +441,25 @@ class _Run:
         self.window = window
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.transport = MPITransport(comm, MPI)
+        self.provenance = provenance
+        aggregator = ProgressAggregator(progress) if progress is not None and self.rank == 0 else None
+        self.transport = MPITransport(comm, MPI, aggregator)
+        # Each rank's loop reports its counters: rank 0 to the aggregator, the others to rank 0.
+        self.progress_hook = None
+        if progress is not None:
+            self.progress_hook = aggregator if self.rank == 0 else self.transport.send_progress
 
     def execute(self, mapping_name, t0):
         transport = self.transport
         local_error = None
         failed = False
         try:
-            worker = Worker(self.spec, self.plan, self.rank, transport, window=self.window)
+            extra = {}
+            if self.progress_hook is not None:
+                extra["progress"] = self.progress_hook
+            if self.provenance is not None:
+                extra["provenance"] = self.provenance
+            worker = Worker(self.spec, self.plan, self.rank, transport, window=self.window, **extra)
             summary = worker.run()
             if self.rank == 0:
                 transport.summaries[0] = summary
@@ -495,7 +515,7 @@ class _Run:
         kind = got[0]
         if kind == ACK:  # late acknowledgements: nothing to pause any more
             return
-        if kind in (DONE, STOP, ERROR):
+        if kind in (DONE, STOP, ERROR, PROGRESS):
             self.transport._event(got)
             return
         raise EngineError(f"MPI rank {self.rank}: {_KIND_NAMES.get(kind, kind)} from rank {got[1]} after its loop ended")
@@ -555,7 +575,7 @@ def _abort(MPI, rank, error):
     MPI.COMM_WORLD.Abort(1)
 
 
-def enact(spec, processes=None, mapping_name=NAME, window=16, **options):
+def enact(spec, processes=None, mapping_name=NAME, window=16, progress=None, provenance=None, **options):
     """Run ``spec`` on the ranks of ``COMM_WORLD``; every rank must call it (collective).
 
     Parameters
@@ -566,6 +586,11 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, **options):
         Must equal the world size when given.
     window : int
         Unacknowledged batches per rank above which its sources pause (back-pressure).
+    progress : callable, optional
+        Called on rank 0 only, about twice a second, with ``{pe: {"in": n, "out": n}}``
+        summed over every rank (the other ranks send their counters to rank 0).
+    provenance : noisecorr.provenance.Session, optional
+        Record lineage; the loop of every rank records its own PE instances.
 
     Returns
     -------
@@ -592,6 +617,6 @@ def enact(spec, processes=None, mapping_name=NAME, window=16, **options):
         if len(set(digests)) > 1:
             differ = [r for r, d in enumerate(digests) if d != digests[0]]
             raise MappingError(f"the MPI ranks were given different graphs, inputs or placements (ranks {differ} differ from rank 0)")
-        return _Run(comm, MPI, spec, plan, window).execute(mapping_name, t0)
+        return _Run(comm, MPI, spec, plan, window, progress, provenance).execute(mapping_name, t0)
     finally:
         comm.Free()

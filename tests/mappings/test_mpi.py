@@ -415,6 +415,18 @@ def scenario_items_that_cannot_travel(rank, size):
                 assert sorted(x if isinstance(x, int) else x() for x in got) == list(range(30))
 
 
+def scenario_progress_reaches_rank_0(rank, size):
+    calls = []
+    result = run(chain_graph(30_000), mapping="mpi", progress=calls.append)
+    if rank != 0:
+        assert result is None and calls == [], "progress is reported on rank 0 only"
+        return
+    assert calls, "no progress reported"
+    last = calls[-1]  # every rank's final counters have reached rank 0 before its DONE
+    assert last["NumberSource"]["out"] == 30_000 and last["Doubler"]["in"] == 30_000, last
+    assert last["Sink"]["in"] == 30_000, last
+
+
 SCENARIOS = {
     "arrays": scenario_arrays,
     "user_traffic": scenario_user_traffic,
@@ -423,6 +435,7 @@ SCENARIOS = {
     "ranks_must_agree_on_the_graph": scenario_ranks_must_agree_on_the_graph,
     "sys_exit_in_a_pe_is_a_failure": scenario_sys_exit_in_a_pe_is_a_failure,
     "items_that_cannot_travel": scenario_items_that_cannot_travel,
+    "progress_reaches_rank_0": scenario_progress_reaches_rank_0,
 }
 
 
