@@ -166,6 +166,15 @@ def launched_by_mpi(environ=None) -> bool:
     return in_srun_step(env) and int(env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1")) or 1) > 1
 
 
+def inside_mpi() -> bool:
+    """Whether this process runs as an MPI rank already (so it must not re-launch itself).
+
+    True under an MPI launcher, in a SLURM ``srun`` step, or in a command that
+    :func:`relaunch_if_needed` started. Looks only at the environment.
+    """
+    return launched_by_mpi() or in_srun_step() or bool(os.environ.get(RELAUNCHED))
+
+
 def find_mpiexec():
     """The ``mpiexec`` next to the running Python (a virtual environment's own), else on PATH."""
     here = Path(sys.executable).parent  # not resolved: the venv's bin/, not the base Python's
@@ -187,7 +196,7 @@ def relaunch_if_needed(processes, argv=None):
     The command re-launched is ``sys.executable -m noisecorr ARGV`` with ``argv`` (default:
     this process's ``sys.argv[1:]``), with the ``mpiexec`` found by :func:`find_mpiexec`.
     """
-    if processes is None or launched_by_mpi() or in_srun_step() or os.environ.get(RELAUNCHED):
+    if processes is None or inside_mpi():
         return None
     mpiexec = find_mpiexec()
     if mpiexec is None:

@@ -190,6 +190,7 @@ def test_no_relaunch_inside_an_srun_step_or_a_launch(monkeypatch):
                 m.delenv(name, raising=False)
             m.setenv(var, value)
             m.setattr(mpi.subprocess, "call", lambda *a, **k: pytest.fail("mpiexec must not be called"))
+            assert mpi.inside_mpi()
             assert mpi.relaunch_if_needed(4, argv=["enact", "x"]) is None
     assert mpi.relaunch_if_needed(None) is None
 
@@ -200,6 +201,7 @@ def test_relaunch_command_uses_the_venv_mpiexec(monkeypatch):
 
     for name in mpi.LAUNCHER_VARIABLES + ("SLURM_STEP_ID", "SLURM_STEPID", mpi.RELAUNCHED):
         monkeypatch.delenv(name, raising=False)
+    assert not mpi.inside_mpi()
     calls = []
     monkeypatch.setattr(mpi.subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 7)
     assert mpi.relaunch_if_needed(4, argv=["enact", "mod:graph", "-m", "mpi", "-n", "4"]) == 7
