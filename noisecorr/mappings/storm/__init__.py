@@ -54,7 +54,7 @@ NO_STORM = (
 
 
 def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, timeout=None,
-          storm_command="storm", flux_jars=None, ttl=600, **options):
+          storm_command="storm", flux_jars=None, ttl=600, progress=None, provenance=None, **options):
     """Package ``spec`` as a Storm topology and run it; return a ``RunResult``.
 
     Parameters
@@ -75,6 +75,12 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
         ``NOISECORR_FLUX_JARS`` or the Storm installation's ``external/flux``).
     ttl : int
         ``--local-ttl`` of ``storm local``: the most seconds the local cluster lives.
+    progress : callable, optional
+        Called once, when the run has finished, with ``{pe: {"in": n, "out": n}}`` (live
+        counts of a Storm topology are in the Storm UI, not here).
+    provenance : optional
+        Not supported: the components run in Storm's worker processes, outside the driver's
+        recording session; passing one raises :class:`MappingError` before anything runs.
 
     Raises
     ------
@@ -83,6 +89,9 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
     """
     if options:
         raise TypeError(f"unknown option(s) for the storm mapping: {sorted(options)}")
+    if provenance is not None:
+        raise MappingError("the storm mapping cannot record provenance (its PEs run in Storm's worker "
+                           "processes); use the sequential, multiprocess or mpi mapping for a recorded run")
     storm = None
     if not harness:
         storm = shutil.which(storm_command)
@@ -102,11 +111,16 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
         if harness:
             from noisecorr.testing.storm_harness import LocalStormHarness
 
-            return LocalStormHarness(pkg.root, timeout=timeout or 300.0).run(mapping_name)
-        from .submit import run_local
+            result = LocalStormHarness(pkg.root, timeout=timeout or 300.0).run(mapping_name)
+        else:
+            from .submit import run_local
 
-        return run_local(spec, pkg, storm, flux_jars=flux_jars, ttl=ttl, timeout=timeout or ttl,
-                         mapping_name=mapping_name)
+            result = run_local(spec, pkg, storm, flux_jars=flux_jars, ttl=ttl, timeout=timeout or ttl,
+                               mapping_name=mapping_name)
+        if progress is not None:
+            progress({pe: {"in": sum(c["in"].values()), "out": sum(c["out"].values())}
+                      for pe, c in result.counts.items()})
+        return result
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
