@@ -4,7 +4,7 @@ Locations
 ---------
 - ``noisecorr run --provenance``: ``<out>/provenance.sqlite`` beside the results;
 - ``run(graph, provenance=True)`` and ``noisecorr prov`` without ``--store``:
-  ``$NOISECORR_PROVENANCE`` if set, else ``$XDG_DATA_HOME/noisecorr/provenance.sqlite``
+  ``$NOISECORR_PROVENANCE_STORE`` if set, else ``$XDG_DATA_HOME/noisecorr/provenance.sqlite``
   (``~/.local/share/noisecorr/provenance.sqlite``);
 - a URL: a file path, ``sqlite:///absolute/path`` or ``postgresql://user@host:port/db``.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 #: Environment variable naming the default provenance store (path or URL).
-ENV = "NOISECORR_PROVENANCE"
+ENV = "NOISECORR_PROVENANCE_STORE"
 #: File name of a run's store beside its results.
 FILENAME = "provenance.sqlite"
 
@@ -77,7 +77,7 @@ class StoreError(RuntimeError):
 
 
 def default_url() -> str:
-    """``$NOISECORR_PROVENANCE`` or ``$XDG_DATA_HOME/noisecorr/provenance.sqlite``."""
+    """``$NOISECORR_PROVENANCE_STORE`` or ``$XDG_DATA_HOME/noisecorr/provenance.sqlite``."""
     env = os.environ.get(ENV)
     if env:
         return env
