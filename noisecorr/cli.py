@@ -149,7 +149,11 @@ def _print_result(result, show):
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True, help="Output items to print per output.")
 @click.option("--registry", "registry_url", default=None, metavar="URL",
               help="Registry of registry:WS.WORKFLOW targets (default: $NOISECORR_REGISTRY or the default file).")
-def enact(target, mapping, processes, iterations, data, data_file, show_plan, show, registry_url):
+@click.option("--provenance", is_flag=True, help="Record W3C-PROV lineage (default store: see `noisecorr prov --help`).")
+@click.option("--provenance-store", metavar="URL", default=None,
+              help="Record provenance to this store (path, sqlite:///path, postgresql://...); implies --provenance.")
+def enact(target, mapping, processes, iterations, data, data_file, show_plan, show, registry_url, provenance,
+          provenance_store):
     """Enact the workflow graph TARGET (MODULE[:ATTR], FILE.py[:ATTR] or registry:WS.WORKFLOW[@V])."""
     from noisecorr.engine import run
     from noisecorr.mappings import canonical_name, load
@@ -172,7 +176,8 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
         if _is_root(module):
             click.echo(plan.describe())
     try:
-        result = run(graph, inputs=inputs, mapping=name, processes=processes)
+        result = run(graph, inputs=inputs, mapping=name, processes=processes,
+                     provenance=provenance_store or (True if provenance else None))
     except EngineError as exc:
         if _is_root(module):
             raise
@@ -180,6 +185,8 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
         raise SystemExit(EXIT_USAGE if isinstance(exc, (GraphError, MappingError)) else EXIT_FAILED) from None
     if result is not None:
         _print_result(result, show)
+        if getattr(result, "provenance_run_id", None):
+            click.echo(f"provenance run {result.provenance_run_id}")
 
 
 def _is_root(module):
