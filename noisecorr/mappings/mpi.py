@@ -48,10 +48,12 @@ Back-pressure and deadlock freedom
 The shared loop pauses a rank's sources while ``window`` of its batches are unacknowledged;
 receivers acknowledge (``ACK``) after each pass. Nothing else ever waits on a send: sends are
 non-blocking and every rank keeps receiving while it has anything to do, so ranks feeding
-each other cannot deadlock. Waiting for messages polls with ``Improbe`` and, when nothing
-comes, sleeps a little (growing up to :data:`MAX_IDLE_SLEEP`) so that idle ranks leave the
-CPU to busy ones when ranks outnumber cores. This is a poll interval, not a timeout: nothing
-ever ends because time passed.
+each other cannot deadlock. Waiting for messages polls with ``Improbe``; when nothing comes
+a rank only yields the processor while its own sends are incomplete (MPI moves a large
+message only while both ranks are inside MPI calls), and otherwise sleeps a little (growing
+up to :data:`MAX_IDLE_SLEEP`) so that idle ranks leave the CPU to busy ones when ranks
+outnumber cores. This is a poll interval, not a timeout: nothing ever ends because time
+passed.
 
 Termination
 -----------
@@ -60,17 +62,17 @@ sends ``DONE`` with its summary (outputs and counters) to rank 0 and keeps recei
 acknowledgements) until rank 0, having a ``DONE`` from every rank and itself finished, sends
 ``STOP``. Then each rank waits for its own sends to complete while still receiving, enters a
 non-blocking barrier (``Ibarrier``) and keeps receiving until the barrier completes (the
-"NBX" consensus): at that point every message of the run has been received, and the
-communicator is freed. Rank 0 merges the summaries with
-:func:`~noisecorr.engine.result.merge_summaries`.
+"NBX" consensus): at that point every message of the run has been received. A last
+``allgather`` tells every rank whether any rank failed (below); then the communicator is
+freed and rank 0 merges the summaries with :func:`~noisecorr.engine.result.merge_summaries`.
 
 Failure
 -------
 A PE exception on any rank (or any other exception in a rank's loop) is pickled and sent as
 ``ERROR`` to every other rank. A rank that receives it leaves its loop at once. Every rank then
-drains as above (discarding what still arrives), the ranks exchange which of them failed
-(``allgather``), and *every* rank raises the same error: the :class:`PEError` of the lowest
-failing rank, naming the PE, instance, item and carrying the remote traceback. The MPI world
+drains as above (discarding what still arrives), the ranks exchange their errors in the
+final ``allgather``, and *every* rank raises the same error: the :class:`PEError` of the
+lowest failing rank, naming the PE, instance, item and carrying the remote traceback. The MPI world
 stays usable: a program may catch the error and run again. If this shutdown itself fails,
 the error is printed and the job is aborted with ``MPI_Abort``, so no rank hangs. A rank that
 dies (a signal, the out-of-memory killer) is handled by the launcher, which ends the job; so
