@@ -25,6 +25,7 @@ every pair flagged complete in the main file and the parts.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -357,7 +358,7 @@ class ResultsWriter:
         final = d / f"part-{num:06d}.h5"
         tmp = Path(str(final) + ".tmp")
         rows = []
-        with h5py.File(tmp, "w", libver="latest") as f:
+        with _image(tmp) as f:
             self._root_attrs(f)
             pairs = f.create_group("pairs")
             last = (None, None)
@@ -378,7 +379,6 @@ class ResultsWriter:
                 rows.append((src, rcv, comp, bool(attrs["complete"])))
             _write_index(f, rows)
             _write_stations(f, self._stations)
-        _fsync(tmp)
         os.replace(tmp, final)
         for src, rcv, comp, done in rows:
             (self._durable.add if done else self._durable.discard)((src, rcv, comp))
@@ -411,6 +411,54 @@ class ResultsWriter:
         return False
 
 
+#: Merges up to this size are built in memory (see :class:`_image`).
+IN_MEMORY_MERGE_BYTES = 2 * 2**30
+
+
+class _image:
+    """Build an HDF5 file in memory, then write its bytes to ``path`` and fsync.
+
+    HDF5 handles a failing disk write (full disk, file-size limit) badly: the library may
+    crash while closing the half-written file. Building the image in memory keeps HDF5 away
+    from the disk; the one plain ``os.write`` loop then raises a clean ``OSError`` (ENOSPC,
+    EFBIG), and the caller's temporary name plus rename keeps the real file untouched.
+    """
+
+    def __init__(self, path, initial=None):
+        self.path = Path(path)
+        self.buffer = io.BytesIO(Path(initial).read_bytes() if initial is not None else b"")
+        self.file = h5py.File(self.buffer, "r+" if initial is not None else "w", libver="latest")
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, *exc):
+        self.file.close()
+        if exc[0] is not None:
+            return False
+        data = self.buffer.getbuffer()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = 0
+            while done < data.nbytes:
+                done += os.write(fd, data[done:])
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return False
+
+
+def _check_free_space(folder, needed):
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise OSError(28, f"not enough free space in {folder} to merge the results: "
+                          f"{needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free")
+
+
 def merge_parts(path, root_attrs=None, stations=None) -> None:
     """Merge ``<path>.parts/*`` into ``path`` via ``<path>.tmp`` + rename.
 
@@ -426,12 +474,15 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
             pass
         return
     tmp = Path(str(path) + ".tmp")
-    if path.exists():
-        shutil.copyfile(path, tmp)
-        mode = "r+"
+    size = (path.stat().st_size if path.exists() else 0) + sum(p.stat().st_size for p in parts)
+    if size <= IN_MEMORY_MERGE_BYTES:
+        target = _image(tmp, path if path.exists() else None)
     else:
-        mode = "w"
-    with h5py.File(tmp, mode, libver="latest") as dst:
+        _check_free_space(tmp.parent, size)
+        if path.exists():
+            shutil.copyfile(path, tmp)
+        target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest")
+    with target as dst:
         index = {(s, r, c): done for s, r, c, done in read_index(dst)}
         table = read_stations(dst)
         if root_attrs is not None:
@@ -464,7 +515,8 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         _write_stations(dst, table)
         _write_index(dst, [(s, r, c, d) for (s, r, c), d in sorted(index.items())])
         dst.attrs["n_pairs"] = len(index)
-    _fsync(tmp)
+    if not isinstance(target, _image):
+        _fsync(tmp)
     os.replace(tmp, path)
     for p in parts:
         p.unlink()
