@@ -144,8 +144,11 @@ def test_pes_do_not_mutate_read_only_inputs():
     w["windows"].flags.writeable = False
     s = SpectraPE(params)._process(w)
     s["spectra"].flags.writeable = False
-    wh = WhitenPE(params)._process(s)
+    whiten, stats = WhitenPE(params), []
+    whiten.write = lambda port, x: stats.append((port, x))
+    wh = whiten._process(s)
     assert wh["spectra"].shape == s["spectra"].shape
+    assert [port for port, _ in stats] == ["stats"] and stats[0][1]["n_windows"] == s["spectra"].shape[0]
 
 
 def test_multiprocess_mapping_gives_the_sequential_stacks():
