@@ -109,7 +109,9 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
         ``(n_stations, n_grid)``, 1 where the station has the window.
     """
     n, w = len(factors), len(grid)
-    block = np.zeros((n_band, n, w), dtype=np.complex64)
+    # scatter rows into (n, w, n_band) (contiguous copies), then one transpose: about twice
+    # as fast as scattering transposed rows into (n_band, n, w) directly
+    rows_first = np.zeros((n, w, n_band), dtype=np.complex64)
     mask = np.zeros((n, w), dtype=np.float32)
     fs = float(sampling_rate)
     for k, (f, t) in enumerate(zip(factors, starttimes)):
@@ -117,10 +119,13 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
             continue
         rows = np.searchsorted(grid, np.round(np.asarray(t, dtype=np.float64) * fs).astype(np.int64))
         mask[k, rows] = 1.0
-        if conjugate:
-            block[:, k, rows] = np.conj(f).T
+        if len(rows) == w and conjugate:
+            np.conjugate(f, out=rows_first[k])
+        elif len(rows) == w:
+            rows_first[k] = f
         else:
-            block[:, k, rows] = f.T
+            rows_first[k, rows] = np.conj(f) if conjugate else f
+    block = np.ascontiguousarray(rows_first.transpose(2, 0, 1))
     return block, mask
 
 

@@ -13,7 +13,8 @@ Memory model of one worker (bytes, see :func:`predict_peak_bytes`):
   of the worker's tiles touches, ``n_st * n_windows * n_freq_band * 8 * n_factors``
   (complex64). A single pass over the stations of a chunk must keep them until the
   worker's last tile with that block is done;
-* the tile: two assembled blocks ``(n_freq_band, B, n_windows)`` complex64 and the
+* the tile: two assembled blocks ``(n_freq_band, B, n_windows)`` complex64 (plus one
+  block-sized temporary while transposing) and the
   window-summed cross-spectra ``(n_freq_band, B, B)`` complex64;
 * the inverse FFT of a batch of ``pair_batch`` pairs (full one-sided spectra and
   ``nfft`` real samples) and the tile's output ``B * B * n_lags`` float32;
@@ -137,7 +138,7 @@ def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_
     pb = min(int(pair_batch), b * b)
     out = {
         "resident_spectra": n_resident * w * f * 8 * n_factors,
-        "tile_blocks": 2 * f * b * w * 8,
+        "tile_blocks": 3 * f * b * w * 8,  # two blocks + the transpose of one
         "tile_cross_spectra": f * b * b * 8,
         "inverse_fft": pb * ((nfft // 2 + 1) * 8 + nfft * 8),
         "tile_output": b * b * n_lags * 4,
