@@ -374,7 +374,7 @@ class Worker:
             {(e.source, r.index) for e in self.spec.edges if dest and (e.dest, e.dest_port) == dest[::2]
              for r in self.runners if r.name == e.source}
         )
-        pe = ", ".join(name for name, _ in writers) or "?"
+        pe = ", ".join(sorted({name for name, _ in writers})) or "?"
         instance = writers[0][1] if len(writers) == 1 else None
         return PEError(pe, instance, getattr(exc, "item", None), "write", "",
                        where=f"worker {self.worker_id}", reason=str(exc))

@@ -97,8 +97,12 @@ class output_lock:
         os.close(self.fd)
 
 
-def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | None = None) -> Report | None:
+def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | None = None,
+                 mapping_options: dict | None = None) -> Report | None:
     """Resolve the data, build the graph, enact it with ``config.mapping`` and finish.
+
+    ``mapping_options`` are passed to the mapping (e.g. ``{"harness": True}`` runs the Storm
+    topology under the test harness that plays Storm's side).
 
     Returns the :class:`Report` (``None`` on MPI ranks other than 0).
 
@@ -133,9 +137,11 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
 
             return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
         prov = provenance_options(config)
+        options = dict(mapping_options or {})
+        if progress is not None and config.mapping in ("sequential", "multiprocess", "simple", "multi"):
+            options["progress"] = progress
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
-                     provenance=prov,
-                     **({"progress": progress} if progress is not None and config.mapping in ("sequential", "multiprocess") else {}))
+                     provenance=prov, **options)
         if result is None:  # an MPI rank other than 0
             return None
         report = finish(wf, result, time.perf_counter() - t0,

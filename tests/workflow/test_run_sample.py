@@ -69,6 +69,26 @@ def test_sample_run_matches_reference_and_truth(tmp_path, mapping, processes):
     assert (tmp_path / "out" / "record_section.png").stat().st_size > 10_000
 
 
+@pytest.mark.mpi
+def test_sample_run_under_mpi_matches_reference(tmp_path):
+    """`noisecorr run --mapping mpi -n 3` re-launches itself under the venv's mpiexec."""
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "-q", "run", "--mapping", "mpi", "-n", "3",
+                           "--out", str(tmp_path / "mpi")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("pairs written") == 1, "only rank 0 reports"
+    check_against_reference(tmp_path / "mpi" / "results.h5")
+    check_travel_times(tmp_path / "mpi" / "results.h5")
+
+
+def test_sample_run_as_a_storm_topology_matches_reference(tmp_path):
+    """The generated Storm topology, every component a multilang subprocess driven by the
+    harness that plays Storm's side."""
+    config = load_config(overrides={"out": str(tmp_path / "storm"), "mapping": "storm", "processes": 2})
+    report = run_workflow(config, mapping_options={"harness": True})
+    assert report.pairs_written == 15
+    check_against_reference(report.results)
+
+
 def test_cli_run_defaults_in_working_directory(tmp_path):
     """`noisecorr run` with no arguments: bundled sample, ./noisecorr_output, path printed."""
     proc = subprocess.run([sys.executable, "-m", "noisecorr", "-q", "run"], cwd=tmp_path,
