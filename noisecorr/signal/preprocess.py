@@ -349,6 +349,10 @@ def _resample_mask(mask: np.ndarray, rate_in: float, rate_out: float, start_offs
 
 
 # ---------------------------------------------------------------------------- filters
+#: Fewer samples than this in a chunk cannot be filtered meaningfully.
+MIN_SAMPLES = 64
+
+
 def bandpass(data: np.ndarray, sampling_rate: float, freqmin: float, freqmax: float,
              corners: int = 4) -> np.ndarray:
     """Zero-phase Butterworth bandpass (``corners`` poles, applied forward and backward)."""
@@ -474,6 +478,9 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
                                        taper_max_length=taper_max_length)
     t0 = merged.stats.starttime
     x = np.asarray(merged.data, dtype=np.float64)
+    if x.size / rate_in < 1.0 / freqmin or x.size < MIN_SAMPLES:
+        raise PreprocessError(sid, f"too short: {x.size} samples ({x.size / rate_in:.3g} s) of data, less "
+                                   f"than one period of freqmin ({1.0 / freqmin:.3g} s) or {MIN_SAMPLES} samples")
 
     # resample onto the chunk grid: first output sample at chunk grid index k0
     pos = (t0 - t1) * fs                      # position of the first input sample, in output samples
@@ -500,6 +507,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
     if response_output.upper() != "NONE":
         y = remove_response(y, sid, tstart, fs, inventory, output=response_output.upper(),
                             pre_filt=pre_filt, water_level=water_level)
+    if y.size <= 6 * (2 * corners + 1):  # sosfiltfilt's padding needs this many samples
+        raise PreprocessError(sid, f"too short after resampling: {y.size} samples at {fs} Hz")
     y = bandpass(y, fs, freqmin, freqmax, corners)
     y[ymask] = 0.0
 
