@@ -193,7 +193,7 @@ def estimate_memory_mb(n_stations: int, processing, chunk_length: float, n_chunk
                        processes_per_node: int, nodes: int = 1) -> int:
     """Memory per node (MB) that a run needs, when the configuration sets no memory budget.
 
-    The formula (documented in ``docs`` of ``noisecorr slurm --help`` too)::
+    The formula (``noisecorr slurm --help`` points here)::
 
         c      = n_stations * n_orientations            channels (1 for ZZ, 3 for ENZ/RTZ pairs)
         w      = floor((chunk_length - cc_len) / step) + 1      windows per channel-chunk

@@ -50,6 +50,12 @@ _noisecorr_slurm_stop() {
 
 _noisecorr_slurm_start() {
     local dir host cpus mem python ports ctl_port d_port i state
+    # sourced twice in one shell: keep the cluster that is already answering
+    if [ -n "${NOISECORR_TEST_SLURM:-}" ] && [ -n "${_NOISECORR_SLURM_DIR:-}" ] && [ -f "${SLURM_CONF:-}" ] \
+        && timeout 10 sinfo -h >/dev/null 2>&1; then
+        echo "slurm.sh: reusing the running test cluster (SLURM_CONF=$SLURM_CONF)" >&2
+        return 0
+    fi
     if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null; then
         if [ "$(id -u)" != 0 ]; then
             echo "slurm.sh: slurm-wlm/munge are not installed and installing them needs root" >&2
