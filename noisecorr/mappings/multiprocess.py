@@ -305,6 +305,8 @@ def _cleanup(procs, queues, prefix):
             p.terminate()
     deadline = time.monotonic() + 3
     for p in procs.values():
+        if p.pid is None:  # start() itself failed: nothing to stop
+            continue
         p.join(timeout=max(0.0, deadline - time.monotonic()))
         if p.is_alive():
             p.kill()
