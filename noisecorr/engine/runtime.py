@@ -37,6 +37,9 @@ log = logging.getLogger("noisecorr.engine")
 SOURCE_CHUNK = 1024
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
+#: Bytes per outgoing batch that transports aim for, and the most items in one batch.
+TARGET_BATCH_BYTES = 1 << 20
+MAX_BATCH = 65536
 
 
 class Transport:
@@ -65,6 +68,34 @@ class Transport:
 
     def recv(self, block):
         return []
+
+    def pack_batch(self, obj, data, where):
+        """``self.pack(obj)``; if an item cannot be pickled, name it and its destination.
+
+        ``data`` is the batch's ``[((pe, instance, port), items), ...]``; ``where`` says
+        where the items were going ("another process", "MPI rank 3").
+        """
+        from . import serialize
+
+        try:
+            return self.pack(obj)
+        except TransportError:
+            for dest, items in data:
+                bad = serialize.find_unpicklable(items)
+                if bad is not None:
+                    err = TransportError(
+                        f"item {short_repr(bad[1])} for PE '{dest[0]}' input '{dest[2]}' cannot be "
+                        f"pickled to reach {where}: {type(bad[2]).__name__}: {bad[2]}"
+                    )
+                    err.destination, err.item = dest, short_repr(bad[1])
+                    raise err from None
+            raise
+
+    def adapt_limit(self, worker, n_items, nbytes):
+        """Grow or shrink the batch size for ``worker`` towards :data:`TARGET_BATCH_BYTES`."""
+        if n_items:
+            by_bytes = int(TARGET_BATCH_BYTES / max(nbytes / n_items, 1.0))
+            self.limits[worker] = max(1, min(MAX_BATCH, by_bytes, 8 * self.limits[worker]))
 
     def note_item(self, runner, batch):
         """Record the batch being processed (used to name the item if the process dies)."""

@@ -111,8 +111,6 @@ _FRAME = struct.Struct("<BI")
 _COUNT = struct.Struct("<Q")
 
 #: A batch aims at about this many bytes (the items per batch adapt to it).
-TARGET_BATCH_BYTES = 1 << 20
-MAX_BATCH = 65536
 #: Frames handled per ``recv`` call, so a flood of messages cannot starve the loop.
 MAX_EVENTS = 256
 #: Polls without a message before an idle rank starts sleeping, and the sleep bounds.
@@ -297,25 +295,9 @@ class MPITransport(Transport):
         return serialize.dumps(obj, self.threshold)
 
     def send(self, worker, data, eos):
-        try:
-            stream, buffers = self.pack((data, eos))
-        except TransportError:
-            for dest, items in data:
-                bad = serialize.find_unpicklable(items)
-                if bad is not None:
-                    err = TransportError(
-                        f"item {short_repr(bad[1])} for PE '{dest[0]}' input '{dest[2]}' cannot be "
-                        f"pickled to reach MPI rank {worker}: {type(bad[2]).__name__}: {bad[2]}"
-                    )
-                    err.destination, err.item = dest, short_repr(bad[1])
-                    raise err from None
-            raise
+        stream, buffers = self.pack_batch((data, eos), data, f"MPI rank {worker}")
         self._post(worker, BATCH, stream, buffers)
-        n_items = sum(len(items) for _, items in data)
-        if n_items:
-            per_item = (len(stream) + sum(b.nbytes for b in buffers)) / n_items
-            by_bytes = int(TARGET_BATCH_BYTES / max(per_item, 1.0))
-            self.limits[worker] = max(1, min(MAX_BATCH, by_bytes, 8 * self.limits[worker]))
+        self.adapt_limit(worker, sum(len(items) for _, items in data), len(stream) + sum(b.nbytes for b in buffers))
 
     def ack(self, worker, count):
         self._post(worker, ACK, _COUNT.pack(count))

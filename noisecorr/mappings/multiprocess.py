@@ -44,8 +44,6 @@ log = logging.getLogger("noisecorr.engine.multiprocess")
 
 NAME = "multiprocess"
 SHM_DIR = "/dev/shm"
-TARGET_BATCH_BYTES = 1 << 20
-MAX_BATCH = 65536
 SLOT_BYTES = 16384
 RECORDED_ITEMS = 64
 _SEP = "\x1f"
@@ -105,25 +103,9 @@ class QueueTransport(Transport):
 
     # -- Transport API -----------------------------------------------------------------
     def send(self, worker, data, eos):
-        try:
-            header, names = self.pack((self.worker_id, data, eos))
-        except TransportError:
-            for dest, items in data:
-                bad = serialize.find_unpicklable(items)
-                if bad is not None:
-                    err = TransportError(
-                        f"item {short_repr(bad[1])} for PE '{dest[0]}' input '{dest[2]}' cannot be "
-                        f"pickled to reach another process: {type(bad[2]).__name__}: {bad[2]}"
-                    )
-                    err.destination, err.item = dest, short_repr(bad[1])
-                    raise err from None
-            raise
+        header, names = self.pack_batch((self.worker_id, data, eos), data, "another process")
         self.queues[worker].put(("batch", header, names))
-        n_items = sum(len(items) for _, items in data)
-        if n_items:
-            per_item = (len(header) + sum(n for _, n in names)) / n_items
-            by_bytes = int(TARGET_BATCH_BYTES / max(per_item, 1.0))
-            self.limits[worker] = max(1, min(MAX_BATCH, by_bytes, 8 * self.limits[worker]))
+        self.adapt_limit(worker, sum(len(items) for _, items in data), len(header) + sum(n for _, n in names))
 
     def ack(self, worker, count):
         self.queues[worker].put(("ack", self.worker_id, count))

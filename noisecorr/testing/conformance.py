@@ -22,7 +22,6 @@ import hashlib
 from collections import Counter
 
 from noisecorr.engine import (
-    ConsumerPE,
     GenericPE,
     IterativePE,
     PEError,

@@ -103,7 +103,7 @@ def resolve(config: WorkflowConfig) -> Sources:
         Nothing usable (missing folder, no StationXML, no channels, no time span), naming
         the field to fix.
     """
-    from obspy import UTCDateTime, read_inventory
+    from obspy import UTCDateTime
 
     truth = None
     early_skips = []
