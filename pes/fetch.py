@@ -182,7 +182,12 @@ class FetchPE(IterativePE):
                 problems.append(problem)
                 continue
             stream += part.select(network=net, station=sta, location=loc, channel=cha)
-        stream.merge(method=-1)  # join contiguous traces (day files) as ObsPy's SDS client does
+        try:
+            stream.merge(method=-1)  # join contiguous traces (day files) as ObsPy's SDS client does
+        except (TypeError, ValueError):
+            # traces that cannot be joined (mixed sampling rates or data types) stay separate;
+            # preprocessing rejects such a channel and names the inconsistency
+            pass
         stream.trim(t1, t2)
         stream = Stream([tr for tr in stream if tr.stats.npts > 0])
         if not len(stream) and problems:
