@@ -182,12 +182,11 @@ class FetchPE(IterativePE):
                 problems.append(problem)
                 continue
             stream += part.select(network=net, station=sta, location=loc, channel=cha)
-        try:
-            stream.merge(method=-1)  # join contiguous traces (day files) as ObsPy's SDS client does
-        except (TypeError, ValueError):
-            # traces that cannot be joined (mixed sampling rates or data types) stay separate;
-            # preprocessing rejects such a channel and names the inconsistency
-            pass
+        # join contiguous traces (day files) as ObsPy's SDS client does; traces that cannot be
+        # joined (mixed sampling rates or data types: ObsPy's merge would raise and empty the
+        # stream) stay separate, and preprocessing rejects the channel naming the inconsistency
+        if len({(tr.id, tr.stats.sampling_rate, tr.data.dtype) for tr in stream}) == len({tr.id for tr in stream}):
+            stream.merge(method=-1)
         stream.trim(t1, t2)
         stream = Stream([tr for tr in stream if tr.stats.npts > 0])
         if not len(stream) and problems:
