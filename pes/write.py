@@ -4,7 +4,8 @@ Items
 -----
 input : dict (grouping ``"global"``: one writer instance owns the file)
     A :class:`pes.stack.StackPE` output: ``source``, ``receiver``, ``component``, ``lags``,
-    ``stack``, ``n_windows``, ``sampling_rate``, optional ``substacks``...
+    ``stack``, ``n_windows``, ``sampling_rate``, optional ``substacks``...; or a batched
+    :class:`pes.tiles.TileStackPE` output (``keys``, per-pair lists and a 2-D ``stack``).
 output : tuple
     ``("written", n_pairs)`` once, after the file is complete.
 
@@ -70,6 +71,18 @@ class WriteResultsPE(GenericPE):
 
     def process(self, inputs):
         item = inputs["input"]
+        if "keys" in item:  # a pes.tiles.TileStackPE batch: one row per pair of a tile
+            for i in range(len(item["keys"])):
+                self._write_one({
+                    "source": item["source"][i], "receiver": item["receiver"][i],
+                    "component": item["component"], "lags": item["lags"], "stack": item["stack"][i],
+                    "n_windows": int(item["n_windows"][i]), "sampling_rate": item["sampling_rate"],
+                    "stack_method": item.get("stack_method"),
+                })
+        else:
+            self._write_one(item)
+
+    def _write_one(self, item):
         # results are keyed by "NET.STA" (the correlator's keys may carry ".LOC")
         key = (_net_sta(item["source"]), _net_sta(item["receiver"]), item["component"])
         if key in self.skip:

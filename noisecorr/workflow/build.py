@@ -2,9 +2,13 @@
 
 The graph (each PE thin over :mod:`noisecorr.signal`)::
 
-    Fetch -> Preprocess -> Normalise -> Spectra -> Whiten -> CrossCorrelate -> Stack -> Write
-                 |                                   |
-              rejected                             stats          (collected in the result)
+    Fetch -> Preprocess -> Normalise -> Spectra -> Whiten -> TiledCorrelation -> WriteResults
+      |          |                                   |
+   rejected   rejected                             stats          (collected in the result)
+
+``TiledCorrelation`` (``TileRoute -> TileCorrelate -> TileStack``, see :mod:`pes.tiles`) is the
+block-tiled BLAS-3 stage for linear stacks; phase-weighted/robust stacks, sub-stacks and RTZ
+components use ``CrossCorrelate -> Stack`` instead (also with ``tiled: false``).
 
 Library users build it, swap or insert their own PEs, and enact it with any mapping::
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from noisecorr.engine import WorkflowGraph
 
-from .config import WorkflowConfig
+from .config import ConfigError, WorkflowConfig
 from .sources import Sources, resolve
 
 log = logging.getLogger(__name__)
@@ -66,10 +70,50 @@ def completed_pairs(path: Path) -> set:
     return done
 
 
+def tiled_path(config: WorkflowConfig) -> bool:
+    """The block-tiled BLAS-3 stage serves linear stacks of ENZ component pairs (issue #8's
+    fast path); phase-weighted and robust stacks, sub-stacks and RTZ rotation keep the
+    per-pair path (``CrossCorrelate -> Stack``)."""
+    from noisecorr.signal.components import ENZ_PAIRS
+
+    p = config.processing
+    return config.tiled and all(c in ENZ_PAIRS for c in p.components)
+
+
+def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
+    """Block size and tile owners for this run within ``config.memory`` (fails before running)."""
+    from noisecorr.tiles import plan_tiles
+    from noisecorr.tiles.kernel import carried_band
+
+    p = config.processing
+    span = min(config.chunk_length, float(sources.end - sources.start))
+    n_windows = max(1, int((span - p.cc_len) // p.step) + 1)
+    band = carried_band(p, p.nfft)
+    workers = 1 if config.mapping in ("sequential", "simple") else (config.processes or _default_workers(config))
+    stations = len({s.rsplit(".", 1)[0] for s in seed_ids})
+    try:
+        return plan_tiles(stations, n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
+                          config.memory, workers=workers, n_factors=2 if p.cc_method == "deconv" else 1,
+                          n_chunks=n_chunks)
+    except MemoryError as exc:
+        raise ConfigError(f"memory: {exc}") from None
+
+
+def _default_workers(config):
+    import os
+
+    if config.mapping == "mpi":
+        from noisecorr.mappings import load
+
+        return load("mpi").default_workers(None)
+    return os.cpu_count() or 1
+
+
 def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Workflow:
     """Resolve the data and build the graph for ``config`` (nothing runs yet)."""
     from pes import CrossCorrelatePE, FetchPE, NormalisePE, PreprocessPE, SpectraPE, StackPE, WhitenPE
     from pes.fetch import chunk_requests
+    from pes.tiles import TiledCorrelation
     from pes.write import WriteResultsPE
 
     sources = sources or resolve(config)
@@ -90,18 +134,25 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     fetch = FetchPE(sources.client, pad=FETCH_PAD, name="Fetch")
     pre = PreprocessPE(p, inventory=sources.inventory, name="Preprocess")
     norm, spec, white = NormalisePE(p, name="Normalise"), SpectraPE(p, name="Spectra"), WhitenPE(p, name="Whiten")
-    xcorr = CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate")
-    stack = StackPE(p, name="Stack")
     write = WriteResultsPE(
         results_path, {"processing": p.to_dict(), "chunk_length": config.chunk_length},
         sources.stations, sources.start, sources.end, compression=config.compression, skip=done,
         name="WriteResults",
     )
+    if tiled_path(config):
+        n_chunks = max(1, len({r["starttime"] for r in requests}))
+        plan = tile_plan(config, sources, seed_ids, n_chunks)
+        correlate = [TiledCorrelation(p, sorted({s.rsplit(".", 1)[0] for s in seed_ids}), plan, n_chunks=n_chunks,
+                                      blas_threads=None if config.mapping in ("sequential", "simple") else 1,
+                                      coordinates=coordinates, name="TiledCorrelation")]
+    else:
+        correlate = [CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate"),
+                     StackPE(p, name="Stack")]
     graph = WorkflowGraph()
-    chain = [fetch, pre, norm, spec, white, xcorr, stack, write]
+    chain = [fetch, pre, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):
         graph.connect(a, "output", b, "input")
-    pes = {pe.name: pe for pe in chain}
+    pes = {pe.name: pe for pe in graph.pes}
     return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes)
 
 

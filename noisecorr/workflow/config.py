@@ -110,6 +110,8 @@ class WorkflowConfig:
     synthetic_velocity: float = 3.0
     provenance: bool | str = False
     provenance_rules: dict | None = None
+    memory: str | None = None
+    tiled: bool = True
     processing: CorrelationParams = field(default_factory=CorrelationParams)
 
     def __post_init__(self):
@@ -141,6 +143,15 @@ class WorkflowConfig:
                 Rules.from_dict(self.provenance_rules)
             except RulesError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.memory is not None:
+            from noisecorr.tiles.plan import parse_memory
+
+            try:
+                parse_memory(self.memory)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"memory: {exc}") from None
+        if not isinstance(self.tiled, bool):
+            raise ConfigError(f"tiled: must be true or false, got {self.tiled!r}")
         if self.compression not in (None, "gzip", "lzf"):
             raise ConfigError(f"compression: {self.compression!r} is not one of null, gzip, lzf")
         if self.data is not None and self.fdsn is not None:

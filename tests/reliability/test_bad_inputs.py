@@ -58,7 +58,9 @@ def test_good_pairs_are_unchanged(bad_run, clean_run):
         for a, b in clean.pairs():
             lags, want = clean.stack(a, b)
             _, got = bad.stack(a, b)
-            np.testing.assert_array_equal(got, want)
+            # the tiled BLAS stage groups stations into blocks differently when bad stations
+            # are present, so sums run in another order: equal to float32 rounding
+            assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want)), f"{a}-{b} changed"
             assert bad.meta(a, b)["n_windows"] == clean.meta(a, b)["n_windows"]
 
 

@@ -150,3 +150,18 @@ def test_library_use_swapping_a_pe(tmp_path):
             # both traces flipped: the correlation is unchanged
             want = ref[f"{a}|{b}|ZZ"]
             assert np.max(np.abs(res.stack(a, b)[1] - want)) <= RTOL * np.max(np.abs(want))
+
+
+def test_per_pair_path_equals_tiled_path(tmp_path):
+    """`tiled: false` (CrossCorrelate -> Stack) gives the tiled stage's stacks."""
+    report = run_workflow(load_config(overrides={"out": str(tmp_path / "pp"), "tiled": False}))
+    assert report.pairs_written == 15
+    check_against_reference(report.results)
+
+
+def test_memory_budget_too_small_fails_before_running(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "run", "--memory", "1MB", "--out", str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "memory:" in proc.stderr and "the budget is 1.0 MB" in proc.stderr
+    assert not (tmp_path / "m" / "results.h5").exists()
