@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stations", type=int, default=100)
     ap.add_argument("--hours", type=float, default=1.0)
-    ap.add_argument("--sources", type=int, default=200)
+    ap.add_argument("--sources", type=int, default=300)  # the generator default
     ap.add_argument("--components", default="Z")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--write", metavar="DIR", help="write an SDS archive into DIR")
