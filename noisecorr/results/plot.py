@@ -43,16 +43,56 @@ def _traces_from(results_or_traces, component):
             for a, d, lg, c in results_or_traces]
 
 
+def _iter_traces(results_or_traces, component):
+    """Lazily yield ``(label, distance_km, lags, ccf)`` (one stack in memory at a time)."""
+    if hasattr(results_or_traces, "pairs") and hasattr(results_or_traces, "stack"):
+        res = results_or_traces
+        for s, r in res.pairs(component):
+            lags, ccf = res.stack(s, r, component)
+            if ccf.ndim != 1:
+                ccf = ccf.mean(axis=0)
+            yield f"{s}-{r}", float(res.meta(s, r, component)["distance_km"]), lags, ccf
+    else:
+        for a, d, lg, c in results_or_traces:
+            yield str(a), float(d), np.asarray(lg), np.asarray(c)
+
+
+def _distance_bins(results_or_traces, component, n_bins):
+    """Mean of the normalised CCFs in ``n_bins`` equal distance bins (bounded memory).
+
+    Returns ``[(label, bin centre km, lags, mean ccf)]`` for the bins that hold pairs.
+    """
+    if hasattr(results_or_traces, "pairs"):
+        res = results_or_traces
+        dists = [float(res.meta(s, r, component)["distance_km"]) for s, r in res.pairs(component)]
+    else:
+        results_or_traces = list(results_or_traces)
+        dists = [float(d) for _, d, _, _ in results_or_traces]
+    edges = np.linspace(min(dists), max(dists) + 1e-9, n_bins + 1)
+    sums, counts, lags = {}, {}, None
+    for _, d, lg, c in _iter_traces(results_or_traces, component):
+        k = int(np.searchsorted(edges, d, side="right") - 1)
+        norm = np.max(np.abs(c)) or 1.0
+        sums[k] = sums.get(k, 0.0) + c / norm
+        counts[k] = counts.get(k, 0) + 1
+        lags = lg
+    return [(f"{counts[k]} pairs", 0.5 * (edges[k] + edges[k + 1]), lags, sums[k] / counts[k])
+            for k in sorted(sums)]
+
+
 def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.0, 4.0),
                    maxlag: float | None = None, scale: float | None = None,
-                   path=None, title: str | None = None, figsize=(8, 6)) -> Figure:
+                   path=None, title: str | None = None, figsize=(8, 6),
+                   max_traces: int = 60) -> Figure:
     """CCFs ordered by inter-station distance, showing the move-out.
 
     Each CCF (normalised to its maximum absolute value) is drawn as one line
     at its distance, ``scale`` km per unit amplitude (default: half the
     median distance spacing, at least 1 km). ``velocities`` (km/s) add
     dashed guide lines ``lag = +/- distance / v`` (one line per sign and
-    velocity).
+    velocity). With more than ``max_traces`` pairs the normalised CCFs are averaged
+    in ``max_traces`` equal distance bins (one stack read at a time), so a
+    thousand-station run shows its move-out instead of a black area.
 
     Parameters
     ----------
@@ -60,7 +100,13 @@ def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.
     component : str
         Used with a Results object.
     """
-    traces = sorted(_traces_from(results_or_traces, component), key=lambda t: t[1])
+    n_pairs = (len(results_or_traces.pairs(component)) if hasattr(results_or_traces, "pairs")
+               else len(results_or_traces))
+    if n_pairs > max_traces:
+        traces = _distance_bins(results_or_traces, component, max_traces)
+        title = title or f"Record section, {component}, {n_pairs} pairs in {len(traces)} distance bins"
+    else:
+        traces = sorted(_traces_from(results_or_traces, component), key=lambda t: t[1])
     fig = _figure(figsize)
     ax = fig.add_subplot(1, 1, 1)
     if not traces:

@@ -84,3 +84,24 @@ def test_availability(tmp_path):
     assert bars == [2, 1, 1]  # one bar per interval, the gap on S0001 visible
     numeric = availability([("A", 0.0, 10.0)])
     assert numeric.axes[0].get_xlabel() == "time (s)"
+
+
+def test_record_section_bins_many_pairs_by_distance(tmp_path):
+    """Thousands of pairs are averaged in distance bins, not drawn as thousands of lines."""
+    import numpy as np
+
+    from noisecorr.results.plot import record_section
+
+    lags = np.linspace(-50, 50, 1001)
+    traces = [(f"p{i}", d, lags, np.exp(-((lags - d / 3.0) ** 2))) for i, d in enumerate(np.linspace(1, 120, 900))]
+    fig = record_section(traces, velocities=(3.0,), max_traces=40, path=tmp_path / "rs.png")
+    ax = fig.axes[0]
+    ccf_lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert len(ccf_lines) == 40
+    assert "900 pairs in 40 distance bins" in ax.get_title()
+    # each bin's mean still peaks where its pairs arrive: lag = distance / 3 km/s
+    for line in ccf_lines:
+        x, y = line.get_data()
+        centre = np.median(y)
+        assert abs(x[np.argmax(y - centre)] * 3.0 - centre) < 120 / 40 * 3.0
+    assert (tmp_path / "rs.png").stat().st_size > 5000
