@@ -444,3 +444,19 @@ class Worker:
             "outputs": self.outputs,
             "stats": {r.key: r.stats() for r in self.runners},
         }
+
+
+def unpicklable_output_error(summary, where, receiver):
+    """A :class:`PEError` naming the first output item of ``summary`` that cannot be pickled.
+
+    Used when a worker's summary cannot be sent to ``receiver`` (the driver, MPI rank 0);
+    returns None when every item pickles (the failure lies elsewhere).
+    """
+    from . import serialize
+
+    for (pe, port), items in summary["outputs"].items():
+        bad = serialize.find_unpicklable(items)
+        if bad is not None:
+            return PEError(pe, None, short_repr(bad[1]), "write", "", where=where,
+                           reason=f"an item of output '{port}' cannot be pickled to return it to {receiver}: {bad[2]}")
+    return None

@@ -95,10 +95,10 @@ import traceback
 from pathlib import Path
 
 from noisecorr.engine import serialize
-from noisecorr.engine.errors import EngineError, MappingError, PEError, TransportError, short_repr
+from noisecorr.engine.errors import EngineError, MappingError, PEError, TransportError
 from noisecorr.engine.plan import make_plan
 from noisecorr.engine.result import ProgressAggregator, merge_summaries
-from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker
+from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker, unpicklable_output_error
 
 log = logging.getLogger("noisecorr.engine.mpi")
 
@@ -490,12 +490,10 @@ class _Run:
         try:
             self.transport.send_done(summary)
         except TransportError:
-            for (pe, port), items in summary["outputs"].items():
-                bad = serialize.find_unpicklable(items)
-                if bad is not None:
-                    raise PEError(pe, None, short_repr(bad[1]), "write", "", where=f"MPI rank {self.rank}",
-                                  reason=f"an item of output '{port}' cannot be pickled to return it to rank 0: {bad[2]}") from None
-            raise
+            err = unpicklable_output_error(summary, f"MPI rank {self.rank}", "rank 0")
+            if err is None:
+                raise
+            raise err from None
 
     def _collect_done(self):
         """Rank 0, its own loop finished: wait for ``DONE`` from every other rank."""

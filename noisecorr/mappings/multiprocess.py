@@ -38,7 +38,7 @@ from noisecorr.engine import serialize
 from noisecorr.engine.errors import EngineError, PEError, TransportError, short_repr
 from noisecorr.engine.plan import make_plan
 from noisecorr.engine.result import ProgressAggregator, merge_summaries
-from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker
+from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker, unpicklable_output_error
 
 log = logging.getLogger("noisecorr.engine.multiprocess")
 
@@ -161,12 +161,10 @@ def _worker_main(spec, plan, worker_id, queues, control, slot, position, prefix,
         try:
             header, names = transport.pack(summary)
         except TransportError:
-            for (pe, port), items in summary["outputs"].items():
-                bad = serialize.find_unpicklable(items)
-                if bad is not None:
-                    raise PEError(pe, None, short_repr(bad[1]), "write", "", where=f"worker {worker_id}",
-                                  reason=f"an item of output '{port}' cannot be pickled to return it: {bad[2]}") from None
-            raise
+            err = unpicklable_output_error(summary, f"worker {worker_id}", "the driver")
+            if err is None:
+                raise
+            raise err from None
         control.put(("done", worker_id, header, names))
     except PEError as err:
         control.put(("error", worker_id, pickle.dumps(err)))

@@ -15,24 +15,8 @@
 #   dies without running its trap.
 # Tests read NOISECORR_TEST_SLURM and SLURM_CONF (the slurm commands use SLURM_CONF).
 
-if ! declare -F noisecorr_on_exit >/dev/null; then
-    NOISECORR_EXIT_HOOKS=()
-    noisecorr_on_exit() { NOISECORR_EXIT_HOOKS+=("$1"); }
-    _noisecorr_run_exit_hooks() {
-        local i
-        for ((i = ${#NOISECORR_EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
-            "${NOISECORR_EXIT_HOOKS[i]}" || true
-        done
-        eval "${_noisecorr_prev_exit_trap:-}"
-    }
-    _noisecorr_keep_exit_trap() {
-        # `trap -p EXIT` prints: trap -- 'COMMAND' EXIT; keep COMMAND (the function's own $3)
-        eval "set -- $(trap -p EXIT)"
-        _noisecorr_prev_exit_trap="${3:-}"
-    }
-    _noisecorr_keep_exit_trap
-    trap _noisecorr_run_exit_hooks EXIT
-fi
+# shellcheck source=../lib/exit_hooks.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/exit_hooks.sh"
 
 _noisecorr_slurm_stop() {
     local dir="${_NOISECORR_SLURM_DIR:-}" name pid i
