@@ -57,20 +57,33 @@ def _iter_traces(results_or_traces, component):
             yield str(a), float(d), np.asarray(lg), np.asarray(c)
 
 
-def _distance_bins(results_or_traces, component, n_bins):
+def _distance_bins(results_or_traces, component, n_bins, max_read=20000):
     """Mean of the normalised CCFs in ``n_bins`` equal distance bins (bounded memory).
 
-    Returns ``[(label, bin centre km, lags, mean ccf)]`` for the bins that hold pairs.
+    Stacks are read one at a time, at most ``max_read`` of them (every k-th pair in
+    distance order), so a plot of 499,500 pairs reads 20,000. Returns
+    ``[(label, bin centre km, lags, mean ccf)]`` for the bins that hold pairs.
     """
     if hasattr(results_or_traces, "pairs"):
         res = results_or_traces
-        dists = [float(res.meta(s, r, component)["distance_km"]) for s, r in res.pairs(component)]
+        pairs = res.pairs(component)
+        dists = [float(res.meta(s, r, component)["distance_km"]) for s, r in pairs]
+        order = np.argsort(dists, kind="stable")
+        keep = sorted(order[:: max(1, int(np.ceil(len(order) / max_read)))])
+
+        def traces():
+            for i in keep:
+                lags, ccf = res.stack(*pairs[i], component)
+                yield "", dists[i], lags, (ccf if ccf.ndim == 1 else ccf.mean(axis=0))
     else:
-        results_or_traces = list(results_or_traces)
-        dists = [float(d) for _, d, _, _ in results_or_traces]
+        items = list(results_or_traces)
+        dists = [float(d) for _, d, _, _ in items]
+
+        def traces():
+            return _iter_traces(items, component)
     edges = np.linspace(min(dists), max(dists) + 1e-9, n_bins + 1)
     sums, counts, lags = {}, {}, None
-    for _, d, lg, c in _iter_traces(results_or_traces, component):
+    for _, d, lg, c in traces():
         k = int(np.searchsorted(edges, d, side="right") - 1)
         norm = np.max(np.abs(c)) or 1.0
         sums[k] = sums.get(k, 0.0) + c / norm
