@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 FORMAT = "noisecorr.results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _CODE = re.compile(r"^[A-Za-z0-9_\-]{1,8}\.[A-Za-z0-9_\-]{1,8}$")
 _COMP = re.compile(r"^[A-Za-z0-9]{1,4}$")
@@ -83,11 +83,96 @@ def geometry(src: dict | None, rcv: dict | None) -> dict:
     empty if either coordinate set is unknown."""
     if not src or not rcv:
         return {}
-    from obspy.geodetics import gps2dist_azimuth
+    d, az, baz = geometry_many([src["latitude"]], [src["longitude"]],
+                               [rcv["latitude"]], [rcv["longitude"]])
+    return {"distance_km": float(d[0]), "azimuth": float(az[0]),
+            "back_azimuth": float(baz[0])}
 
-    d, az, baz = gps2dist_azimuth(src["latitude"], src["longitude"],
-                                  rcv["latitude"], rcv["longitude"])
-    return {"distance_km": d / 1000.0, "azimuth": az, "back_azimuth": baz}
+
+WGS84_A = 6378137.0
+WGS84_F = 1 / 298.257223563
+
+
+def geometry_many(lat1, lon1, lat2, lon2):
+    """Vectorised :func:`geometry`: ``(distance_km, azimuth, back_azimuth)`` arrays.
+
+    Vincenty's inverse formula on WGS84, the same iteration as ObsPy's
+    ``calc_vincenty_inverse`` (which ``gps2dist_azimuth`` uses without
+    geographiclib), run on whole arrays: agrees with ObsPy to well under a
+    millimetre and 1e-9 degrees. Rows that do not converge (nearly antipodal
+    points) fall back to ObsPy one by one, so they get ObsPy's answer and
+    warning. Coincident points give ``(0, 0, 0)`` as in ObsPy; NaN
+    coordinates give NaN.
+
+    Parameters
+    ----------
+    lat1, lon1, lat2, lon2 : array_like
+        Degrees; point 1 is the source, point 2 the receiver.
+
+    Examples
+    --------
+    >>> d, az, baz = geometry_many([0.0], [0.0], [0.0], [1.0])
+    >>> round(float(d[0]), 3), float(az[0]), float(baz[0])
+    (111.319, 90.0, 270.0)
+    """
+    a, f = WGS84_A, WGS84_F
+    b = a * (1 - f)
+    lat1, lon1, lat2, lon2 = (np.atleast_1d(np.asarray(x, dtype=np.float64))
+                              for x in (lat1, lon1, lat2, lon2))
+    lat1, lon1, lat2, lon2 = np.broadcast_arrays(lat1, lon1, lat2, lon2)
+    if np.any(np.abs(lat1) > 90) or np.any(np.abs(lat2) > 90):
+        raise ValueError("latitude must be within -90..90 degrees")
+    # ObsPy normalises longitudes to -180..180 before differencing
+    nl1 = np.where(lon1 > 180, (lon1 + 180) % 360 - 180, np.where(lon1 < -180, lon1 % 360, lon1))
+    nl2 = np.where(lon2 > 180, (lon2 + 180) % 360 - 180, np.where(lon2 < -180, lon2 % 360, lon2))
+    same = np.isclose(lat1, lat2, rtol=1e-9, atol=0) & np.isclose(nl1, nl2, rtol=1e-9, atol=0)
+    u1 = np.arctan((1 - f) * np.tan(np.radians(lat1)))
+    u2 = np.arctan((1 - f) * np.tan(np.radians(lat2)))
+    su1, cu1, su2, cu2 = np.sin(u1), np.cos(u1), np.sin(u2), np.cos(u2)
+    omega = np.radians(nl2) - np.radians(nl1)
+    dlon = omega.copy()
+    todo = ~same & np.isfinite(dlon) & np.isfinite(u1) & np.isfinite(u2)
+    sin_s = cos_s = sigma = cos2sm = sqr_ca = np.zeros_like(dlon)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(101):
+            sqr_sin_s = (cu2 * np.sin(dlon)) ** 2 + (cu1 * su2 - su1 * cu2 * np.cos(dlon)) ** 2
+            sin_s = np.sqrt(sqr_sin_s)
+            cos_s = su1 * su2 + cu1 * cu2 * np.cos(dlon)
+            sigma = np.arctan2(sin_s, cos_s)
+            sin_a = cu1 * cu2 * np.sin(dlon) / sin_s
+            sqr_ca = 1 - sin_a * sin_a
+            equatorial = np.isclose(sqr_ca, 0, rtol=1e-9, atol=0)
+            cos2sm = np.where(equatorial, 0.0,
+                              cos_s - 2 * su1 * su2 / np.where(equatorial, 1.0, sqr_ca))
+            c = (f / 16) * sqr_ca * (4 + f * (4 - 3 * sqr_ca))
+            new = omega + (1 - c) * f * sin_a * (
+                sigma + c * sin_s * (cos2sm + c * cos_s * (-1 + 2 * cos2sm ** 2)))
+            moving = todo & (new != 0) & ~(np.abs((dlon - new) / new) <= 1e-9)
+            dlon = np.where(todo, new, dlon)
+            todo = moving
+            if not todo.any():
+                break
+        u_sq = sqr_ca * (a * a - b * b) / (b * b)
+        big_a = 1 + (u_sq / 16384) * (4096 + u_sq * (-768 + u_sq * (320 - 175 * u_sq)))
+        big_b = (u_sq / 1024) * (256 + u_sq * (-128 + u_sq * (74 - 47 * u_sq)))
+        dsig = big_b * sin_s * (cos2sm + (big_b / 4) * (
+            cos_s * (-1 + 2 * cos2sm ** 2)
+            - (big_b / 6) * cos2sm * (-3 + 4 * sin_s ** 2) * (-3 + 4 * cos2sm ** 2)))
+        dist = b * big_a * (sigma - dsig)
+        az = np.arctan2(cu2 * np.sin(dlon), cu1 * su2 - su1 * cu2 * np.cos(dlon))
+        baz = np.arctan2(cu1 * np.sin(dlon), -su1 * cu2 + cu1 * su2 * np.cos(dlon)) + np.pi
+    az = np.where(az < 0, az + 2 * np.pi, az)
+    baz = np.where(baz < 0, baz + 2 * np.pi, np.where(baz > 2 * np.pi, baz - 2 * np.pi, baz))
+    dist, az, baz = dist / 1000.0, np.degrees(az), np.degrees(baz)
+    dist[same], az[same], baz[same] = 0.0, 0.0, 0.0
+    bad = np.flatnonzero(todo | (~same & ~np.isfinite(dist)
+                                 & np.isfinite(lat1 + lat2 + nl1 + nl2)))
+    if bad.size:
+        from obspy.geodetics import gps2dist_azimuth
+        for i in bad:
+            d, az[i], baz[i] = gps2dist_azimuth(lat1[i], lon1[i], lat2[i], lon2[i])
+            dist[i] = d / 1000.0
+    return dist, az, baz
 
 
 def to_attr(value):
