@@ -1,9 +1,13 @@
 """Read a results HDF5 file: stacks, metadata, station table, exports.
 
 Opening reads only the root attributes; a pair is read by its path
-``/pairs/<SRC>/<RCV>/<COMP>`` (an HDF5 B-tree lookup), so reading one pair
-costs the same with 10 or 500,000 pairs. Listing uses the ``/index``
-datasets, never a walk of the groups.
+``/pairs/<SRC>/<RCV>/<COMP>`` (an HDF5 B-tree lookup) and, in format
+version 2, its metadata row by a binary search of the sorted ``/index``
+columns (about ``3 * log2(n)`` single values), so reading one pair costs
+about the same with 10 or 500,000 pairs. Listing uses the ``/index``
+datasets, never a walk of the groups; once listed, the whole index is in
+memory and :meth:`Results.meta` is a dictionary lookup. Version-1 files
+(metadata as dataset attributes) are read as before.
 """
 
 from __future__ import annotations
@@ -14,8 +18,74 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import index as ix
 from .layout import check_component, from_attr, lag_axis, pair_path
 from .writer import list_parts, read_index, read_stations
+
+
+class _File:
+    """One file of a results set (main file or checkpoint part) and how to
+    find a pair in it."""
+
+    def __init__(self, path):
+        self.h5 = h5py.File(path, "r")
+        self.version = from_attr(self.h5.attrs.get("format_version", 1))
+        self.blocks = from_attr(self.h5.attrs.get("layout", "null")) == "blocks"
+        self.cols = None  # all index columns, once loaded
+        self.rows = None  # {(s, r, c): row}, once loaded
+        self._stations = None
+
+    def load(self):
+        if self.cols is None:
+            if self.version >= 2:
+                self.cols = ix.read_columns(self.h5)
+                keys = zip(self.cols["source"].tolist(), self.cols["receiver"].tolist(),
+                           self.cols["component"].tolist())
+                self.rows = {(s.decode(), r.decode(), c.decode()): i
+                             for i, (s, r, c) in enumerate(keys)}
+            else:
+                self.cols = {}
+                self.rows = {(s, r, c): done for s, r, c, done in read_index(self.h5)}
+        return self.rows
+
+    def find(self, source, receiver, component):
+        """``(row, dataset_or_None)`` of a pair, or ``None``."""
+        if self.blocks:
+            if self.rows is not None:
+                row = self.rows.get((source, receiver, component))
+            elif "index" in self.h5:
+                row = ix.find_row(self.h5, source, receiver, component)
+            else:
+                row = None
+            return None if row is None else (row, None)
+        path = pair_path(source, receiver, component)
+        if path not in self.h5:
+            return None
+        if self.version < 2:
+            return (None, self.h5[path])
+        if self.rows is not None:
+            row = self.rows.get((source, receiver, component))
+        else:
+            row = ix.find_row(self.h5, source, receiver, component)
+        return (row, self.h5[path])
+
+    def row(self, i) -> dict:
+        """The metadata of row ``i`` (version 2)."""
+        if self.cols:
+            return ix.row_meta(self.cols, i)
+        return ix.row_meta(ix.read_row(self.h5, i), 0)
+
+    def data(self, row, ds):
+        if ds is not None:
+            return ds[()]
+        g = self.h5["index"]
+        b, i = int(g["block"][row]), int(g["block_row"][row])
+        return self.h5["blocks"][str(b)][i]
+
+    def stations(self):
+        if self._stations is None:
+            self._stations = read_stations(self.h5)
+        return self._stations
 
 
 class Results:
@@ -32,8 +102,9 @@ class Results:
         files = ([self.path] if self.path.exists() else []) + list_parts(self.path)
         if not files:
             raise FileNotFoundError(f"no results file at {self.path}")
-        self._files = [h5py.File(p, "r") for p in files]
-        self._search = self._files[::-1]  # newest part first, main file last
+        self._sets = [_File(p) for p in files]
+        self._files = [f.h5 for f in self._sets]
+        self._search = self._sets[::-1]  # newest part first, main file last
         first = self._files[0]
         self.params = json.loads(first.attrs["params"])
         self.software_version = from_attr(first.attrs.get("software_version", "null"))
@@ -46,9 +117,8 @@ class Results:
     def _rows(self) -> dict:
         if self._index is None:
             rows = {}
-            for f in self._files:  # oldest to newest: later wins
-                for s, r, c, done in read_index(f):
-                    rows[(s, r, c)] = done
+            for f in self._sets:  # oldest to newest: later wins
+                rows.update(dict.fromkeys(f.load(), True))
             self._index = rows
         return self._index
 
@@ -65,28 +135,28 @@ class Results:
     def stations(self) -> list:
         """Station table: list of dicts (code, latitude, longitude, elevation)."""
         table = {}
-        for f in self._files:
-            table.update(read_stations(f))
+        for f in self._sets:
+            table.update(f.stations())
         return [table[c] for c in sorted(table)]
 
     def __len__(self) -> int:
         return len(self._rows())
 
     # ---------------------------------------------------------------- pairs
-    def _dataset(self, source, receiver, component):
-        path = pair_path(source, receiver, component)
+    def _find(self, source, receiver, component):
         for f in self._search:
-            if path in f:
-                return f[path]
+            hit = f.find(source, receiver, component)
+            if hit is not None:
+                return f, hit
         return None
 
     def _locate(self, source, receiver, component):
-        ds = self._dataset(source, receiver, component)
-        if ds is not None:
-            return ds, False
-        ds = self._dataset(receiver, source, check_component(component)[::-1])
-        if ds is not None:
-            return ds, True
+        hit = self._find(source, receiver, component)
+        if hit is not None:
+            return hit, False
+        hit = self._find(receiver, source, check_component(component)[::-1])
+        if hit is not None:
+            return hit, True
         raise KeyError(f"no stack for {source} -> {receiver} component {component} "
                        f"in {self.path}")
 
@@ -97,17 +167,39 @@ class Results:
         with the component letters swapped), since C_BA(tau) = C_AB(-tau).
         Substacks come back as a 2-D array ``(n_substacks, n_lags)``.
         """
-        ds, reverse = self._locate(source, receiver, component)
-        data = ds[()]
-        lags = lag_axis(float(ds.attrs["maxlag"]), float(ds.attrs["sampling_rate"]))
+        (f, (row, ds)), reverse = self._locate(source, receiver, component)
+        data = f.data(row, ds)
+        if row is None:  # version 1: attributes
+            fs = float(ds.attrs["sampling_rate"])
+        elif f.cols:
+            fs = float(f.cols["sampling_rate"][row])
+        else:
+            fs = float(f.h5["index"]["sampling_rate"][row])
+        h = data.shape[-1] // 2  # lags depend on the length and fs only
+        lags = lag_axis(h / fs, fs)
         if reverse:
             data = data[..., ::-1].copy()
         return lags, data
 
     def meta(self, source: str, receiver: str, component: str = "ZZ") -> dict:
-        """Attributes of a pair's dataset as a dict of Python values."""
-        ds, reverse = self._locate(source, receiver, component)
-        meta = {k: from_attr(v) for k, v in ds.attrs.items()}
+        """Metadata of a pair as a dict of Python values: ``source``,
+        ``receiver``, ``component``, ``source_coordinates``,
+        ``receiver_coordinates`` ([lat, lon, elevation], if known),
+        ``distance_km``, ``azimuth``, ``back_azimuth`` (if known),
+        ``sampling_rate``, ``maxlag``, ``n_windows`` (-1 if unknown),
+        ``starttime``, ``endtime`` (None if unknown), ``complete`` and the
+        other items given to the writer."""
+        (f, (row, ds)), reverse = self._locate(source, receiver, component)
+        if row is None:
+            meta = {k: from_attr(v) for k, v in ds.attrs.items()}
+        else:
+            meta = f.row(row)
+            table = f.stations()
+            for prefix in ("source", "receiver"):
+                st = table.get(meta[prefix])
+                if st:
+                    meta[f"{prefix}_coordinates"] = [st["latitude"], st["longitude"],
+                                                     st["elevation"]]
         if reverse:
             meta["reversed_from"] = f"{receiver}->{source}"
         return meta

@@ -8,12 +8,17 @@ open for writing:
 
 1. Pairs accumulate in memory and are written, every ``checkpoint_pairs``
    pairs (or on :meth:`ResultsWriter.checkpoint`), into a new *part* file
-   ``<path>.parts/part-NNNNNN.h5``, created as ``... .h5.tmp``, closed,
-   fsync'ed and renamed. A part that exists under its final name is whole.
+   ``<path>.parts/part-NNNNNN.h5``, built in memory, written as
+   ``... .h5.tmp``, fsync'ed and renamed. A part that exists under its final
+   name is whole. A part holds the stacks as a few 2-D ``/blocks/<k>``
+   datasets (one per stack shape) plus the ``/index`` columns with
+   ``block``/``block_row``: writing it creates a handful of HDF5 objects,
+   not one per pair.
 2. :meth:`ResultsWriter.close` merges the main file and all parts into
-   ``<path>.tmp`` (a copy of the main file plus H5Ocopy of the parts'
-   groups), closes it and renames it onto ``<path>``; only then are the
-   parts deleted. A crash at any moment leaves the old main file and the
+   ``<path>.tmp`` (the main file plus one ``/pairs/<SRC>/<RCV>/<COMP>``
+   dataset per part row, created with the low-level API and no
+   attributes; the index columns concatenated and sorted), closes it and
+   renames it onto ``<path>``; only then are the parts deleted. A crash at any moment leaves the old main file and the
    parts intact; leftover ``*.tmp`` files are ignored and removed on the
    next open. Merging is idempotent (a pair in a later part replaces the
    same pair from an earlier part or the main file).
@@ -36,46 +41,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import index as ix
 from .layout import (FORMAT, FORMAT_VERSION, check_code, check_component, from_attr,
-                     geometry, half_length, pair_path, resolve_maxlag, to_attr)
+                     geometry_many, half_length, pair_path, resolve_maxlag, to_attr)
 
 log = logging.getLogger(__name__)
 
 _STR = h5py.string_dtype()
-
-
-_SCALAR_SPACE = None
-_NUMERIC_TYPES: dict = {}
-
-
-def _set_attrs(obj, attrs: dict) -> None:
-    """Set attributes; float/int/bool scalars through the low-level API with
-    cached HDF5 types (about 3x faster than ``obj.attrs[k] = v``, which
-    matters at 500,000 pairs x 14 attributes)."""
-    global _SCALAR_SPACE
-    if _SCALAR_SPACE is None:
-        _SCALAR_SPACE = h5py.h5s.create(h5py.h5s.SCALAR)
-    for key, value in attrs.items():
-        value = to_attr(value)
-        if isinstance(value, str) and value.isascii() and value:
-            # fixed-length ASCII string (read back as bytes, decoded by from_attr)
-            arr = np.array(value.encode(), dtype=f"S{len(value)}")
-        elif isinstance(value, np.ndarray) and value.dtype == np.float64 and value.ndim == 1:
-            arr = value
-        elif isinstance(value, (float, int, np.floating, np.integer, np.bool_)) \
-                and not isinstance(value, bool):
-            arr = np.asarray(value)
-        else:
-            obj.attrs[key] = value
-            continue
-        tid = _NUMERIC_TYPES.get(arr.dtype)
-        if tid is None:
-            tid = _NUMERIC_TYPES[arr.dtype] = h5py.h5t.py_create(arr.dtype)
-        space = _SCALAR_SPACE if arr.ndim == 0 else h5py.h5s.create_simple(arr.shape)
-        name = key.encode()
-        if h5py.h5a.exists(obj.id, name):
-            h5py.h5a.delete(obj.id, name)
-        h5py.h5a.create(obj.id, name, tid, space).write(arr)
+read_index = ix.read_index  # noqa: F401  (imported from here by callers)
 
 
 def parts_dir(path) -> Path:
@@ -105,30 +78,6 @@ def _default_version() -> str:
         return str(__version__)
     except ImportError:
         return "unknown"
-
-
-def read_index(f: h5py.File) -> list:
-    """``[(source, receiver, component, complete)]`` from a file's /index."""
-    if "index" not in f:
-        return []
-    g = f["index"]
-    src = g["source"].asstr()[()]
-    rcv = g["receiver"].asstr()[()]
-    cmp_ = g["component"].asstr()[()]
-    done = g["complete"][()]
-    return list(zip(src.tolist(), rcv.tolist(), cmp_.tolist(), done.astype(bool).tolist()))
-
-
-def _write_index(f: h5py.File, rows) -> None:
-    if "index" in f:
-        del f["index"]
-    g = f.create_group("index")
-    rows = list(rows)
-    g.create_dataset("source", data=np.array([r[0] for r in rows], dtype=object), dtype=_STR)
-    g.create_dataset("receiver", data=np.array([r[1] for r in rows], dtype=object), dtype=_STR)
-    g.create_dataset("component", data=np.array([r[2] for r in rows], dtype=object),
-                     dtype=_STR)
-    g.create_dataset("complete", data=np.array([bool(r[3]) for r in rows], dtype=bool))
 
 
 def read_stations(f: h5py.File) -> dict:
@@ -202,8 +151,11 @@ class ResultsWriter:
     >>> with ResultsWriter(path, {"cc_len": 3600}, version="0.1") as w:
     ...     w.write_pair("XS.A", "XS.B", "ZZ", 1.0, np.zeros(21, "f4"),
     ...                  {"sampling_rate": 10.0, "n_windows": 3})
+    ...     w.write_block(["XS.A", "XS.A"], ["XS.C", "XS.D"], "ZZ", 1.0,
+    ...                   np.zeros((2, 21), "f4"),
+    ...                   {"sampling_rate": 10.0, "n_windows": [4, 5]})
     >>> sorted(ResultsWriter(path, {"cc_len": 3600}).completed())
-    [('XS.A', 'XS.B', 'ZZ')]
+    [('XS.A', 'XS.B', 'ZZ'), ('XS.A', 'XS.C', 'ZZ'), ('XS.A', 'XS.D', 'ZZ')]
     """
 
     def __init__(self, path, params: dict, version: str | None = None, stations=None,
@@ -224,7 +176,8 @@ class ResultsWriter:
             raise ValueError("checkpoint_pairs must be >= 1")
         self.checkpoint_pairs = int(checkpoint_pairs)
         self._stations = _normalise_stations(stations)
-        self._buffer: dict = {}
+        self._blocks: list = []  # [(data (n, ...), columns)] in write order
+        self._n_buffered = 0
         self._closed = False
         self._last_checkpoint = time.monotonic()
         self._durable: set = set()
@@ -270,11 +223,11 @@ class ResultsWriter:
         """``{(source, receiver, component)}`` flagged complete: durable ones
         (main file and parts) plus those buffered in this session."""
         done = set(self._durable)
-        for key, item in self._buffer.items():
-            if item["meta"].get("complete", True):
-                done.add(key)
-            else:
-                done.discard(key)
+        for _, cols in self._blocks:
+            keys = zip(cols["source"].tolist(), cols["receiver"].tolist(),
+                       cols["component"].tolist(), cols["complete"].tolist())
+            for s, r, c, ok in keys:
+                (done.add if ok else done.discard)((s.decode(), r.decode(), c.decode()))
         return done
 
     # ---------------------------------------------------------------- write
@@ -297,32 +250,12 @@ class ResultsWriter:
         meta : dict
             ``sampling_rate`` (if the writer has no default), ``n_windows``,
             ``starttime``, ``endtime``, ``complete`` (default True) and any
-            other JSON-able items. Coordinates, ``distance_km``, ``azimuth``
-            and ``back_azimuth`` are filled from the station table unless
+            other JSON-able items. ``distance_km``, ``azimuth`` and
+            ``back_azimuth`` are computed from the station table unless
             given.
         """
-        if self._closed:
-            raise ValueError("writer is closed")
-        meta = dict(meta or {})
-        check_code(source), check_code(receiver), check_component(component)
-        fs = meta.get("sampling_rate", self.sampling_rate)
-        if fs is None:
-            raise ValueError("sampling_rate missing: give it in meta or to ResultsWriter")
-        fs = float(fs)
-        maxlag = resolve_maxlag(lags_or_maxlag, fs)
-        n = 2 * half_length(maxlag, fs) + 1
         data = np.asarray(stack, dtype=np.float32)
-        if data.ndim not in (1, 2) or data.shape[-1] != n:
-            raise ValueError(f"stack of {source}-{receiver} {component}: last axis must have "
-                             f"2*round(maxlag*fs)+1 = {n} samples, got shape {data.shape}")
-        if not np.all(np.isfinite(data)):
-            raise ValueError(f"stack of {source}-{receiver} {component} has NaN/inf")
-        meta["sampling_rate"] = fs
-        meta["maxlag"] = maxlag
-        meta.setdefault("complete", True)
-        self._buffer[(source, receiver, component)] = {"data": data, "meta": meta}
-        if len(self._buffer) >= self.checkpoint_pairs:
-            self.checkpoint()
+        self.write_block([source], [receiver], component, lags_or_maxlag, data[None], meta)
 
     def write_many(self, items) -> None:
         """Queue many pairs: tuples ``(source, receiver, component,
@@ -335,55 +268,150 @@ class ResultsWriter:
             else:
                 self.write_pair(*it)
 
-    def _pair_attrs(self, source, receiver, component, meta) -> dict:
-        attrs = {"source": source, "receiver": receiver, "component": component}
-        s, r = self._stations.get(source), self._stations.get(receiver)
-        for prefix, st in (("source", s), ("receiver", r)):
-            if st:
-                attrs[f"{prefix}_coordinates"] = np.array(
-                    [st["latitude"], st["longitude"], st["elevation"]], dtype=np.float64)
-        attrs.update(geometry(s, r))
-        attrs.update({"n_windows": -1, "starttime": "null", "endtime": "null"})
-        attrs.update(meta)
-        return attrs
+    def write_block(self, sources, receivers, component, lags_or_maxlag, stacks,
+                    meta: dict | None = None) -> None:
+        """Queue many pairs of one component and lag axis at once.
+
+        Parameters
+        ----------
+        sources, receivers : sequence of str
+            ``"NET.STA"`` codes, one per row of ``stacks``.
+        component : str or sequence of str
+            One component for all rows, or one per row.
+        lags_or_maxlag : float or array
+            As in :meth:`write_pair` (shared by all rows).
+        stacks : array
+            ``(n_pairs, n_lags)`` or ``(n_pairs, n_substacks, n_lags)``,
+            float32-castable.
+        meta : dict
+            ``sampling_rate`` (scalar), ``n_windows``, ``complete``,
+            ``starttime``, ``endtime``, ``distance_km``, ``azimuth``,
+            ``back_azimuth``: a scalar for all rows or a sequence of one value
+            per row. Any other item is stored, the same for every row, in the
+            ``extra`` JSON column.
+
+        Examples
+        --------
+        >>> import tempfile, os, numpy as np
+        >>> w = ResultsWriter(os.path.join(tempfile.mkdtemp(), "r.h5"), {})
+        >>> w.write_block(["XS.A"], ["XS.B"], "ZZ", 0.5, np.zeros((1, 11)),
+        ...               {"sampling_rate": 10.0, "n_windows": [7]})
+        >>> w.close()
+        """
+        if self._closed:
+            raise ValueError("writer is closed")
+        meta = dict(meta or {})
+        sources, receivers = list(sources), list(receivers)
+        n = len(sources)
+        comps = [component] * n if isinstance(component, str) else list(component)
+        if len(receivers) != n or len(comps) != n:
+            raise ValueError("sources, receivers (and components) must have the same length")
+        for code in set(sources) | set(receivers):
+            check_code(code)
+        for comp in set(comps):
+            check_component(comp)
+        fs = meta.pop("sampling_rate", self.sampling_rate)
+        if fs is None:
+            raise ValueError("sampling_rate missing: give it in meta or to ResultsWriter")
+        fs = float(np.asarray(fs).ravel()[0]) if np.ndim(fs) else float(fs)
+        maxlag = resolve_maxlag(lags_or_maxlag, fs)
+        n_lags = 2 * half_length(maxlag, fs) + 1
+        data = np.ascontiguousarray(stacks, dtype=np.float32)
+        if data.ndim not in (2, 3) or data.shape[0] != n or data.shape[-1] != n_lags:
+            what = f"{sources[0]}-{receivers[0]} {comps[0]}" if n == 1 else f"{n} pairs"
+            raise ValueError(f"stack of {what}: last axis must have 2*round(maxlag*fs)+1 = "
+                             f"{n_lags} samples, got shape {data.shape[1:]}")
+        if not np.isfinite(data).all():
+            bad = int(np.flatnonzero(~np.isfinite(data.reshape(n, -1)).all(axis=1))[0])
+            raise ValueError(f"stack of {sources[bad]}-{receivers[bad]} {comps[bad]} has NaN/inf")
+        cols = {"source": ix.text_column(sources), "receiver": ix.text_column(receivers),
+                "component": ix.text_column(comps),
+                "sampling_rate": np.full(n, fs), "maxlag": np.full(n, maxlag)}
+        for name, (kind, fill) in ix.NUMERIC.items():
+            if name in ("sampling_rate", "maxlag"):
+                continue
+            value = meta.pop(name, fill)
+            value = np.nan if value is None else value
+            cols[name] = np.broadcast_to(np.asarray(value, dtype=kind), (n,)).copy()
+        for name in ("starttime", "endtime"):
+            value = meta.pop(name, None)
+            values = [None if v is None else str(v) for v in value] \
+                if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
+            cols[name] = ix.text_column([None if v in (None, "null") else str(v)
+                                         for v in values])
+        if meta:
+            text = json.dumps({k: _jsonable(v) for k, v in meta.items()}, sort_keys=True)
+            cols[ix.EXTRA] = np.full(n, text.encode(), dtype=f"S{len(text.encode())}")
+        self._blocks.append((data, cols))
+        self._n_buffered += n
+        if self._n_buffered >= self.checkpoint_pairs:
+            self.checkpoint()
+
+    def _fill_geometry(self, cols: dict) -> None:
+        missing = np.isnan(cols["distance_km"])
+        if not missing.any() or not self._stations:
+            return
+        rows = np.flatnonzero(missing)
+        lat = {c.encode(): st["latitude"] for c, st in self._stations.items()}
+        lon = {c.encode(): st["longitude"] for c, st in self._stations.items()}
+        src, rcv = cols["source"][rows], cols["receiver"][rows]
+        coords = np.array([[lat.get(s, np.nan), lon.get(s, np.nan), lat.get(r, np.nan),
+                            lon.get(r, np.nan)] for s, r in zip(src.tolist(), rcv.tolist())])
+        known = np.isfinite(coords).all(axis=1)
+        if not known.any():
+            return
+        rows, coords = rows[known], coords[known]
+        d, az, baz = geometry_many(coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3])
+        for name, values in (("distance_km", d), ("azimuth", az), ("back_azimuth", baz)):
+            cols[name] = cols[name].copy()
+            cols[name][rows] = values
 
     def checkpoint(self) -> None:
         """Write the buffered pairs to a new part file (atomically)."""
-        if not self._buffer:
+        if not self._blocks:
             return
+        # one /blocks/<k> dataset per stack shape, rows in write order
+        shapes: dict = {}
+        for data, _ in self._blocks:
+            shapes.setdefault(data.shape[1:], []).append(data)
+        shape_ids = {shape: k for k, shape in enumerate(shapes)}
+        offsets = dict.fromkeys(shapes, 0)
+        cols_list = []
+        for data, cols in self._blocks:
+            shape = data.shape[1:]
+            cols = dict(cols, block=np.full(len(data), shape_ids[shape], dtype=np.int64),
+                        block_row=np.arange(offsets[shape], offsets[shape] + len(data)))
+            offsets[shape] += len(data)
+            cols_list.append(cols)
+        cols = ix.concat(cols_list)
+        keep = ix.last_wins(cols)
+        cols = {k: v[keep] for k, v in cols.items()}
+        self._fill_geometry(cols)
         d = parts_dir(self.path)
         d.mkdir(parents=True, exist_ok=True)
         existing = list_parts(self.path)
         num = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=0)
         final = d / f"part-{num:06d}.h5"
         tmp = Path(str(final) + ".tmp")
-        rows = []
         with _image(tmp) as f:
             self._root_attrs(f)
-            pairs = f.create_group("pairs")
-            last = (None, None)
-            for (src, rcv, comp), item in sorted(self._buffer.items()):
-                if last[0] != src:
-                    gsrc = pairs.create_group(src)
-                if last != (src, rcv):
-                    g = gsrc.create_group(rcv)
-                last = (src, rcv)
-                data = item["data"]
-                kw = {}
-                if self.compression:
-                    kw = dict(chunks=data.shape, compression=self.compression,
-                              compression_opts=self.compression_opts)
-                ds = g.create_dataset(comp, data=data, **kw)
-                attrs = self._pair_attrs(src, rcv, comp, item["meta"])
-                _set_attrs(ds, attrs)
-                rows.append((src, rcv, comp, bool(attrs["complete"])))
-            _write_index(f, rows)
+            f.attrs["layout"] = "blocks"
+            f.attrs["compression"] = self.compression or ""
+            if self.compression_opts is not None:
+                f.attrs["compression_opts"] = self.compression_opts
+            blocks = f.create_group("blocks", track_order=False)
+            for shape, arrays in shapes.items():
+                blocks.create_dataset(str(shape_ids[shape]), data=np.concatenate(arrays))
+            ix.write_columns(f, cols)
             _write_stations(f, self._stations)
         os.replace(tmp, final)
-        for src, rcv, comp, done in rows:
-            (self._durable.add if done else self._durable.discard)((src, rcv, comp))
-        log.debug("checkpoint %s: %d pairs", final, len(rows))
-        self._buffer.clear()
+        for s, r, c, ok in zip(cols["source"].tolist(), cols["receiver"].tolist(),
+                               cols["component"].tolist(), cols["complete"].tolist()):
+            (self._durable.add if ok else self._durable.discard)(
+                (s.decode(), r.decode(), c.decode()))
+        log.debug("checkpoint %s: %d pairs", final, len(keep))
+        self._blocks.clear()
+        self._n_buffered = 0
         self._last_checkpoint = time.monotonic()
 
     def _root_attrs(self, f: h5py.File) -> None:
@@ -411,6 +439,20 @@ class ResultsWriter:
         return False
 
 
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)  # UTCDateTime, datetime, Path...
+
+
 #: Merges up to this size are built in memory (see :class:`_image`).
 IN_MEMORY_MERGE_BYTES = 2 * 2**30
 
@@ -419,24 +461,31 @@ class _image:
     """Build an HDF5 file in memory, then write its bytes to ``path`` and fsync.
 
     HDF5 handles a failing disk write (full disk, file-size limit) badly: the library may
-    crash while closing the half-written file. Building the image in memory keeps HDF5 away
-    from the disk; the one plain ``os.write`` loop then raises a clean ``OSError`` (ENOSPC,
-    EFBIG), and the caller's temporary name plus rename keeps the real file untouched.
+    crash while closing the half-written file. Building the image in memory (HDF5's ``core``
+    driver without backing store) keeps HDF5 away from the disk; the one plain ``os.write``
+    loop then raises a clean ``OSError`` (ENOSPC, EFBIG), and the caller's temporary name
+    plus rename keeps the real file untouched.
     """
 
     def __init__(self, path, initial=None):
         self.path = Path(path)
-        self.buffer = io.BytesIO(Path(initial).read_bytes() if initial is not None else b"")
-        self.file = h5py.File(self.buffer, "r+" if initial is not None else "w", libver="latest")
+        if initial is not None:
+            self.file = h5py.File(str(initial), "r+", driver="core", backing_store=False,
+                                  libver="latest")
+        else:
+            self.file = h5py.File(str(self.path), "w", driver="core", backing_store=False,
+                                  libver="latest")
 
     def __enter__(self):
         return self.file
 
     def __exit__(self, *exc):
-        self.file.close()
         if exc[0] is not None:
+            self.file.close()
             return False
-        data = self.buffer.getbuffer()
+        self.file.flush()
+        data = memoryview(self.file.id.get_file_image())
+        self.file.close()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             done = 0
@@ -459,11 +508,92 @@ def _check_free_space(folder, needed):
                           f"{needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free")
 
 
+class _PairSink:
+    """Create ``/pairs/<SRC>/<RCV>/<COMP>`` datasets fast (low-level h5py, no
+    attributes, cached types and property lists), replacing existing ones."""
+
+    def __init__(self, f: h5py.File, compression=None, compression_opts=None):
+        self.f = f
+        self.root = f.require_group("pairs").id
+        self.groups: dict = {}
+        self.tid = h5py.h5t.py_create(np.dtype(np.float32))
+        self.lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+        self.compression, self.opts = compression or None, compression_opts
+        self.dcpls: dict = {}
+        self.spaces: dict = {}
+
+    def _group(self, parent, key, name: bytes):
+        gid = self.groups.get(key)
+        if gid is None:
+            if parent.links.exists(name):
+                gid = h5py.h5g.open(parent, name)
+            else:
+                gid = h5py.h5g.create(parent, name, self.lcpl)
+            self.groups[key] = gid
+        return gid
+
+    def _dcpl(self, shape):
+        dcpl = self.dcpls.get(shape)
+        if dcpl is None:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            if self.compression:
+                dcpl.set_chunk(shape)
+                if self.compression == "gzip":
+                    dcpl.set_deflate(4 if self.opts is None else int(self.opts))
+                else:
+                    dcpl.set_filter(h5py.h5z.FILTER_LZF, h5py.h5z.FLAG_OPTIONAL)
+            self.dcpls[shape] = dcpl
+            self.spaces[shape] = h5py.h5s.create_simple(shape)
+        return dcpl
+
+    def put(self, src: bytes, rcv: bytes, comp: bytes, data: np.ndarray) -> None:
+        gs = self._group(self.root, src, src)
+        gr = self._group(gs, (src, rcv), rcv)
+        if gr.links.exists(comp):
+            gr.unlink(comp)
+        dcpl = self._dcpl(data.shape)
+        ds = h5py.h5d.create(gr, comp, self.tid, self.spaces[data.shape], dcpl=dcpl)
+        ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data, dtype=np.float32))
+
+
+def _v1_columns(f: h5py.File) -> dict:
+    """Index columns of a version-1 file, from its per-dataset attributes (used
+    once, when a version-1 file is resumed and merged into version 2)."""
+    rows = read_index(f)
+    cols = {"source": ix.text_column([r[0] for r in rows]),
+            "receiver": ix.text_column([r[1] for r in rows]),
+            "component": ix.text_column([r[2] for r in rows]),
+            "complete": np.array([r[3] for r in rows], dtype=bool)}
+    numeric = {k: [] for k in ix.NUMERIC if k != "complete"}
+    times = {"starttime": [], "endtime": []}
+    extra = []
+    skip = {"source", "receiver", "component", "complete", "source_coordinates",
+            "receiver_coordinates"}
+    for s, r, c, _ in rows:
+        attrs = {k: from_attr(v) for k, v in f[pair_path(s, r, c)].attrs.items()}
+        for k in numeric:
+            v = attrs.get(k)
+            numeric[k].append(ix.NUMERIC[k][1] if v is None else v)
+        for k in times:
+            times[k].append(attrs.get(k))
+        other = {k: v for k, v in attrs.items()
+                 if k not in skip and k not in numeric and k not in times}
+        extra.append(json.dumps(other, sort_keys=True) if other else None)
+    for k, v in numeric.items():
+        cols[k] = np.array(v, dtype=ix.NUMERIC[k][0])
+    for k, v in times.items():
+        cols[k] = ix.text_column(v)
+    if any(extra):
+        cols[ix.EXTRA] = ix.text_column(extra)
+    return cols
+
+
 def merge_parts(path, root_attrs=None, stations=None) -> None:
     """Merge ``<path>.parts/*`` into ``path`` via ``<path>.tmp`` + rename.
 
     Safe to call at any time and after a crash (recovers a run whose writer
-    never reached ``close``).
+    never reached ``close``). Parts of format version 1 (one dataset per
+    pair) are still merged; a version-1 main file is upgraded to version 2.
     """
     path = Path(path)
     parts = list_parts(path)
@@ -483,38 +613,49 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
             shutil.copyfile(path, tmp)
         target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest")
     with target as dst:
-        index = {(s, r, c): done for s, r, c, done in read_index(dst)}
+        if "index" in dst and from_attr(dst.attrs.get("format_version", 1)) < 2:
+            all_cols = [_v1_columns(dst)]
+        else:
+            all_cols = [ix.read_columns(dst)] if "index" in dst else []
         table = read_stations(dst)
         if root_attrs is not None:
             root_attrs(dst)
-        dpairs = dst.require_group("pairs")
+        sink = None
         for part in parts:
             with h5py.File(part, "r") as src:
                 if root_attrs is None:
                     for k, v in src.attrs.items():
-                        dst.attrs[k] = v
+                        if k not in ("layout", "compression", "compression_opts"):
+                            dst.attrs[k] = v
+                    dst.attrs["format_version"] = FORMAT_VERSION
                 for code, st in read_stations(src).items():
                     table[code] = st
-                sp = src["pairs"]
-                for s in sp:
-                    if s not in dpairs:
-                        src.copy(sp[s], dpairs, name=s)
-                        continue
-                    for r in sp[s]:
-                        if r not in dpairs[s]:
-                            src.copy(sp[s][r], dpairs[s], name=r)
-                            continue
-                        for c in sp[s][r]:
-                            if c in dpairs[s][r]:
-                                del dpairs[s][r][c]
-                            src.copy(sp[s][r][c], dpairs[s][r], name=c)
-                for s, r, c, done in read_index(src):
-                    index[(s, r, c)] = done
+                if from_attr(src.attrs.get("layout", "null")) != "blocks":
+                    _merge_v1_part(src, dst)
+                    all_cols.append(_v1_columns(src))
+                    continue
+                if sink is None:
+                    comp = from_attr(src.attrs.get("compression", ""))
+                    opts = src.attrs.get("compression_opts")
+                    sink = _PairSink(dst, comp or None,
+                                     None if opts is None else from_attr(opts))
+                cols = ix.read_columns(src)
+                blocks = {int(k): ds[()] for k, ds in src["blocks"].items()}
+                for s, r, c, b, i in zip(cols["source"].tolist(), cols["receiver"].tolist(),
+                                         cols["component"].tolist(), cols["block"].tolist(),
+                                         cols["block_row"].tolist()):
+                    sink.put(s, r, c, blocks[b][i])
+                del blocks
+                all_cols.append({k: v for k, v in cols.items() if k not in ix.BLOCK})
+        cols = ix.concat(all_cols)
+        keep = ix.last_wins(cols)
+        cols = {k: v[keep] for k, v in cols.items()}
         if stations:
             table.update(stations)
         _write_stations(dst, table)
-        _write_index(dst, [(s, r, c, d) for (s, r, c), d in sorted(index.items())])
-        dst.attrs["n_pairs"] = len(index)
+        ix.write_columns(dst, cols)
+        dst.attrs["format_version"] = FORMAT_VERSION
+        dst.attrs["n_pairs"] = len(keep)
     if not isinstance(target, _image):
         _fsync(tmp)
     os.replace(tmp, path)
@@ -524,3 +665,21 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         parts_dir(path).rmdir()
     except OSError:
         pass
+
+
+def _merge_v1_part(src: h5py.File, dst: h5py.File) -> None:
+    """Copy a version-1 part's ``/pairs`` (H5Ocopy, one dataset at a time)."""
+    dpairs = dst.require_group("pairs")
+    sp = src["pairs"]
+    for s in sp:
+        if s not in dpairs:
+            src.copy(sp[s], dpairs, name=s)
+            continue
+        for r in sp[s]:
+            if r not in dpairs[s]:
+                src.copy(sp[s][r], dpairs[s], name=r)
+                continue
+            for c in sp[s][r]:
+                if c in dpairs[s][r]:
+                    del dpairs[s][r][c]
+                src.copy(sp[s][r][c], dpairs[s][r], name=c)
