@@ -34,6 +34,12 @@ class _File:
         self.cols = None  # all index columns, once loaded
         self.rows = None  # {(s, r, c): row}, once loaded
         self._stations = None
+        self._columns = None  # low-level handles of the /index columns
+
+    def columns(self):
+        if self._columns is None:
+            self._columns = ix.columns_of(self.h5)
+        return self._columns
 
     def load(self):
         if self.cols is None:
@@ -54,7 +60,7 @@ class _File:
             if self.rows is not None:
                 row = self.rows.get((source, receiver, component))
             elif "index" in self.h5:
-                row = ix.find_row(self.h5, source, receiver, component)
+                row = ix.find_row(self.h5, source, receiver, component, self.columns())
             else:
                 row = None
             return None if row is None else (row, None)
@@ -66,20 +72,22 @@ class _File:
         if self.rows is not None:
             row = self.rows.get((source, receiver, component))
         else:
-            row = ix.find_row(self.h5, source, receiver, component)
+            row = ix.find_row(self.h5, source, receiver, component, self.columns())
         return (row, self.h5[path])
 
     def row(self, i) -> dict:
         """The metadata of row ``i`` (version 2)."""
         if self.cols:
             return ix.row_meta(self.cols, i)
-        return ix.row_meta(ix.read_row(self.h5, i), 0)
+        return ix.row_meta(ix.read_row(self.h5, i, self.columns()), 0)
 
     def data(self, row, ds):
         if ds is not None:
             return ds[()]
-        g = self.h5["index"]
-        b, i = int(g["block"][row]), int(g["block_row"][row])
+        if self.cols:
+            b, i = int(self.cols["block"][row]), int(self.cols["block_row"][row])
+        else:
+            b, i = int(self.columns()["block"][row][0]), int(self.columns()["block_row"][row][0])
         return self.h5["blocks"][str(b)][i]
 
     def stations(self):
@@ -174,7 +182,7 @@ class Results:
         elif f.cols:
             fs = float(f.cols["sampling_rate"][row])
         else:
-            fs = float(f.h5["index"]["sampling_rate"][row])
+            fs = float(f.columns()["sampling_rate"][row][0])
         h = data.shape[-1] // 2  # lags depend on the length and fs only
         lags = lag_axis(h / fs, fs)
         if reverse:
