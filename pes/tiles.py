@@ -451,10 +451,10 @@ def write_stack_item(writer, item) -> int:
         return 1
     fs, comp = item["sampling_rate"], item["component"]
     maxlag = (len(item["lags"]) // 2) / fs
-    writer.write_many((_code(s), _code(r), comp, maxlag, row,
-                       {"sampling_rate": fs, "n_windows": int(n)})
-                      for s, r, row, n in zip(item["source"], item["receiver"], item["stack"],
-                                              item["n_windows"]))
+    # one bulk call per batch: validation, geometry and buffering run on whole arrays
+    writer.write_block([_code(s) for s in item["source"]], [_code(r) for r in item["receiver"]],
+                       comp, maxlag, item["stack"],
+                       {"sampling_rate": fs, "n_windows": [int(n) for n in item["n_windows"]]})
     return len(item["keys"])
 
 
