@@ -120,6 +120,7 @@ class Results:
         self.starttime = from_attr(first.attrs.get("starttime", "null"))
         self.endtime = from_attr(first.attrs.get("endtime", "null"))
         self._index = None
+        self._hits: dict = {}
 
     # ------------------------------------------------------------- listing
     def _rows(self) -> dict:
@@ -152,11 +153,19 @@ class Results:
 
     # ---------------------------------------------------------------- pairs
     def _find(self, source, receiver, component):
+        key = (source, receiver, component)
+        if key in self._hits:  # stack() then meta() of a pair searches once
+            return self._hits[key]
+        found = None
         for f in self._search:
             hit = f.find(source, receiver, component)
             if hit is not None:
-                return f, hit
-        return None
+                found = (f, hit)
+                break
+        if len(self._hits) >= 1024:
+            self._hits.clear()
+        self._hits[key] = found
+        return found
 
     def _locate(self, source, receiver, component):
         hit = self._find(source, receiver, component)
