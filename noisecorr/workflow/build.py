@@ -7,8 +7,8 @@ The graph (each PE thin over :mod:`noisecorr.signal`)::
    rejected   rejected                             stats          (collected in the result)
 
 ``TiledCorrelation`` (``TileRoute -> TileCorrelate -> TileStack``, see :mod:`pes.tiles`) is the
-block-tiled BLAS-3 stage for linear stacks; phase-weighted/robust stacks, sub-stacks and RTZ
-components use ``CrossCorrelate -> Stack`` instead (also with ``tiled: false``).
+block-tiled stage (see :func:`tiled_path`); RTZ components and runs that record provenance use
+``CrossCorrelate -> Stack`` instead (so does ``tiled: false``).
 
 Library users build it, swap or insert their own PEs, and enact it with any mapping::
 
@@ -71,13 +71,16 @@ def completed_pairs(path: Path) -> set:
 
 
 def tiled_path(config: WorkflowConfig) -> bool:
-    """The block-tiled BLAS-3 stage serves linear stacks of ENZ component pairs (issue #8's
-    fast path); phase-weighted and robust stacks, sub-stacks and RTZ rotation keep the
-    per-pair path (``CrossCorrelate -> Stack``)."""
+    """The block-tiled stage serves ENZ component pairs: BLAS-3 cross-spectra summed over
+    windows for linear stacks (the fast path for many stations), per-window tile
+    correlations stacked by ``Stack`` for phase-weighted/robust stacks and sub-stacks. RTZ
+    rotation keeps the per-pair path (``CrossCorrelate -> Stack``), and so do runs that
+    record provenance: their lineage is per pair (a stack derives from its own pair's
+    correlations), while the tiled stage moves whole tiles as one item."""
     from noisecorr.signal.components import ENZ_PAIRS
 
     p = config.processing
-    return config.tiled and all(c in ENZ_PAIRS for c in p.components)
+    return config.tiled and not config.provenance and all(c in ENZ_PAIRS for c in p.components)
 
 
 def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):

@@ -7,7 +7,7 @@ from noisecorr.workflow import build_workflow, load_config
 
 
 def record(tmp_path, mapping):
-    config = load_config(overrides={"out": str(tmp_path / mapping)})
+    config = load_config(overrides={"out": str(tmp_path / mapping), "provenance": True})
     wf = build_workflow(config)
     db = tmp_path / f"{mapping}.sqlite"
     run(wf.graph, inputs=wf.inputs, mapping=mapping, processes=3,
