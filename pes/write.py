@@ -72,15 +72,24 @@ class WriteResultsPE(GenericPE):
     def process(self, inputs):
         item = inputs["input"]
         if "keys" in item:  # a pes.tiles.TileStackPE batch: one row per pair of a tile
-            for i in range(len(item["keys"])):
-                self._write_one({
-                    "source": item["source"][i], "receiver": item["receiver"][i],
-                    "component": item["component"], "lags": item["lags"], "stack": item["stack"][i],
-                    "n_windows": int(item["n_windows"][i]), "sampling_rate": item["sampling_rate"],
-                    "stack_method": item.get("stack_method"),
-                })
+            self._write_batch(item)
         else:
             self._write_one(item)
+
+    def _write_batch(self, item):
+        comp = item["component"]
+        rows = [i for i, (a, b) in enumerate(zip(item["source"], item["receiver"]))
+                if (_net_sta(a), _net_sta(b), comp) not in self.skip]
+        if not rows:
+            return
+        # one bulk call per tile: validation, geometry and buffering run on whole arrays
+        self.writer.write_block([_net_sta(item["source"][i]) for i in rows],
+                                [_net_sta(item["receiver"][i]) for i in rows], comp, item["lags"],
+                                item["stack"][rows],
+                                {"sampling_rate": item["sampling_rate"],
+                                 "n_windows": [int(item["n_windows"][i]) for i in rows],
+                                 "stack_method": item.get("stack_method")})
+        self.written += len(rows)
 
     def _write_one(self, item):
         # results are keyed by "NET.STA" (the correlator's keys may carry ".LOC")
