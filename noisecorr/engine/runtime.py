@@ -35,6 +35,8 @@ log = logging.getLogger("noisecorr.engine")
 
 #: Source iterations run per pass (bounded also by the items they write).
 SOURCE_CHUNK = 1024
+#: Seconds of work a PE instance does per pass before the PEs after it get their turn.
+BATCH_SECONDS = 0.05
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
 #: Bytes per outgoing batch that transports aim for, and the most items in one batch.
@@ -123,6 +125,7 @@ class Runner:
         self.counts_in = {port: 0 for port in pe_spec.inputs}
         self.out_cells = {port: [0] for port in pe_spec.outputs}
         self.seconds = 0.0
+        self.cost = None  # running estimate of seconds per item (sizes the batches)
         self.fast_kind, self.fast_fn = fast_item_function(pe)
         # what the loop calls; a provenance recorder may wrap them (see Worker(provenance=))
         self.process = pe.process
@@ -271,11 +274,13 @@ class Worker:
                     self._finish(runner)
                     progressed = True
                 continue
+            pending = False
             for port, buf in runner.buffer_items:
                 if buf:
                     self._process_batch(runner, port, buf)
                     progressed = True
-            if runner.eos >= runner.expected_eos:
+                    pending = pending or bool(buf)
+            if not pending and runner.eos >= runner.expected_eos:
                 self._finish(runner)
                 progressed = True
         return progressed
@@ -294,7 +299,8 @@ class Worker:
                 result = process(inputs)
                 if result is not None:
                     self._write_returned(runner, result)
-                if runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window:
+                if (runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window
+                        or time.perf_counter() - t0 > BATCH_SECONDS):
                     break
         except Exception:
             what = f"input {short_repr(inputs)}" if listed else f"iteration {runner.position}"
@@ -303,8 +309,25 @@ class Worker:
             runner.seconds += time.perf_counter() - t0
 
     def _process_batch(self, runner, port, buf):
-        runner.counts_in[port] += len(buf)
-        self.transport.note_item(runner, buf)
+        """Process the items waiting in ``buf``, or as many as fit in :data:`BATCH_SECONDS`.
+
+        Cheap items are processed a whole buffer at a time; expensive ones (a day of
+        waveforms each) a few per pass, so the PEs downstream run before more pile up and
+        memory holds a few large items per stage, not the whole input.
+        """
+        if runner.cost is None:
+            k = 1  # measure the first item before committing to a batch
+        elif runner.cost * len(buf) <= BATCH_SECONDS:
+            k = len(buf)
+        else:
+            k = max(1, int(BATCH_SECONDS / runner.cost))
+        if k < len(buf):
+            batch = buf[:k]
+            del buf[:k]
+        else:
+            batch = buf
+        runner.counts_in[port] += len(batch)
+        self.transport.note_item(runner, batch)
         pos = self.transport.position  # pos[0] = index of the item being processed
         t0 = time.perf_counter()
         item = None
@@ -312,25 +335,29 @@ class Worker:
             fn = runner.fast_fn
             if runner.fast_kind == "iterative":
                 write = runner.pe._writers[runner.pe.OUTPUT_NAME]
-                for pos[0], item in enumerate(buf):
+                for pos[0], item in enumerate(batch):
                     result = fn(item)
                     if result is not None:
                         write(result)
             elif runner.fast_kind == "consumer":
-                for pos[0], item in enumerate(buf):
+                for pos[0], item in enumerate(batch):
                     fn(item)
             else:
                 process = runner.process
-                for pos[0], item in enumerate(buf):
+                for pos[0], item in enumerate(batch):
                     result = process({port: item})
                     if result is not None:
                         self._write_returned(runner, result)
         except Exception:
             raise self._error(runner, "process", short_repr(item)) from None
         finally:
-            runner.seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            runner.seconds += elapsed
+        per_item = elapsed / len(batch)
+        runner.cost = per_item if runner.cost is None else 0.5 * (runner.cost + per_item)
         self.transport.note_idle()
-        buf.clear()
+        if batch is buf:
+            buf.clear()
 
     def _write_returned(self, runner, result):
         if not isinstance(result, dict):

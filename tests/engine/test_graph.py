@@ -4,6 +4,7 @@ import pytest
 
 from noisecorr.engine import (
     CompositePE,
+    ConsumerPE,
     GenericPE,
     GraphError,
     IterativePE,
@@ -240,3 +241,35 @@ def test_insert_after_and_disconnect():
     assert [pe.name for pe, _, _ in g.consumers(src, "output")] == ["x_abs"]
     with pytest.raises(GraphError, match="no stream from 'Range.output' to 'Square.input'"):
         g.disconnect(src, "output", sq, "input")
+
+
+def test_expensive_items_flow_through_instead_of_piling_up():
+    """Slow items are processed a few per pass, so the next PE runs before the next ones
+    are made: at most a few large items wait between two PEs at any time."""
+    import time as _time
+
+    from noisecorr.engine.plan import make_plan
+    from noisecorr.engine.runtime import Worker
+
+    class Big(IterativePE):
+        def _process(self, i):
+            _time.sleep(0.02)  # an expensive step that makes a large item
+            return (i, bytearray(1 << 20))
+
+    waiting = []
+
+    class Watch(ConsumerPE):
+        def _process(self, item):
+            waiting.append(len(buffers["input"]))  # items still queued behind this one
+
+    g = WorkflowGraph()
+    g.connect(Range(30), "output", Big(), "input")
+    g.connect(g.pes[1], "output", Watch(), "input")
+    spec = g.describe()
+    worker = Worker(spec, make_plan(spec, 1, single_instance=True))
+    buffers = next(r for r in worker.runners if r.name == "Watch").buffers
+    watch = next(r for r in worker.runners if r.name == "Watch")
+    watch.fast_fn = lambda item: waiting.append(len(buffers["input"]))
+    worker.run()
+    assert len(waiting) == 30
+    assert max(waiting) <= 3, f"up to {max(waiting)} large items waited for the next PE"
