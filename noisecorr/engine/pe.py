@@ -82,11 +82,12 @@ class GenericPE:
         ----------
         name : str
             Port name.
-        grouping : None, list of int/str, "all" or "global"
+        grouping : None, list of int/str, "all", "global" or "local"
             ``None`` (shuffle: balanced round robin), a list of item indices or keys
             (group-by: items with equal ``item[k]`` values reach the same instance),
-            ``"all"`` (every instance receives every item) or ``"global"`` (all items go to
-            one instance).
+            ``"all"`` (every instance receives every item), ``"global"`` (all items go to
+            one instance) or ``"local"`` (any instance, preferring those in the sender's
+            process: chains of PEs with equal instance counts then stay in one process).
         tuple_type : list of str, optional
             Names of the item fields (documentation and Storm output fields only).
         optional : bool

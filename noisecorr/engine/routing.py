@@ -20,6 +20,7 @@ import zlib
 from .errors import GraphError
 
 SHUFFLE = ("shuffle",)
+LOCAL = ("local",)
 ALL = ("all",)
 GLOBAL = ("global",)
 
@@ -28,7 +29,9 @@ def normalize_grouping(grouping, where=""):
     """Return the plain-data form of a grouping declaration.
 
     ``None`` / ``"shuffle"`` -> ``("shuffle",)``; ``"all"`` / ``"one-to-all"`` -> ``("all",)``;
-    ``"global"`` -> ``("global",)``; a list of indices or keys -> ``("group", (k, ...))``.
+    ``"global"`` -> ``("global",)``; ``"local"`` -> ``("local",)`` (local-or-shuffle: any
+    instance, preferring those in the sender's own process, like Storm's LOCAL_OR_SHUFFLE);
+    a list of indices or keys -> ``("group", (k, ...))``.
     """
     if grouping is None:
         return SHUFFLE
@@ -40,11 +43,13 @@ def normalize_grouping(grouping, where=""):
             return ALL
         if name == "global":
             return GLOBAL
+        if name in ("local", "local-or-shuffle"):
+            return LOCAL
         raise GraphError(
             f"{where}unknown grouping {grouping!r}; use None (shuffle), a list of item "
-            f"indices (group-by), 'all' or 'global'"
+            f"indices (group-by), 'all', 'global' or 'local'"
         )
-    if isinstance(grouping, tuple) and grouping and grouping[0] in ("shuffle", "all", "global", "group"):
+    if isinstance(grouping, tuple) and grouping and grouping[0] in ("shuffle", "local", "all", "global", "group"):
         if grouping[0] == "group":
             return ("group", tuple(grouping[1]))
         return (grouping[0],)

@@ -218,8 +218,12 @@ class Worker:
         routes = []
         for edge in self.spec.edges_from(runner.name, port):
             n = self.plan.instances[edge.dest]
-            targets = [self._target(edge.dest, j, edge.dest_port) for j in range(n)]
-            routes.append(make_router(edge.grouping, targets, start=runner.index))
+            grouping, indices = edge.grouping, range(n)
+            if grouping[0] == "local":  # any instance will do: prefer those in this process
+                indices = [j for j in range(n) if (edge.dest, j) in self.local] or range(n)
+                grouping = ("shuffle",)
+            targets = [self._target(edge.dest, j, edge.dest_port) for j in indices]
+            routes.append(make_router(grouping, targets, start=runner.index))
         if not routes:
             routes.append(self.outputs[(runner.name, port)].append)
         cell = runner.out_cells[port]

@@ -287,6 +287,20 @@ class Keyed(IterativePE):
         return (f"XS.S{x % 7:03d}", 1)
 
 
+class RankTag(IterativePE):
+    """Tags each item with the worker (process, rank) that handled it."""
+
+    def __init__(self, name, grouping=None):
+        super().__init__()
+        self.name = name
+        self.numprocesses = 3
+        if grouping is not None:
+            self.inputconnections["input"]["grouping"] = grouping
+
+    def _process(self, item):
+        return (*item, self.rank) if isinstance(item, tuple) else (item, self.rank)
+
+
 class KeyOwners(GenericPE):
     """Records which instance saw which key: each key must reach exactly one instance."""
 
@@ -611,6 +625,24 @@ class FailingPE(Case):
         assert "raise ValueError" in err.remote_traceback
 
 
+class LocalChain(Case):
+    name = "local_grouping_chain"
+
+    def build(self):
+        g = WorkflowGraph()
+        src, a, b = Range(120), RankTag("TagA"), RankTag("TagB", grouping="local")
+        g.connect(src, "output", a, "input")
+        g.connect(a, "output", b, "input")
+        return g, {}
+
+    def check(self, result):
+        rows = result.outputs[("TagB", "output")]
+        assert sorted(r[0] for r in rows) == list(range(120))
+
+    def comparable(self, items):
+        return [r[0] for r in items]
+
+
 CASES = [
     WordCount(),
     GroupByStringKeysManyProducers(),
@@ -627,6 +659,7 @@ CASES = [
     EmptySource(),
     LifecycleOrder(),
     NumpyArrays(),
+    LocalChain(),
     FailingPE(),
 ]
 

@@ -92,7 +92,7 @@ def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
     span = min(config.chunk_length, float(sources.end - sources.start))
     n_windows = max(1, int((span - p.cc_len) // p.step) + 1)
     band = carried_band(p, p.nfft)
-    workers = 1 if config.mapping in ("sequential", "simple") else (config.processes or _default_workers(config))
+    workers = _workers(config)
     stations = len({s.rsplit(".", 1)[0] for s in seed_ids})
     try:
         return plan_tiles(stations, n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
@@ -100,6 +100,13 @@ def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
                           n_chunks=n_chunks)
     except MemoryError as exc:
         raise ConfigError(f"memory: {exc}") from None
+
+
+def _workers(config):
+    """Worker processes (or MPI ranks) the mapping will run: 1 for sequential."""
+    if config.mapping in ("sequential", "simple"):
+        return 1
+    return config.processes or _default_workers(config)
 
 
 def _default_workers(config):
@@ -151,10 +158,20 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     else:
         correlate = [CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate"),
                      StackPE(p, name="Stack")]
+    # The per-station chain (Fetch .. Whiten, and the tile router) runs as one instance per
+    # worker with "local" streams, so a station's data stays in one process from waveforms
+    # to spectra; only in-band spectral factors cross to the tile correlators.
+    workers = _workers(config)
+    per_station = [fetch, pre, norm, spec, white]
+    if tiled_path(config):
+        per_station.append(correlate[0].inputmappings["input"][0])
+    for pe in per_station:
+        pe.numprocesses = workers
+    local_into = {pre, norm, spec, white} | ({correlate[0]} if tiled_path(config) else set())
     graph = WorkflowGraph()
     chain = [fetch, pre, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):
-        graph.connect(a, "output", b, "input")
+        graph.connect(a, "output", b, "input", grouping="local" if b in local_into else None)
     pes = {pe.name: pe for pe in graph.pes}
     return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes)
 

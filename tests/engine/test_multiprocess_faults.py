@@ -252,3 +252,19 @@ def test_interrupt_stops_all_workers(tmp_path):
             break
         time.sleep(0.2)
     assert leftover == [], f"processes left behind: {leftover}"
+
+
+def test_local_grouping_keeps_a_chain_in_each_process():
+    """With as many instances as workers, 'local' sends every item to the next PE in the
+    same process (no hop between processes); shuffle would spread them."""
+    from noisecorr.testing.conformance import RankTag
+
+    for grouping, expect_local in (("local", True), (None, False)):
+        g = WorkflowGraph()
+        src, a, b = Range(300), RankTag("TagA"), RankTag("TagB", grouping=grouping)
+        g.connect(src, "output", a, "input")
+        g.connect(a, "output", b, "input")
+        rows = run(g, mapping="multiprocess", processes=3).outputs[("TagB", "output")]
+        same = sum(1 for _, ra, rb in rows if ra == rb)
+        assert len(rows) == 300
+        assert (same == 300) == expect_local, (grouping, same)

@@ -11,7 +11,7 @@ and into the bundle the components read, so both sides agree by construction.
 * Two streams per output port: the data stream (the port name, sanitised) with fields
   ``["key", "payload"]`` (plus ``key_1, key_2 ...`` when consumers group by different keys)
   and the end-of-stream stream ``<stream>__eos`` with the single field ``["instance"]``.
-* Groupings: shuffle -> ``SHUFFLE``; group-by ``keys`` -> ``FIELDS`` on the key field whose
+* Groupings: shuffle -> ``SHUFFLE``; local -> ``LOCAL_OR_SHUFFLE``; group-by ``keys`` -> ``FIELDS`` on the key field whose
   value is ``stable_hash(group_key(item, keys))`` (the engine's stable key, so equal keys
   reach one task in Storm too); ``"all"`` -> ``ALL``; ``"global"`` -> ``GLOBAL``. Every
   consumer also subscribes to the producer's end-of-stream stream with ``ALL``.
@@ -55,6 +55,8 @@ def storm_grouping(grouping, key_field):
     kind = grouping[0]
     if kind == "shuffle":
         return {"type": "SHUFFLE"}
+    if kind == "local":
+        return {"type": "LOCAL_OR_SHUFFLE"}
     if kind == "all":
         return {"type": "ALL"}
     if kind == "global":
