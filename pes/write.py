@@ -44,6 +44,11 @@ class WriteResultsPE(GenericPE):
     compression : None, "gzip" or "lzf"
     skip : set of (source, receiver, component)
         Already complete (``--resume``): not written again.
+
+    With ``parallel = True`` several instances write at once (give the PE ``numprocesses``
+    and connect it with the ``"local"`` grouping so stacks are written where they are made):
+    each writes its own part files and the caller merges them with
+    :func:`noisecorr.results.merge_parts` after the run.
     """
 
     def __init__(self, path, params, stations, starttime, endtime, compression=None, skip=(),
@@ -59,6 +64,7 @@ class WriteResultsPE(GenericPE):
         self.starttime, self.endtime = str(starttime), str(endtime)
         self.compression = compression
         self.skip = set(skip)
+        self.parallel = False
         self.writer = None
         self.written = 0
 
@@ -67,6 +73,7 @@ class WriteResultsPE(GenericPE):
 
         stations = [{"code": code, **coords} for code, coords in sorted(self.stations.items())]
         self.writer = ResultsWriter(self.path, self.params, stations=stations, starttime=self.starttime,
+                                    writer_id=self.instance if self.parallel else None,
                                     endtime=self.endtime, compression=self.compression, resume=True)
 
     def process(self, inputs):
@@ -105,5 +112,6 @@ class WriteResultsPE(GenericPE):
         self.written += 1
 
     def postprocess(self):
-        self.writer.close()
+        # parallel writers leave their parts; whoever ran the graph merges them at the end
+        self.writer.close(merge=not self.parallel)
         self.write("output", ("written", self.written))

@@ -143,6 +143,11 @@ class ResultsWriter:
         Pairs buffered before they are written to a part file.
     resume : bool
         If the file (or parts) exist: true resumes, false raises.
+    writer_id : int, optional
+        Several processes may write parts of the same results at once, each with its own
+        ``writer_id`` (its parts are ``part-NNNNNN-w<ID>.h5``, so names never collide);
+        each then closes with ``close(merge=False)`` and one process calls
+        :func:`merge_parts` when all are done.
 
     Examples
     --------
@@ -161,8 +166,9 @@ class ResultsWriter:
     def __init__(self, path, params: dict, version: str | None = None, stations=None,
                  starttime=None, endtime=None, sampling_rate: float | None = None,
                  compression: str | None = None, compression_opts=None,
-                 checkpoint_pairs: int = 2000, resume: bool = True):
+                 checkpoint_pairs: int = 2000, resume: bool = True, writer_id: int | None = None):
         self.path = Path(path)
+        self.writer_id = writer_id
         self.params = json.loads(json.dumps(params, default=str))
         self._params_json = json.dumps(self.params, sort_keys=True)
         self.version = _default_version() if version is None else str(version)
@@ -186,7 +192,11 @@ class ResultsWriter:
 
     # ---------------------------------------------------------------- state
     def _clean_tmp(self):
-        for p in [Path(str(self.path) + ".tmp"), *parts_dir(self.path).glob("*.tmp")]:
+        if self.writer_id is None:
+            leftovers = [Path(str(self.path) + ".tmp"), *parts_dir(self.path).glob("*.tmp")]
+        else:  # other writers may be checkpointing right now: only our own leftovers
+            leftovers = list(parts_dir(self.path).glob(f"part-*-w{self.writer_id}.h5.tmp"))
+        for p in leftovers:
             if p.exists():
                 log.warning("removing leftover partial file %s", p)
                 p.unlink()
@@ -391,7 +401,7 @@ class ResultsWriter:
         d.mkdir(parents=True, exist_ok=True)
         existing = list_parts(self.path)
         num = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=0)
-        final = d / f"part-{num:06d}.h5"
+        final = d / (f"part-{num:06d}.h5" if self.writer_id is None else f"part-{num:06d}-w{self.writer_id}.h5")
         tmp = Path(str(final) + ".tmp")
         with _image(tmp) as f:
             self._root_attrs(f)
@@ -423,12 +433,13 @@ class ResultsWriter:
         f.attrs["endtime"] = to_attr(self.endtime)
 
     # ---------------------------------------------------------------- merge
-    def close(self) -> None:
-        """Checkpoint, then merge all parts into the main file atomically."""
+    def close(self, merge: bool = True) -> None:
+        """Checkpoint, then (``merge``) merge all parts into the main file atomically."""
         if self._closed:
             return
         self.checkpoint()
-        merge_parts(self.path, root_attrs=self._root_attrs, stations=self._stations)
+        if merge:
+            merge_parts(self.path, root_attrs=self._root_attrs, stations=self._stations)
         self._closed = True
 
     def __enter__(self):

@@ -96,10 +96,18 @@ def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
     stations = len({s.rsplit(".", 1)[0] for s in seed_ids})
     try:
         return plan_tiles(stations, n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
-                          config.memory, workers=workers, n_factors=2 if p.cc_method == "deconv" else 1,
-                          n_chunks=n_chunks)
+                          config.memory or default_memory_budget(), workers=workers,
+                          n_factors=2 if p.cc_method == "deconv" else 1, n_chunks=n_chunks)
     except MemoryError as exc:
         raise ConfigError(f"memory: {exc}") from None
+
+
+def default_memory_budget() -> int:
+    """Bytes for the correlation stage when no ``memory`` is configured: 40 % of this
+    machine's memory (the rest is left to the other stages, queues and the system)."""
+    import os
+
+    return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def _workers(config):
@@ -149,8 +157,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         sources.stations, sources.start, sources.end, compression=config.compression, skip=done,
         name="WriteResults",
     )
+    n_chunks = max(1, len({r["starttime"] for r in requests}))
     if tiled_path(config):
-        n_chunks = max(1, len({r["starttime"] for r in requests}))
         plan = tile_plan(config, sources, seed_ids, n_chunks)
         correlate = [TiledCorrelation(p, sorted({s.rsplit(".", 1)[0] for s in seed_ids}), plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
@@ -167,7 +175,15 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         per_station.append(correlate[0].inputmappings["input"][0])
     for pe in per_station:
         pe.numprocesses = workers
-    local_into = {pre, norm, spec, white} | ({correlate[0]} if tiled_path(config) else set())
+    # Stacks are written where they are made: one writer per worker, each with its own part
+    # files, merged once at the end (no stack crosses processes; writing runs in parallel).
+    write.parallel, write.numprocesses = True, workers
+    if tiled_path(config) and n_chunks == 1:  # each tile arrives once: stack it where it was made
+        for pe in correlate[0].pes:
+            if pe.name in ("TileStackPE", "StackPE"):
+                pe.numprocesses = workers
+                pe.inputconnections["input"]["grouping"] = "local"
+    local_into = {pre, norm, spec, white, write} | ({correlate[0]} if tiled_path(config) else set())
     graph = WorkflowGraph()
     chain = [fetch, pre, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):

@@ -191,7 +191,12 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
     for pe in ("Fetch", "Preprocess"):
         for r in result.outputs.get((pe, "rejected"), []):
             skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
-    written = dict(result.outputs.get(("WriteResults", "output"), [])).get("written", 0)
+    written = sum(n for what, n in result.outputs.get(("WriteResults", "output"), []) if what == "written")
+    from noisecorr.results import merge_parts
+    from noisecorr.results.writer import list_parts
+
+    if list_parts(wf.results_path):  # the writers' parts (one set per worker) become results.h5
+        merge_parts(wf.results_path)
     plot_path = None
     if wf.results_path.exists():
         from noisecorr.results import open_results

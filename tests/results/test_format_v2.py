@@ -186,3 +186,34 @@ def test_one_pair_read_does_not_scan_the_index(tmp_path, monkeypatch):
     assert not [name for name in accessed if name.startswith("/index")]  # no column read whole
     # two lookups of about log2(900) = 10 steps, 1-3 values each, plus one row of columns
     assert 0 < len(values) < 2 * 3 * 11 + 2 + len(index_mod.NUMERIC) + 8
+
+
+def test_parallel_writers_parts_merge_into_one_file(tmp_path):
+    """Writers in several processes leave their own parts; one merge makes the file."""
+    import multiprocessing as mp
+
+    from noisecorr.results import ResultsWriter, merge_parts, open_results
+
+    path = tmp_path / "r.h5"
+
+    def write(wid):
+        w = ResultsWriter(path, {"p": 1}, writer_id=wid, checkpoint_pairs=3)
+        for k in range(5):
+            w.write_pair(f"XS.A{wid}", f"XS.B{k}", "ZZ", 1.0, np.full(21, wid * 10 + k, "f4"),
+                         {"sampling_rate": 10.0, "n_windows": k + 1})
+        w.close(merge=False)
+
+    procs = [mp.get_context("fork").Process(target=write, args=(wid,)) for wid in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert not path.exists()
+    merge_parts(path)
+    with open_results(path) as res:
+        assert len(res.pairs()) == 15
+        for wid in range(3):
+            for k in range(5):
+                assert np.all(res.stack(f"XS.A{wid}", f"XS.B{k}")[1] == wid * 10 + k)
+                assert res.meta(f"XS.A{wid}", f"XS.B{k}")["n_windows"] == k + 1
