@@ -236,6 +236,17 @@ class SimpleFunctionPE(IterativePE):
         return self.fn(data, **self.params)
 
 
+def write_returned(pe, result):
+    """Write the ``{output name: item}`` dict that ``pe.process`` returned (every mapping)."""
+    if not isinstance(result, dict):
+        raise TypeError(
+            f"process() of PE '{pe.name}' returned {type(result).__name__}; "
+            "return None or a dict {output name: item}"
+        )
+    for port, item in result.items():
+        pe.write(port, item)
+
+
 def fast_item_function(pe):
     """Return ``pe._process`` when calling it is equivalent to ``pe.process({"input": x})``.
 

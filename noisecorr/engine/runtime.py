@@ -28,7 +28,7 @@ import time
 import traceback
 
 from .errors import PEError, TransportError, short_repr
-from .pe import fast_item_function
+from .pe import fast_item_function, write_returned
 from .routing import make_router
 
 log = logging.getLogger("noisecorr.engine")
@@ -302,7 +302,7 @@ class Worker:
                 runner.position += 1
                 result = process(inputs)
                 if result is not None:
-                    self._write_returned(runner, result)
+                    write_returned(runner.pe, result)
                 if (runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window
                         or time.perf_counter() - t0 > BATCH_SECONDS):
                     break
@@ -351,7 +351,7 @@ class Worker:
                 for pos[0], item in enumerate(batch):
                     result = process({port: item})
                     if result is not None:
-                        self._write_returned(runner, result)
+                        write_returned(runner.pe, result)
         except Exception:
             raise self._error(runner, "process", short_repr(item)) from None
         finally:
@@ -362,15 +362,6 @@ class Worker:
         self.transport.note_idle()
         if batch is buf:
             buf.clear()
-
-    def _write_returned(self, runner, result):
-        if not isinstance(result, dict):
-            raise TypeError(
-                f"process() of PE '{runner.name}' returned {type(result).__name__}; "
-                "return None or a dict {output name: item}"
-            )
-        for port, item in result.items():
-            runner.pe.write(port, item)
 
     def _finish(self, runner):
         self._call(runner, "postprocess", runner.postprocess)

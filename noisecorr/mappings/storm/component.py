@@ -52,6 +52,8 @@ import threading
 import time
 import traceback
 
+from noisecorr.engine.pe import write_returned
+
 from .multilang import decode_item, encode_item, frame, read_message
 
 #: Source iterations (or written items) per ``next`` command.
@@ -324,7 +326,7 @@ class Host:
                 self.position += 1
                 result = process(inputs)
                 if result is not None:
-                    self._write_returned(result)
+                    write_returned(self.pe, result)
                 if written() - start >= SPOUT_CHUNK:
                     break
         except Exception:
@@ -337,15 +339,6 @@ class Host:
         self.seconds += time.perf_counter() - t0
         if self.position >= self.total:
             self._finish()
-
-    def _write_returned(self, result):
-        if not isinstance(result, dict):
-            raise TypeError(
-                f"process() of PE '{self.name}' returned {type(result).__name__}; "
-                "return None or a dict {output name: item}"
-            )
-        for port, item in result.items():
-            self.pe.write(port, item)
 
     # -- bolt ------------------------------------------------------------------------------
     def run_bolt(self):
@@ -392,7 +385,7 @@ class Host:
                     self.counts_in[port] += 1
                     result = process({port: item})
                     if result is not None:
-                        self._write_returned(result)
+                        write_returned(self.pe, result)
             except Exception:
                 self.seconds += time.perf_counter() - t0
                 self._report("process", short_repr(item))
