@@ -50,7 +50,8 @@ def test_every_conformance_topology_is_valid_flux(case, tmp_path):
         subs = {s["grouping"]["streamId"]: s["grouping"]["type"] for s in streams_to(doc, dst["component"])
                 if s["from"] == src["component"]}
         assert subs[src["outputs"][edge.source_port]["eos"]] == "ALL"
-        expected = {"shuffle": "SHUFFLE", "group": "FIELDS", "all": "ALL", "global": "GLOBAL"}[edge.grouping[0]]
+        expected = {"shuffle": "SHUFFLE", "local": "LOCAL_OR_SHUFFLE", "group": "FIELDS", "all": "ALL",
+                    "global": "GLOBAL"}[edge.grouping[0]]
         assert subs[src["outputs"][edge.source_port]["stream"]] == expected
 
 
