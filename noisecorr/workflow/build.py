@@ -158,7 +158,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         name="WriteResults",
     )
     n_chunks = max(1, len({r["starttime"] for r in requests}))
-    if tiled_path(config):
+    tiled = tiled_path(config) and len({s.rsplit(".", 1)[0] for s in seed_ids}) >= 2
+    if tiled:
         plan = tile_plan(config, sources, seed_ids, n_chunks)
         correlate = [TiledCorrelation(p, sorted({s.rsplit(".", 1)[0] for s in seed_ids}), plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
@@ -171,19 +172,19 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     # to spectra; only in-band spectral factors cross to the tile correlators.
     workers = _workers(config)
     per_station = [fetch, pre, norm, spec, white]
-    if tiled_path(config):
+    if tiled:
         per_station.append(correlate[0].inputmappings["input"][0])
     for pe in per_station:
         pe.numprocesses = workers
     # Stacks are written where they are made: one writer per worker, each with its own part
     # files, merged once at the end (no stack crosses processes; writing runs in parallel).
     write.parallel, write.numprocesses = True, workers
-    if tiled_path(config) and n_chunks == 1:  # each tile arrives once: stack it where it was made
+    if tiled and n_chunks == 1:  # each tile arrives once: stack it where it was made
         for pe in correlate[0].pes:
             if pe.name in ("TileStackPE", "StackPE"):
                 pe.numprocesses = workers
                 pe.inputconnections["input"]["grouping"] = "local"
-    local_into = {pre, norm, spec, white, write} | ({correlate[0]} if tiled_path(config) else set())
+    local_into = {pre, norm, spec, white, write} | ({correlate[0]} if tiled else set())
     graph = WorkflowGraph()
     chain = [fetch, pre, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):

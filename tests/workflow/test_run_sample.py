@@ -179,3 +179,13 @@ def test_nonlinear_stacks_tiled_equal_per_pair(tmp_path, stack_method):
         for s, r in a.pairs():
             want = b.stack(s, r)[1]
             assert np.max(np.abs(a.stack(s, r)[1] - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_resume_of_a_complete_run_does_nothing(tmp_path):
+    config = load_config(overrides={"out": str(tmp_path / "done"), "stations": 3})
+    first = run_workflow(config)
+    assert first.pairs_written == 3
+    again = run_workflow(config.replace(resume=True))
+    assert again.pairs_written == 0 and again.pairs_resumed == 3
+    with open_results(again.results) as res:
+        assert len(res.pairs()) == 3
