@@ -23,10 +23,11 @@ def _progress_printer():
         state["last"] = now
         pre = counts.get("Preprocess", {}).get("in", 0)
         fetch_total = state["total"]
-        stacked = counts.get("WriteResults", {}).get("in", 0)
-        correlated = counts.get("CrossCorrelate", {}).get("out", 0)
+        # the per-pair path emits one item per pair and chunk, the tiled path one per tile
+        correlated = sum(counts.get(pe, {}).get("out", 0) for pe in ("CrossCorrelate", "TileCorrelatePE"))
+        written = counts.get("WriteResults", {}).get("in", 0)
         text = (f"preprocessed {pre}{'/' + str(fetch_total) if fetch_total else ''} channel-chunks, "
-                f"correlated {correlated} pair-chunks, stacked {stacked} pairs")
+                f"{correlated} correlation batches, {written} written")
         click.echo(("\r" + text) if tty else text, err=True, nl=not tty)
 
     return show, state
