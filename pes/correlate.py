@@ -33,12 +33,17 @@ from noisecorr.signal.components import ENZ, ENZ_PAIRS, RTZ, rotate_to_rtz
 from noisecorr.signal.geodesy import pair_geometry
 from noisecorr.signal.params import CorrelationParams
 
-__all__ = ["CrossCorrelatePE", "station_key"]
+__all__ = ["CrossCorrelatePE", "net_sta", "station_key"]
 
 
 def station_key(seed_id: str) -> str:
     """``NET.STA.LOC`` of a seed id."""
     return seed_id.rsplit(".", 1)[0]
+
+
+def net_sta(key: str) -> str:
+    """``NET.STA`` of a ``NET.STA.LOC`` key or seed id (the results file's station code)."""
+    return ".".join(key.split(".")[:2])
 
 
 def _spectra(item, rows=None) -> StationSpectra:

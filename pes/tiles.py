@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from noisecorr.engine import CompositePE, GenericPE
+from pes.correlate import net_sta, station_key
 from noisecorr.engine.routing import stable_hash
 from noisecorr.signal.components import ENZ_PAIRS
 from noisecorr.signal.correlate import lag_axis
@@ -57,11 +58,6 @@ from noisecorr.tiles.plan import TilePlan, block_range, format_bytes
 
 __all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TileWriterPE", "TiledCorrelation",
            "slot_keys", "station_key", "write_stack_item"]
-
-
-def station_key(seed_id: str) -> str:
-    """``NET.STA.LOC`` of a seed id (as :func:`pes.correlate.station_key`)."""
-    return seed_id.rsplit(".", 1)[0]
 
 
 def slot_keys(n: int) -> list:
@@ -435,24 +431,18 @@ class TileStackPE(GenericPE):
                 "substack_starts": None, "substack_counts": None})
 
 
-def _code(key: str) -> str:
-    """``NET.STA`` of a ``NET.STA.LOC`` key (the results file's station code)."""
-    parts = key.split(".")
-    return ".".join(parts[:2])
-
-
 def write_stack_item(writer, item) -> int:
     """Queue a :class:`TileStackPE` (batched) or :class:`pes.stack.StackPE` item on a
     :class:`noisecorr.results.ResultsWriter`; returns the number of pairs."""
     if "keys" not in item:
-        writer.write_pair(_code(item["source"]), _code(item["receiver"]), item["component"],
+        writer.write_pair(net_sta(item["source"]), net_sta(item["receiver"]), item["component"],
                           item["lags"], item["stack"], {"sampling_rate": item["sampling_rate"],
                                                          "n_windows": int(item["n_windows"])})
         return 1
     fs, comp = item["sampling_rate"], item["component"]
     maxlag = (len(item["lags"]) // 2) / fs
     # one bulk call per batch: validation, geometry and buffering run on whole arrays
-    writer.write_block([_code(s) for s in item["source"]], [_code(r) for r in item["receiver"]],
+    writer.write_block([net_sta(s) for s in item["source"]], [net_sta(r) for r in item["receiver"]],
                        comp, maxlag, item["stack"],
                        {"sampling_rate": fs, "n_windows": [int(n) for n in item["n_windows"]]})
     return len(item["keys"])

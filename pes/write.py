@@ -17,15 +17,12 @@ name and renamed, so a crash loses at most the unfinished batch and ``resume`` c
 from __future__ import annotations
 
 from noisecorr.engine import GenericPE
+from pes.correlate import net_sta
 
 __all__ = ["WriteResultsPE"]
 
 _SKIP_META = {"key", "source", "receiver", "component", "lags", "stack", "params", "substacks",
               "substack_starts", "substack_counts", "source_id", "receiver_id"}
-
-
-def _net_sta(code):
-    return ".".join(code.split(".")[:2])
 
 
 class WriteResultsPE(GenericPE):
@@ -86,12 +83,12 @@ class WriteResultsPE(GenericPE):
     def _write_batch(self, item):
         comp = item["component"]
         rows = [i for i, (a, b) in enumerate(zip(item["source"], item["receiver"]))
-                if (_net_sta(a), _net_sta(b), comp) not in self.skip]
+                if (net_sta(a), net_sta(b), comp) not in self.skip]
         if not rows:
             return
         # one bulk call per tile: validation, geometry and buffering run on whole arrays
-        self.writer.write_block([_net_sta(item["source"][i]) for i in rows],
-                                [_net_sta(item["receiver"][i]) for i in rows], comp, item["lags"],
+        self.writer.write_block([net_sta(item["source"][i]) for i in rows],
+                                [net_sta(item["receiver"][i]) for i in rows], comp, item["lags"],
                                 item["stack"][rows],
                                 {"sampling_rate": item["sampling_rate"],
                                  "n_windows": [int(item["n_windows"][i]) for i in rows],
@@ -100,7 +97,7 @@ class WriteResultsPE(GenericPE):
 
     def _write_one(self, item):
         # results are keyed by "NET.STA" (the correlator's keys may carry ".LOC")
-        key = (_net_sta(item["source"]), _net_sta(item["receiver"]), item["component"])
+        key = (net_sta(item["source"]), net_sta(item["receiver"]), item["component"])
         if key in self.skip:
             return
         meta = {k: v for k, v in item.items() if k not in _SKIP_META and v is not None}

@@ -83,8 +83,9 @@ def tiled_path(config: WorkflowConfig) -> bool:
     return config.tiled and not config.provenance and all(c in ENZ_PAIRS for c in p.components)
 
 
-def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
-    """Block size and tile owners for this run within ``config.memory`` (fails before running)."""
+def tile_plan(config: WorkflowConfig, sources: Sources, stations, n_chunks):
+    """Block size and tile owners for ``stations`` (``NET.STA.LOC`` keys) within ``config.memory``
+    (fails before running)."""
     from noisecorr.tiles import plan_tiles
     from noisecorr.tiles.kernel import carried_band
 
@@ -93,9 +94,8 @@ def tile_plan(config: WorkflowConfig, sources: Sources, seed_ids, n_chunks):
     n_windows = max(1, int((span - p.cc_len) // p.step) + 1)
     band = carried_band(p, p.nfft)
     workers = _workers(config)
-    stations = len({s.rsplit(".", 1)[0] for s in seed_ids})
     try:
-        return plan_tiles(stations, n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
+        return plan_tiles(len(stations), n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
                           config.memory or default_memory_budget(), workers=workers,
                           n_factors=2 if p.cc_method == "deconv" else 1, n_chunks=n_chunks)
     except MemoryError as exc:
@@ -131,6 +131,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     """Resolve the data and build the graph for ``config`` (nothing runs yet)."""
     from pes import CrossCorrelatePE, FetchPE, NormalisePE, PreprocessPE, SpectraPE, StackPE, WhitenPE
     from pes.fetch import chunk_requests
+    from pes.correlate import station_key
     from pes.tiles import TiledCorrelation
     from pes.write import WriteResultsPE
 
@@ -158,10 +159,11 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         name="WriteResults",
     )
     n_chunks = max(1, len({r["starttime"] for r in requests}))
-    tiled = tiled_path(config) and len({s.rsplit(".", 1)[0] for s in seed_ids}) >= 2
+    station_keys = sorted({station_key(s) for s in seed_ids})
+    tiled = tiled_path(config) and len(station_keys) >= 2
     if tiled:
-        plan = tile_plan(config, sources, seed_ids, n_chunks)
-        correlate = [TiledCorrelation(p, sorted({s.rsplit(".", 1)[0] for s in seed_ids}), plan, n_chunks=n_chunks,
+        plan = tile_plan(config, sources, station_keys, n_chunks)
+        correlate = [TiledCorrelation(p, station_keys, plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
                                       coordinates=coordinates, name="TiledCorrelation")]
     else:
