@@ -12,24 +12,32 @@ TileRoutePE input : dict
     ``starttimes``, ``sampling_rate``, ``nfft``). A station without windows in a chunk
     should still send an item (``spectra`` of shape ``(0, n_freq)``) so its tiles complete
     early; otherwise they complete when the upstream finishes.
+    An item may instead carry the factors already (``"rcv"`` ``(n_windows, n_band)``,
+    ``"src"``, ``"band"``), e.g. read back from a spectra store.
 TileRoutePE output / TileCorrelatePE input : dict (grouped by ``"slot"``)
     ``{"slot", "worker", "chunk", "station" (index in the sorted station list), "channel"
-    (last letter of the seed id), "seed_id", "starttimes", "rcv" (n_windows, n_band)
-    complex64, "src" (deconv only, else None), "band" (start, stop), "nfft",
+    (last letter of the seed id), "seed_id", "starttimes", "rcv" (n_band, n_windows)
+    complex64 frequency-major, "src" (deconv only, else None), "band" (start, stop), "nfft",
     "sampling_rate"}``: one copy per *worker* owning a tile with the station's block (not
     one per pair, nor per tile), in-band bins only.
-TileCorrelatePE output : dict, one per tile, chunk and component (linear stack)
-    ``{"tile": (I, J), "chunk", "component", "keys", "source", "receiver", "source_id",
+TileCorrelatePE output : dict, one per tile, receiver panel, chunk and component (linear stack)
+    ``{"tile": (I, J), "panel", "chunk", "component", "keys", "source", "receiver", "source_id",
     "receiver_id" (lists, one entry per pair), "ccf_sum" (n_pairs, 2L+1) float32 (sum over
     the pair's common windows of the per-window correlations), "n_windows" (n_pairs,) int64,
     "lags" (s), "sampling_rate"}``. For ``stack_method`` pws/robust or sub-stacks it emits
     instead :class:`pes.correlate.CrossCorrelatePE` items (per pair, per-window ``ccfs``)
     for :class:`pes.stack.StackPE`.
 TileStackPE output : dict
-    ``batched=True``: per tile and component ``{"tile", "component", "keys", "source",
+    ``batched=True``: per tile, receiver panel and component ``{"tile", "component", "keys", "source",
     "receiver", "source_id", "receiver_id", "lags", "stack" (n_pairs, 2L+1) float32 (mean),
     "n_windows" (n_pairs,), "stack_method", "sampling_rate", "params"}``;
     ``batched=False``: one :class:`pes.stack.StackPE`-style dict per pair.
+
+Memory: a ``TileCorrelatePE`` instance keeps the factors it receives in a
+:class:`noisecorr.tiles.store.FactorStore`, in memory or (``plan.store == "disk"``) in an
+unlinked scratch file, and computes a tile as its source block times receiver panels of
+``plan.panel_size`` stations, so its memory is what :func:`noisecorr.tiles.plan_tiles`
+predicted.
 
 Routing: the tiles are dealt to ``workers`` slots by :func:`noisecorr.tiles.plan_tiles`
 (balanced by pair count); slot ``w`` has a group-by key that the engine's stable hash
@@ -52,9 +60,9 @@ from noisecorr.signal.correlate import lag_axis
 from noisecorr.signal.geodesy import pair_geometry
 from noisecorr.signal.params import CorrelationParams
 from noisecorr.tiles.kernel import (assemble_block, pairs_to_lags, station_factors,
-                                    tile_cross_spectra, tile_pair_index, tile_window_ccfs,
-                                    window_grid)
+                                    tile_cross_spectra, tile_window_ccfs, window_grid)
 from noisecorr.tiles.plan import TilePlan, block_range, format_bytes
+from noisecorr.tiles.store import FactorStore
 
 __all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TileWriterPE", "TiledCorrelation",
            "slot_keys", "station_key", "write_stack_item"]
@@ -127,6 +135,10 @@ class TileRoutePE(GenericPE):
             rcv, src, band = item["rcv"], item.get("src"), slice(*item["band"])
         else:
             rcv, src, band = station_factors(item["spectra"], self.params, item["nfft"])
+        # frequency-major, the layout of the tile blocks: transposed once here, not per tile
+        rcv = np.ascontiguousarray(np.asarray(rcv, dtype=np.complex64).T)
+        if src is not None:
+            src = np.ascontiguousarray(np.asarray(src, dtype=np.complex64).T)
         out = {"chunk": item["chunk"], "station": st, "channel": channel, "seed_id": sid,
                "starttimes": np.asarray(item["starttimes"], dtype=np.float64), "rcv": rcv,
                "src": src, "band": (band.start, band.stop), "nfft": int(item["nfft"]),
@@ -140,8 +152,11 @@ class TileCorrelatePE(GenericPE):
 
     A tile is computed as soon as every station of its two blocks has sent its channels
     for the chunk (or when the upstream has finished: stations that never sent anything
-    are left out, as in :class:`pes.correlate.CrossCorrelatePE`). A station's spectra are
-    dropped once the worker's last tile that needs them is done.
+    are left out, as in :class:`pes.correlate.CrossCorrelatePE`), as the source block
+    times receiver panels of ``plan.panel_size`` stations (one output item per panel). A
+    station's factors are kept in a :class:`noisecorr.tiles.store.FactorStore`
+    (``plan.store``: memory or an unlinked scratch file) and dropped once the worker's last
+    tile that needs them is done.
 
     Parameters
     ----------
@@ -157,15 +172,19 @@ class TileCorrelatePE(GenericPE):
         path (distance, azimuths).
     fft_workers : int, optional
         Threads of the batched inverse FFT (``scipy.fft`` ``workers``).
+    scratch : path, optional
+        Folder of the scratch files of a disk store (default: the system's temporary folder).
 
     Output ``stats`` (one item per instance at the end, for benchmarks and logs):
-    ``{"instance", "tiles", "pairs", "seconds": {"assemble", "cross_spectra", "inverse_fft"},
-    "flops"}`` (``flops``: 8 real operations per complex multiply-add of the products).
+    ``{"instance", "tiles", "panels", "pairs", "seconds": {"assemble", "cross_spectra",
+    "inverse_fft"}, "flops", "store", "spilled_bytes", "read_bytes"}`` (``flops``: 8 real
+    operations per complex multiply-add of the products; ``assemble`` includes reading
+    factors back from a disk store).
     """
 
     def __init__(self, params: CorrelationParams, stations, plan: TilePlan,
                  blas_threads: int | None = None, coordinates=None, fft_workers: int | None = None,
-                 name: str | None = None):
+                 scratch=None, name: str | None = None):
         super().__init__()
         if name:
             self.name = name
@@ -174,7 +193,9 @@ class TileCorrelatePE(GenericPE):
         self._add_output("output")
         self._add_output("stats")
         self.fft_workers = fft_workers
-        self.stats = {"tiles": 0, "pairs": 0, "flops": 0,
+        self.scratch = None if scratch is None else str(scratch)
+        self.stats = {"tiles": 0, "panels": 0, "pairs": 0, "flops": 0, "store": plan.store,
+                      "spilled_bytes": 0, "read_bytes": 0,
                       "seconds": {"assemble": 0.0, "cross_spectra": 0.0, "inverse_fft": 0.0}}
         self.params = params
         self.stations = sorted({station_key(s) if s.count(".") == 3 else s for s in stations})
@@ -209,18 +230,24 @@ class TileCorrelatePE(GenericPE):
             for t in mine:
                 for b in set(t):
                     refs[b] = refs.get(b, 0) + 1
-            st = self.state[key] = {"items": {}, "done_blocks": {}, "pending": set(mine),
-                                    "refs": refs}
+            store = FactorStore(self.plan.store, self.scratch,
+                                label=f"{self.name} instance {self.instance} chunk {chunk}")
+            st = self.state[key] = {"meta": {}, "store": store, "done_blocks": {},
+                                    "pending": set(mine), "refs": refs}
         return st
 
     def process(self, inputs):
         item = inputs["input"]
         st = self._chunk_state(item["chunk"], item["worker"])
         k = (item["station"], item["channel"])
-        if k in st["items"]:
+        if k in st["meta"]:
             raise ValueError(f"{item['seed_id']}: spectra of chunk {item['chunk']} received twice")
-        st["items"][k] = item
-        if not all((item["station"], c) in st["items"] for c in self.wanted):
+        st["store"].put(k + ("rcv",), item["rcv"])
+        if item.get("src") is not None:
+            st["store"].put(k + ("src",), item["src"])
+        st["meta"][k] = {x: item[x] for x in ("seed_id", "starttimes", "band", "nfft", "sampling_rate")}
+        st["meta"][k]["src"] = item.get("src") is not None
+        if not all((item["station"], c) in st["meta"] for c in self.wanted):
             return
         b = self.plan.block_of(item["station"])
         st["done_blocks"][b] = st["done_blocks"].get(b, 0) + 1
@@ -233,14 +260,21 @@ class TileCorrelatePE(GenericPE):
         for t in ready:
             self._run_tile(item["chunk"], st, t)
         if not st["pending"]:
-            del self.state[(item["chunk"], item["worker"])]
+            self._close_state(item["chunk"], item["worker"])
+
+    def _close_state(self, chunk, worker):
+        st = self.state.pop((chunk, worker))
+        store = st["store"]
+        self.stats["spilled_bytes"] += store.bytes_written
+        self.stats["read_bytes"] += store.bytes_read
+        store.close()
 
     def postprocess(self):
         for (chunk, worker) in sorted(self.state, key=lambda k: (str(k[0]), k[1])):
             st = self.state[(chunk, worker)]
             for t in sorted(st["pending"]):
                 self._run_tile(chunk, st, t)
-        self.state.clear()
+            self._close_state(chunk, worker)
         if self._limiter is not None:
             self._limiter.unregister()
         self.write("stats", dict(self.stats, instance=self.instance))
@@ -253,78 +287,89 @@ class TileCorrelatePE(GenericPE):
             if st["refs"][b] == 0:
                 for s in block_range(b, self.plan.block_size, self.plan.n_stations):
                     for c in self.wanted:
-                        st["items"].pop((s, c), None)
+                        st["meta"].pop((s, c), None)
+                        st["store"].drop((s, c, "rcv"))
+                        st["store"].drop((s, c, "src"))
 
     def _run_tile(self, chunk, st, tile):
         self.stats["tiles"] += 1
         try:
             for comp in self.params.components:
-                self._correlate(chunk, st["items"], tile, comp)
+                self._correlate(chunk, st, tile, comp)
         finally:
             self._release(st, tile)
 
-    def _side(self, items, block, channel):
-        rows = list(block_range(block, self.plan.block_size, self.plan.n_stations))
-        return rows, [items.get((s, channel)) for s in rows]
+    def _block(self, st, stations, channel, grid, fs, n_band, source):
+        """Assembled factors (n_band, len(stations), n_grid) and window mask of ``stations``."""
+        metas = [st["meta"].get((s, channel)) for s in stations]
+        deconv_src = source and any(m is not None and m["src"] for m in metas)
+        which = "src" if deconv_src else "rcv"
+        t0 = time.perf_counter()
+        f = [None if m is None else st["store"].get((s, channel, which)) for s, m in zip(stations, metas)]
+        out = assemble_block(f, [() if m is None else m["starttimes"] for m in metas], grid, fs,
+                             n_band, conjugate=source and not deconv_src)
+        self.stats["seconds"]["assemble"] += time.perf_counter() - t0
+        return out
 
-    def _correlate(self, chunk, items, tile, comp):
+    def _correlate(self, chunk, st, tile, comp):
         p = self.params
         bi, bj = tile
-        rows_i, got_i = self._side(items, bi, comp[0])
-        rows_j, got_j = self._side(items, bj, comp[1])
-        present = [g for g in got_i + got_j if g is not None]
-        if not present:
+        rows_i = list(block_range(bi, self.plan.block_size, self.plan.n_stations))
+        rows_j = list(block_range(bj, self.plan.block_size, self.plan.n_stations))
+        meta_i = [st["meta"].get((s, comp[0])) for s in rows_i]
+        meta_j = [st["meta"].get((s, comp[1])) for s in rows_j]
+        present = [m for m in meta_i + meta_j if m is not None]
+        if not any(m is not None for m in meta_i) or not any(m is not None for m in meta_j):
             return
         ref = present[0]
         fs, nfft, band = ref["sampling_rate"], ref["nfft"], slice(*ref["band"])
         nb = band.stop - band.start
-        grid = window_grid([g["starttimes"] for g in present], fs)
-
-        def block(got, source):
-            if source:
-                f = [None if g is None else (g["src"] if g["src"] is not None else g["rcv"]) for g in got]
-                conj = ref["src"] is None
-            else:
-                f, conj = [None if g is None else g["rcv"] for g in got], False
-            return assemble_block(f, [() if g is None else g["starttimes"] for g in got], grid, fs,
-                                  nb, conjugate=conj)
-
-        t0 = time.perf_counter()
-        a, ma = block(got_i, True)
-        b, mb = block(got_j, False)
-        sec = self.stats["seconds"]
-        sec["assemble"] += time.perf_counter() - t0
-        ii, jj = tile_pair_index(len(rows_i), len(rows_j), bi == bj)
-        ok = np.array([got_i[i] is not None and got_j[j] is not None for i, j in zip(ii, jj)], bool)
-        ii, jj = ii[ok], jj[ok]
-        if len(ii) == 0:
-            return
+        grid = window_grid([m["starttimes"] for m in present], fs)
+        diagonal = bi == bj
+        a, ma = self._block(st, rows_i, comp[0], grid, fs, nb, source=True)
+        have_i = np.array([m is not None for m in meta_i], bool)
         L = p.maxlag_samples
         lags = lag_axis(L, fs)
-        if self.per_window:
-            self._per_window(chunk, comp, got_i, got_j, rows_i, rows_j, a, b, ma, mb, ii, jj,
-                             grid, band, nfft, L, lags, fs)
-            return
-        t0 = time.perf_counter()
-        cross = tile_cross_spectra(a, b)
-        t1 = time.perf_counter()
-        self.stats["flops"] += 8 * a.shape[0] * a.shape[1] * b.shape[1] * a.shape[2]
-        del a, b
-        counts = (ma @ mb.T)[ii, jj].round().astype(np.int64)
-        ccf = pairs_to_lags(cross, ii, jj, band, nfft, L, workers=self.fft_workers)
-        del cross
-        sec["cross_spectra"] += t1 - t0
-        sec["inverse_fft"] += time.perf_counter() - t1
-        self.stats["pairs"] += len(ii)
-        src = [self.stations[rows_i[i]] for i in ii]
-        rcv = [self.stations[rows_j[j]] for j in jj]
-        self.write("output", {
-            "tile": (bi, bj), "chunk": chunk, "component": comp,
-            "keys": [f"{s}|{r}|{comp}" for s, r in zip(src, rcv)], "source": src, "receiver": rcv,
-            "source_id": [got_i[i]["seed_id"] for i in ii],
-            "receiver_id": [got_j[j]["seed_id"] for j in jj],
-            "ccf_sum": ccf, "n_windows": counts, "lags": lags, "sampling_rate": fs,
-        })
+        sec = self.stats["seconds"]
+        P = self.plan.panel_size
+        for p0 in range(0, len(rows_j), P):
+            cols = rows_j[p0:p0 + P]
+            have_j = np.array([m is not None for m in meta_j[p0:p0 + P]], bool)
+            # a diagonal tile needs source rows i < j only
+            n_src = min(len(rows_i), p0 + len(cols)) if diagonal else len(rows_i)
+            ii, jj = np.divmod(np.arange(n_src * len(cols)), len(cols))
+            keep = have_i[ii] & have_j[jj]
+            if diagonal:
+                keep &= ii < p0 + jj
+            ii, jj = ii[keep], jj[keep]
+            if len(ii) == 0:
+                continue
+            b, mb = self._block(st, cols, comp[1], grid, fs, nb, source=False)
+            self.stats["panels"] += 1
+            if self.per_window:
+                self._per_window(chunk, comp, meta_i, meta_j[p0:p0 + P], rows_i, cols, a, b, ma,
+                                 mb, ii, jj, grid, band, nfft, L, lags, fs)
+                continue
+            t0 = time.perf_counter()
+            cross = tile_cross_spectra(a[:, :n_src], b)
+            t1 = time.perf_counter()
+            self.stats["flops"] += 8 * a.shape[0] * n_src * b.shape[1] * a.shape[2]
+            del b
+            counts = (ma[:n_src] @ mb.T)[ii, jj].round().astype(np.int64)
+            ccf = pairs_to_lags(cross, ii, jj, band, nfft, L, workers=self.fft_workers)
+            del cross
+            sec["cross_spectra"] += t1 - t0
+            sec["inverse_fft"] += time.perf_counter() - t1
+            self.stats["pairs"] += len(ii)
+            src = [self.stations[rows_i[i]] for i in ii]
+            rcv = [self.stations[cols[j]] for j in jj]
+            self.write("output", {
+                "tile": (bi, bj), "panel": p0 // P, "chunk": chunk, "component": comp,
+                "keys": [f"{s}|{r}|{comp}" for s, r in zip(src, rcv)], "source": src,
+                "receiver": rcv, "source_id": [meta_i[i]["seed_id"] for i in ii],
+                "receiver_id": [meta_j[p0 + j]["seed_id"] for j in jj],
+                "ccf_sum": ccf, "n_windows": counts, "lags": lags, "sampling_rate": fs,
+            })
 
     def _coords(self, key):
         for k in (key, key.rsplit(".", 1)[0]):
@@ -332,7 +377,7 @@ class TileCorrelatePE(GenericPE):
                 return self.coordinates[k]
         return None
 
-    def _per_window(self, chunk, comp, got_i, got_j, rows_i, rows_j, a, b, ma, mb, ii, jj, grid,
+    def _per_window(self, chunk, comp, meta_i, meta_j, rows_i, rows_j, a, b, ma, mb, ii, jj, grid,
                     band, nfft, L, lags, fs):
         for i, j in zip(ii, jj):
             common = np.flatnonzero((ma[i] > 0) & (mb[j] > 0))
@@ -342,7 +387,7 @@ class TileCorrelatePE(GenericPE):
             geom = None if ca is None or cb is None else pair_geometry(ca[0], ca[1], cb[0], cb[1])
             self.write("output", {
                 "key": f"{s}|{r}|{comp}", "source": s, "receiver": r, "component": comp,
-                "source_id": got_i[i]["seed_id"], "receiver_id": got_j[j]["seed_id"],
+                "source_id": meta_i[i]["seed_id"], "receiver_id": meta_j[j]["seed_id"],
                 "chunk": chunk, "ccfs": ccfs, "starttimes": grid[common] / fs, "lags": lags,
                 "sampling_rate": fs,
                 "distance_km": None if geom is None else geom.distance_km,
@@ -380,7 +425,10 @@ class TileStackPE(GenericPE):
 
     def process(self, inputs):
         item = inputs["input"]
-        key = (tuple(item["tile"]), item["component"])
+        if self.n_chunks == 1 and self.batched:  # the whole stack is here: no state, no copies
+            self._emit_one(item)
+            return
+        key = (tuple(item["tile"]), item.get("panel", 0), item["component"])
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = {"item": item, "pairs": {}, "chunks": 0}
@@ -403,6 +451,18 @@ class TileStackPE(GenericPE):
         for key in sorted(self.state):
             self._flush(key)
 
+    def _emit_one(self, item):
+        n = np.asarray(item["n_windows"], dtype=np.int64)
+        stack = np.zeros_like(item["ccf_sum"], dtype=np.float32)
+        np.divide(item["ccf_sum"], n[:, None].astype(np.float32), out=stack, where=n[:, None] > 0)
+        self.write("output", {
+            "tile": tuple(item["tile"]), "component": item["component"], "keys": list(item["keys"]),
+            "source": list(item["source"]), "receiver": list(item["receiver"]),
+            "source_id": list(item["source_id"]), "receiver_id": list(item["receiver_id"]),
+            "lags": item["lags"], "stack": stack, "n_windows": n,
+            "stack_method": self.params.stack_method, "sampling_rate": item["sampling_rate"],
+            "params": self.params.to_dict()})
+
     def _flush(self, key):
         st = self.state.pop(key)
         ref, p = st["item"], self.params
@@ -415,7 +475,7 @@ class TileStackPE(GenericPE):
                 stack[k] = r[4] / r[5]
         if self.batched:
             self.write("output", {
-                "tile": key[0], "component": key[1], "keys": keys,
+                "tile": key[0], "component": key[2], "keys": keys,
                 "source": [r[0] for r in rows], "receiver": [r[1] for r in rows],
                 "source_id": [r[2] for r in rows], "receiver_id": [r[3] for r in rows],
                 "lags": ref["lags"], "stack": stack, "n_windows": n, "stack_method": p.stack_method,
@@ -423,7 +483,7 @@ class TileStackPE(GenericPE):
             return
         for k, r, s, c in zip(keys, rows, stack, n):
             self.write("output", {
-                "key": k, "source": r[0], "receiver": r[1], "component": key[1],
+                "key": k, "source": r[0], "receiver": r[1], "component": key[2],
                 "source_id": r[2], "receiver_id": r[3], "lags": ref["lags"],
                 "sampling_rate": ref["sampling_rate"], "distance_km": None, "azimuth": None,
                 "back_azimuth": None, "stack": s, "n_windows": int(c),
@@ -506,14 +566,17 @@ class TiledCorrelation(CompositePE):
         See :class:`TileStackPE`.
     batched : bool
     blas_threads : int, optional
+    coordinates : dict, optional
+    scratch : path, optional
+        See :class:`TileCorrelatePE`.
     """
 
     def __init__(self, params: CorrelationParams, stations, plan: TilePlan, n_chunks=None,
-                 batched: bool = True, blas_threads=None, coordinates=None, name=None):
+                 batched: bool = True, blas_threads=None, coordinates=None, scratch=None, name=None):
         super().__init__(name=name or "TiledCorrelation")
         route = TileRoutePE(params, stations, plan)
         corr = TileCorrelatePE(params, stations, plan, blas_threads=blas_threads,
-                               coordinates=coordinates)
+                               coordinates=coordinates, scratch=scratch)
         if params.stack_method == "linear" and not params.substack:
             stack = TileStackPE(params, n_chunks=n_chunks, batched=batched)
         else:
@@ -525,6 +588,6 @@ class TiledCorrelation(CompositePE):
         self._map_input("input", route, "input")
         self._map_output("output", stack, "output")
         logging.getLogger(__name__).info(
-            "tiled correlation: %d stations, block %d, %d tiles over %d workers, predicted peak "
-            "%s per worker", plan.n_stations, plan.block_size, len(plan.tiles), plan.workers,
-            format_bytes(plan.peak_bytes))
+            "tiled correlation: %d stations, block %d, panel %d, %d tiles over %d workers, "
+            "factors in %s, predicted peak %s per worker", plan.n_stations, plan.block_size,
+            plan.panel_size, len(plan.tiles), plan.workers, plan.store, format_bytes(plan.peak_bytes))

@@ -87,9 +87,10 @@ class WriteResultsPE(GenericPE):
         if not rows:
             return
         # one bulk call per tile: validation, geometry and buffering run on whole arrays
+        stack = item["stack"] if len(rows) == len(item["stack"]) else item["stack"][rows]  # no copy
         self.writer.write_block([net_sta(item["source"][i]) for i in rows],
                                 [net_sta(item["receiver"][i]) for i in rows], comp, item["lags"],
-                                item["stack"][rows],
+                                stack,
                                 {"sampling_rate": item["sampling_rate"],
                                  "n_windows": [int(item["n_windows"][i]) for i in rows],
                                  "stack_method": item.get("stack_method")})

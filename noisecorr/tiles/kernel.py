@@ -8,9 +8,11 @@
    and every cross-spectrum: dropping those bins changes nothing. With ``freq_norm="none"``
    the spectra are not band-limited and the full band is carried (same result as the
    per-window path, about 5x more work and traffic than a whitened run at 0.05-2 Hz / 20 Hz).
-2. :func:`assemble_block`: the factors of a block of stations on a common window grid,
+2. :func:`assemble_block`: the factors of a block of stations (stored frequency-major,
+   ``(n_freq, n_windows)`` per station) on a common window grid,
    ``(n_freq, n_stations, n_windows)`` complex64, zeros where a station lacks a window,
-   plus the 0/1 window mask.
+   plus the 0/1 window mask. A tile is computed as one source block times receiver
+   *panels* of a few dozen stations, which bounds the cross-spectra held at once.
 3. :func:`tile_cross_spectra`: for each frequency ``S_I S_J^T`` over the window dimension
    (one BLAS-3 ``np.matmul``); windows missing at either station are zero rows, so only
    common windows count; ``mask_I @ mask_J^T`` gives each pair's number of common windows.
@@ -93,8 +95,9 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
 
     Parameters
     ----------
-    factors : list of ndarray (n_windows_k, n_band) or None
-        One per station of the block (None: no data this chunk).
+    factors : list of ndarray (n_band, n_windows_k) or None
+        One per station of the block, frequency-major (the transpose of
+        :func:`station_factors`' output); None: no data this chunk.
     starttimes : list of ndarray
         Window start times (s) of each station.
     grid : ndarray of int64
@@ -109,9 +112,7 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
         ``(n_stations, n_grid)``, 1 where the station has the window.
     """
     n, w = len(factors), len(grid)
-    # scatter rows into (n, w, n_band) (contiguous copies), then one transpose: about twice
-    # as fast as scattering transposed rows into (n_band, n, w) directly
-    rows_first = np.zeros((n, w, n_band), dtype=np.complex64)
+    block = np.zeros((n_band, n, w), dtype=np.complex64)
     mask = np.zeros((n, w), dtype=np.float32)
     fs = float(sampling_rate)
     for k, (f, t) in enumerate(zip(factors, starttimes)):
@@ -119,13 +120,13 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
             continue
         rows = np.searchsorted(grid, np.round(np.asarray(t, dtype=np.float64) * fs).astype(np.int64))
         mask[k, rows] = 1.0
-        if len(rows) == w and conjugate:
-            np.conjugate(f, out=rows_first[k])
-        elif len(rows) == w:
-            rows_first[k] = f
+        if len(rows) == w:  # every window: one strided copy (rows of w contiguous values)
+            if conjugate:
+                np.conjugate(f, out=block[:, k, :])
+            else:
+                block[:, k, :] = f
         else:
-            rows_first[k, rows] = np.conj(f) if conjugate else f
-    block = np.ascontiguousarray(rows_first.transpose(2, 0, 1))
+            block[:, k, rows] = np.conj(f) if conjugate else f
     return block, mask
 
 

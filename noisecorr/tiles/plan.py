@@ -9,26 +9,36 @@ so that every worker gets about the same number of pairs.
 
 Memory model of one worker (bytes, see :func:`predict_peak_bytes`):
 
-* resident spectra: the in-band spectral factors of every station of every block that one
-  of the worker's tiles touches, ``n_st * n_windows * n_freq_band * 8 * n_factors``
-  (complex64). A single pass over the stations of a chunk must keep them until the
-  worker's last tile with that block is done;
-* the tile: two assembled blocks ``(n_freq_band, B, n_windows)`` complex64 (plus one
-  block-sized temporary while transposing) and the
-  window-summed cross-spectra ``(n_freq_band, B, B)`` complex64;
+* the factor store (:mod:`noisecorr.tiles.store`): with ``store="memory"`` the in-band
+  spectral factors of every station of every block that one of the worker's tiles touches,
+  ``n_st * n_windows * n_freq_band * 8 * n_factors`` (complex64), kept until the worker's
+  last tile with that block is done (a single pass over the stations of a chunk needs them
+  all). With ``store="disk"`` they go to an unlinked scratch file and only the tile being
+  computed is in memory: memory no longer grows with the number of stations;
+* the tile: the source block ``(n_freq_band, B, n_windows)`` complex64 and one receiver
+  *panel* of ``P`` stations ``(n_freq_band, P, n_windows)``, the panel's window-summed
+  cross-spectra ``(n_freq_band, B, P)`` complex64;
 * the inverse FFT of a batch of ``pair_batch`` pairs (full one-sided spectra and
-  ``nfft`` real samples) and the tile's output ``B * B * n_lags`` float32;
+  ``nfft`` real samples) and the panel's output ``B * P * n_lags`` float32, twice (the
+  correlation sums and the stacks made from them);
 * with several chunks and a linear stack, the running sums of the worker's pairs
-  (``n_pairs * n_lags * 8``) if the stack is kept in memory (``n_chunks > 1``).
+  (``n_pairs * n_lags * 8``) if the stack is kept in memory (``n_chunks > 1``);
+* a fixed ``overhead`` for the rest of the worker process: the interpreter and its
+  libraries, one station-day through the per-station chain (waveforms to whitened spectra)
+  and the transport's buffers (:data:`PROCESS_OVERHEAD`).
+
+Block and panel sizes are chosen for BLAS efficiency first (block >= 96 and panel >= 32:
+a complex64 product ``(B x W) @ (W x P)`` with ``W`` about 48 windows then runs at 70-85 %
+of a large square product on one core), then memory store before disk store, then larger.
 
 Examples
 --------
 >>> parse_memory("8GB"), parse_memory("1.5 GiB"), parse_memory(4096)
 (8000000000, 1610612736, 4096)
->>> p = plan_tiles(1000, 48, 7021, 72000, 8001, "8GB", workers=2)
->>> p.block_size <= 1000 and p.peak_bytes <= 4_000_000_000
-True
->>> plan_tiles(1000, 48, 7021, 72000, 8001, "1GB", workers=2)
+>>> p = plan_tiles(1000, 48, 7021, 72000, 8001, "8GB", workers=2, overhead=PROCESS_OVERHEAD)
+>>> p.block_size >= 128 and p.peak_bytes <= 4_000_000_000, p.store
+(True, 'disk')
+>>> plan_tiles(1000, 48, 7021, 72000, 8001, "2GB", workers=2, overhead=PROCESS_OVERHEAD)
 Traceback (most recent call last):
 ...
 MemoryError: 1000 stations x 48 windows x 7021 in-band bins need at least ...
@@ -36,16 +46,25 @@ MemoryError: 1000 stations x 48 windows x 7021 in-band bins need at least ...
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 
 __all__ = ["parse_memory", "format_bytes", "n_blocks", "block_range", "tiles", "tile_pairs",
            "tile_cost", "assign_tiles", "predict_peak_bytes", "TilePlan", "plan_tiles",
-           "PAIR_BATCH"]
+           "PAIR_BATCH", "PROCESS_OVERHEAD", "STORES"]
 
 #: Pairs per batched inverse FFT (bounds the irfft buffers, about 50 MB at nfft 72,000).
 PAIR_BATCH = 64
+
+#: Bytes of a worker process besides the tiles: interpreter, numpy/scipy/h5py/obspy, one
+#: station-day (24 h at 20 Hz) through preprocessing, windowing and whitening, transport
+#: buffers. Measured on the 1,000-station run (about 0.8 GB per rank); see the run's notes.
+PROCESS_OVERHEAD = 1_000_000_000
+
+#: Where the worker keeps the station factors it holds (see :mod:`noisecorr.tiles.store`).
+STORES = ("memory", "disk")
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -132,17 +151,24 @@ def assign_tiles(tile_list, costs, workers: int) -> list:
 
 def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_band: int,
                        nfft: int, n_lags: int, *, n_factors: int = 1, pair_batch: int = PAIR_BATCH,
-                       stack_pairs: int = 0) -> dict:
+                       stack_pairs: int = 0, store: str = "memory", panel: int | None = None,
+                       overhead: int = 0) -> dict:
     """Bytes one worker needs, by item (see the module docstring); ``"total"`` sums them."""
+    if store not in STORES:
+        raise ValueError(f"store must be one of {STORES}, got {store!r}")
     b, w, f = int(block_size), int(n_windows), int(n_freq_band)
-    pb = min(int(pair_batch), b * b)
+    p = b if panel is None else min(int(panel), b)
+    pb = min(int(pair_batch), b * p)
+    station = w * f * 8 * n_factors
     out = {
-        "resident_spectra": n_resident * w * f * 8 * n_factors,
-        "tile_blocks": 3 * f * b * w * 8,  # two blocks + the transpose of one
-        "tile_cross_spectra": f * b * b * 8,
+        # memory: every station the worker's tiles touch; disk: one station read back
+        "resident_spectra": n_resident * station if store == "memory" else station,
+        "tile_blocks": f * (b + p) * w * 8,  # source block + one receiver panel
+        "tile_cross_spectra": f * b * p * 8,
         "inverse_fft": pb * ((nfft // 2 + 1) * 8 + nfft * 8),
-        "tile_output": b * b * n_lags * 4,
+        "tile_output": 2 * b * p * n_lags * 4,  # correlation sums + the stacks made of them
         "stack_sums": stack_pairs * n_lags * 8,
+        "overhead": int(overhead),
     }
     out["total"] = sum(out.values())
     return out
@@ -163,6 +189,10 @@ class TilePlan:
     budget_bytes : int or None
     breakdown : dict
         The busiest worker's bytes by item.
+    store : str
+        ``"memory"`` or ``"disk"``: where a worker keeps the station factors it holds.
+    panel_size : int
+        Receiver stations per cross-spectral product and output item (``<= block_size``).
     """
 
     n_stations: int
@@ -174,6 +204,12 @@ class TilePlan:
     peak_bytes: int
     budget_bytes: int | None = None
     breakdown: dict = field(default_factory=dict)
+    store: str = "memory"
+    panel_size: int = 0
+
+    def __post_init__(self):
+        if not self.panel_size:
+            object.__setattr__(self, "panel_size", self.block_size)
 
     def block_of(self, station: int) -> int:
         return int(station) // self.block_size
@@ -197,6 +233,7 @@ def _resident_stations(nst, bs, tile_list, owners, workers):
     return [sum(len(block_range(b, bs, nst)) for b in t) for t in touched]
 
 
+@functools.lru_cache(maxsize=256)
 def _layout(nst, bs, workers):
     nb = n_blocks(nst, bs)
     tl = tiles(nb)
@@ -205,11 +242,26 @@ def _layout(nst, bs, workers):
     return nb, tl, owners, costs
 
 
+def _efficient(n_stations, bs, panel):
+    """BLAS-3 near peak: block >= 96 and panel >= 32 (or every station in one block)."""
+    return bs >= min(96, n_stations) and panel >= min(32, bs)
+
+
+def _balanced(n_stations, bs, workers):
+    nb, tl, owners, costs = _layout(n_stations, bs, workers)
+    load = [0] * workers
+    for c, o in zip(costs, owners):
+        load[o] += c
+    return min(load) > 0 and max(load) <= 1.1 * sum(load) / workers
+
+
 def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_lags: int,
                memory_budget=None, workers: int = 1, *, n_factors: int = 1,
                block_size: int | None = None, n_chunks: int = 1,
-               max_block: int = 512) -> TilePlan:
-    """Choose the block size and deal the tiles to workers within a memory budget.
+               max_block: int = 256, store: str | None = None, panel_size: int | None = None,
+               overhead: int = 0) -> TilePlan:
+    """Choose block size, panel size and factor store, and deal the tiles to workers within
+    a memory budget.
 
     Parameters
     ----------
@@ -225,7 +277,7 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
         ``2 * maxlag_samples + 1``.
     memory_budget : str or int, optional
         Total for all workers (``"8GB"``); each worker gets ``budget / workers``.
-        None: no limit (block size ``max_block``).
+        None: no limit (block size ``max_block``, factors in memory).
     workers : int
         Tile workers (``TileCorrelatePE.numprocesses``).
     n_factors : int
@@ -235,7 +287,16 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
     n_chunks : int
         Chunks stacked in memory by a linear stack (``> 1`` adds the running sums).
     max_block : int
-        Largest block size considered (BLAS-3 is near peak from about 128).
+        Largest block size considered (panels are at most 64 stations: larger products
+        gain little speed for much memory).
+    store : {"memory", "disk"}, optional
+        Force where workers keep station factors (default: memory when it fits with
+        efficient blocks, else disk).
+    panel_size : int, optional
+        Force the receiver panel size.
+    overhead : int
+        Bytes per worker outside the tiles (:data:`PROCESS_OVERHEAD` for a workflow run;
+        0 counts the correlation stage alone).
 
     Returns
     -------
@@ -244,45 +305,69 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
     Raises
     ------
     MemoryError
-        No block size fits; the message says how much the smallest plan needs.
+        Nothing fits; the message says how much the smallest plan needs.
     """
     nst = int(n_stations)
     if nst < 2:
         raise ValueError(f"need at least 2 stations, got {nst}")
+    if store is not None and store not in STORES:
+        raise ValueError(f"store must be one of {STORES}, got {store!r}")
     budget = None if memory_budget is None else parse_memory(memory_budget)
     per_worker = None if budget is None else budget // workers
     if block_size is not None:
-        candidates = [int(block_size)]
+        blocks = [int(block_size)]
     else:
+        # blocks that cut the stations evenly (N / 1, N / 2, ...), then small fallbacks
         top = min(nst, int(max_block))
-        candidates = sorted({top, *[b for b in (512, 384, 256, 192, 128, 96, 64, 48, 32, 24, 16,
-                                                 8, 4, 2, 1) if b < top]}, reverse=True)
+        # (at most 256 blocks: the plan itself stays quick)
+        blocks = sorted({b for b in {-(-nst // k) for k in range(1, 65)} | {32, 24, 16, 8, 4, 2, 1}
+                         if b <= top and n_blocks(nst, b) <= 256}, reverse=True) or [-(-nst // 256)]
     if block_size is None and workers > 1:
-        # at least two tiles per worker where possible, so no worker idles
-        enough = [b for b in candidates if len(tiles(n_blocks(nst, b))) >= 2 * workers]
-        candidates = enough or candidates[-1:]
+        # every worker gets work, and the busiest at most 10 % more pairs than the mean
+        enough = [b for b in blocks if _balanced(nst, b, workers)]
+        blocks = enough or blocks[-1:]
+    stores = [store] if store else list(STORES)
+    options = []
+    for bs in blocks:
+        panels = ([min(int(panel_size), bs)] if panel_size else
+                  sorted({min(bs, 64), *[q for q in (32, 16, 8, 4, 2, 1) if q < bs]}, reverse=True))
+        for pn in panels:
+            for where in stores:
+                if _efficient(nst, bs, pn):
+                    key = (0, 0, STORES.index(where), -bs, -pn)
+                else:  # small products: the larger the product, the better BLAS does
+                    key = (1, -min(bs * pn, 96 * 32), STORES.index(where), -bs, -pn)
+                options.append((key, where, bs, pn))
+    options.sort()
+    layouts = {}
     best = None
-    for bs in candidates:
-        nb, tl, owners, costs = _layout(nst, bs, workers)
-        resident = _resident_stations(nst, bs, tl, owners, workers)
+    for _, where, bs, pn in options:
+        if bs not in layouts:
+            nb, tl, owners, costs = _layout(nst, bs, workers)
+            layouts[bs] = (nb, tl, owners, costs, _resident_stations(nst, bs, tl, owners, workers))
+        nb, tl, owners, costs, resident = layouts[bs]
         worst = None
         for w in range(workers):
             pairs = sum(c for c, o in zip(costs, owners) if o == w) if n_chunks > 1 else 0
             d = predict_peak_bytes(resident[w], bs, n_windows, n_freq_band, nfft, n_lags,
-                                   n_factors=n_factors, stack_pairs=pairs)
+                                   n_factors=n_factors, stack_pairs=pairs, store=where, panel=pn,
+                                   overhead=overhead)
             if worst is None or d["total"] > worst["total"]:
                 worst = d
-        plan = TilePlan(nst, bs, nb, workers, tuple(tl), tuple(owners), worst["total"], budget, worst)
+        plan = TilePlan(nst, bs, nb, workers, tuple(tl), tuple(owners), worst["total"], budget,
+                        worst, where, pn)
         if per_worker is None or worst["total"] <= per_worker:
             return plan
         best = plan if best is None or plan.peak_bytes < best.peak_bytes else best
     d = best.breakdown
     raise MemoryError(
         f"{nst} stations x {n_windows} windows x {n_freq_band} in-band bins need at least "
-        f"{format_bytes(best.peak_bytes)} per worker (block size {best.block_size}: resident "
-        f"spectra {format_bytes(d['resident_spectra'])}, tile "
+        f"{format_bytes(best.peak_bytes)} per worker (block size {best.block_size}, panel "
+        f"{best.panel_size}, factors on {best.store}: resident spectra "
+        f"{format_bytes(d['resident_spectra'])}, tile "
         f"{format_bytes(d['tile_blocks'] + d['tile_cross_spectra'] + d['tile_output'])}, "
-        f"inverse FFT {format_bytes(d['inverse_fft'])}, stack sums {format_bytes(d['stack_sums'])})"
+        f"inverse FFT {format_bytes(d['inverse_fft'])}, stack sums {format_bytes(d['stack_sums'])}, "
+        f"process {format_bytes(d['overhead'])})"
         f", i.e. about {format_bytes(best.peak_bytes * workers)} for {workers} worker(s); the "
         f"budget is {format_bytes(budget)}. Give more memory, shorter chunks (fewer windows "
         f"per chunk), a narrower band or fewer stations per run.")

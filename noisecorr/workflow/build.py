@@ -88,6 +88,7 @@ def tile_plan(config: WorkflowConfig, sources: Sources, stations, n_chunks):
     (fails before running)."""
     from noisecorr.tiles import plan_tiles
     from noisecorr.tiles.kernel import carried_band
+    from noisecorr.tiles.plan import PROCESS_OVERHEAD
 
     p = config.processing
     span = min(config.chunk_length, float(sources.end - sources.start))
@@ -97,14 +98,15 @@ def tile_plan(config: WorkflowConfig, sources: Sources, stations, n_chunks):
     try:
         return plan_tiles(len(stations), n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
                           config.memory or default_memory_budget(), workers=workers,
-                          n_factors=2 if p.cc_method == "deconv" else 1, n_chunks=n_chunks)
+                          n_factors=2 if p.cc_method == "deconv" else 1, n_chunks=n_chunks,
+                          overhead=PROCESS_OVERHEAD)
     except MemoryError as exc:
         raise ConfigError(f"memory: {exc}") from None
 
 
 def default_memory_budget() -> int:
-    """Bytes for the correlation stage when no ``memory`` is configured: 40 % of this
-    machine's memory (the rest is left to the other stages, queues and the system)."""
+    """Bytes for the run when no ``memory`` is configured: 40 % of this machine's memory
+    (the rest is left to the page cache, the final merge and the system)."""
     import os
 
     return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -165,7 +167,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         plan = tile_plan(config, sources, station_keys, n_chunks)
         correlate = [TiledCorrelation(p, station_keys, plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
-                                      coordinates=coordinates, name="TiledCorrelation")]
+                                      coordinates=coordinates, scratch=config.scratch,
+                                      name="TiledCorrelation")]
     else:
         correlate = [CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate"),
                      StackPE(p, name="Stack")]

@@ -47,13 +47,15 @@ def _progress_printer():
 @click.option("--out", help=f"Output folder (default: ./{DEFAULT_OUT}).")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run, skipping complete pairs.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf"]), help="Compress the stacks in the HDF5 file.")
-@click.option("--memory", help="Memory budget of the correlation stage, all workers together (e.g. 8GB).")
+@click.option("--memory", help="Memory budget of the run, all workers together (e.g. 8GB).")
+@click.option("--scratch", type=click.Path(file_okay=False),
+              help="Folder for station spectra spilled to disk when they do not fit --memory (default: $TMPDIR).")
 @click.option("--provenance", is_flag=True, default=None,
               help="Record W3C-PROV lineage of the results (in OUT/provenance.sqlite unless --provenance-store).")
 @click.option("--provenance-store", metavar="URL",
               help="Record provenance to this store (path, sqlite:///path or postgresql://...); implies --provenance.")
 def run_command(config_file, data, inventory, fdsn, start, end, stations, mapping, processes, out, resume,
-                compression, memory, provenance, provenance_store):
+                compression, memory, scratch, provenance, provenance_store):
     """Cross-correlate every station pair and stack: the whole ambient-noise workflow.
 
     With no options, runs on the bundled sample stations and writes results.h5 and a
@@ -68,6 +70,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
 
     overrides = dict(data=data, inventory=inventory, fdsn=fdsn, start=start, end=end, stations=stations,
                      mapping=mapping, processes=processes, out=out, resume=resume, compression=compression, memory=memory,
+                     scratch=scratch,
                      provenance=provenance_store or provenance)
     try:
         config = load_config(config_file, overrides=overrides)

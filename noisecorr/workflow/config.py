@@ -111,6 +111,7 @@ class WorkflowConfig:
     provenance: bool | str = False
     provenance_rules: dict | None = None
     memory: str | None = None
+    scratch: str | None = None
     tiled: bool = True
     processing: CorrelationParams = field(default_factory=CorrelationParams)
 
@@ -150,6 +151,8 @@ class WorkflowConfig:
                 parse_memory(self.memory)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"memory: {exc}") from None
+        if self.scratch is not None and not (isinstance(self.scratch, str) and self.scratch.strip()):
+            raise ConfigError(f"scratch: must be a folder path or null, got {self.scratch!r}")
         if not isinstance(self.tiled, bool):
             raise ConfigError(f"tiled: must be true or false, got {self.tiled!r}")
         if self.compression not in (None, "gzip", "lzf"):

@@ -32,12 +32,14 @@ def per_window(p, items):
     return {o["key"]: (o["stack"], o["n_windows"]) for o in out}
 
 
-def tiled(p, items, block, workers=1, n_chunks=None, stations=None, mapping="sequential", **kw):
+def tiled(p, items, block, workers=1, n_chunks=None, stations=None, mapping="sequential",
+          store=None, panel=None, scratch=None, **kw):
     stations = stations or stations_of(items)
     band = carried_band(p, items[0]["nfft"])
     plan = plan_tiles(len(stations), 20, band.stop - band.start, items[0]["nfft"],
-                      2 * p.maxlag_samples + 1, workers=workers, block_size=block)
-    tc = TiledCorrelation(p, stations, plan, n_chunks=n_chunks)
+                      2 * p.maxlag_samples + 1, workers=workers, block_size=block, store=store,
+                      panel_size=panel)
+    tc = TiledCorrelation(p, stations, plan, n_chunks=n_chunks, scratch=scratch)
     g = WorkflowGraph()
     g.add(tc)
     route = tc._resolve_input("input")[0]
@@ -74,6 +76,33 @@ def rma_items():
 def test_block_sizes_with_gaps(rma_items, block):
     p = params()
     assert_same(per_window(p, rma_items), tiled(p, rma_items, block, workers=2))
+
+
+@pytest.mark.parametrize("block, panel", [(3, 1), (3, 2), (7, 3), (50, 4)])
+def test_disk_store_and_panels(rma_items, block, panel, tmp_path):
+    """Factors spilled to a scratch file and tiles cut into receiver panels: same stacks,
+    and the scratch file is gone afterwards (unlinked)."""
+    p = params()
+    got = tiled(p, rma_items, block, workers=2, store="disk", panel=panel, scratch=tmp_path)
+    assert_same(per_window(p, rma_items), got)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_store_two_chunks_absent_station_deconv(rma_items, tmp_path):
+    p = params(cc_method="deconv")
+    items = make_spectra(p, n_stations=6, seconds=400.0)
+    second = [dict(it, chunk=2000.0, starttimes=it["starttimes"] + 1000.0) for it in items]
+    both = [it for it in items if not it["seed_id"].startswith("XX.S02.")] + second
+    got = tiled(p, both, 4, workers=2, n_chunks=2, store="disk", panel=3, scratch=tmp_path,
+                stations=stations_of(items))
+    assert_same(per_window(p, both), got)
+
+
+@pytest.mark.parametrize("stack_method", ["pws", "robust"])
+def test_per_window_path_with_disk_store_and_panels(rma_items, stack_method, tmp_path):
+    p = params(stack_method=stack_method)
+    items = rma_items[:5]
+    assert_same(per_window(p, items), tiled(p, items, 3, store="disk", panel=2, scratch=tmp_path))
 
 
 @pytest.mark.parametrize("cc_method", ["xcorr", "coherency", "deconv"])

@@ -4,6 +4,7 @@ import pytest
 
 from noisecorr.tiles import (assign_tiles, format_bytes, parse_memory, plan_tiles,
                              predict_peak_bytes, tile_cost, tiles)
+from noisecorr.tiles.plan import PROCESS_OVERHEAD
 
 # 1,000 stations x 24 h at 20 Hz, cc_len = step = 1800 s, 0.05-2 Hz, maxlag 200 s
 BIG = dict(n_stations=1000, n_windows=48, n_freq_band=7021, nfft=72000, n_lags=8001)
@@ -31,15 +32,43 @@ def test_plan_fits_budget_per_worker(budget, workers):
     assert sum(plan.worker_pairs(w) for w in range(workers)) == 1000 * 999 // 2
 
 
-def test_larger_budget_never_gives_smaller_blocks():
-    sizes = [plan_tiles(**BIG, memory_budget=m, workers=2).block_size
-             for m in ("6GB", "8GB", "12GB", "24GB")]
-    assert sizes == sorted(sizes)
+def test_larger_budget_never_gives_a_worse_plan():
+    """More memory: the factors move from disk to memory, or the blocks grow."""
+    plans = [plan_tiles(**BIG, memory_budget=m, workers=2, overhead=PROCESS_OVERHEAD)
+             for m in ("4GB", "6GB", "8GB", "12GB", "24GB")]
+    for a, b in zip(plans, plans[1:]):
+        assert (a.store, b.store) == ("disk", "memory") or (
+            a.store == b.store and (b.block_size, b.panel_size) >= (a.block_size, a.panel_size))
+    assert plans[0].store == "disk" and plans[-1].store == "memory"
+
+
+def test_thousand_stations_in_6GB_spill_to_disk_with_efficient_blocks():
+    """Keeping 1,000 stations' factors in memory (2.7 GB per worker) leaves too little for
+    efficient tiles in 3 GB per worker: the plan puts the factors on disk and keeps blocks
+    of >= 96 stations and panels of >= 32, so the products stay near the BLAS peak."""
+    plan = plan_tiles(**BIG, memory_budget="6GB", workers=2, overhead=PROCESS_OVERHEAD)
+    assert plan.store == "disk" and plan.block_size >= 96 and plan.panel_size >= 32
+    assert plan.breakdown["resident_spectra"] == 48 * 7021 * 8  # one station read back
+    assert plan.peak_bytes <= 3 * 10**9
+    with pytest.raises(MemoryError, match="factors on memory: resident spectra 2.7 GB"):
+        plan_tiles(**BIG, memory_budget="6GB", workers=2, overhead=PROCESS_OVERHEAD, store="memory")
+
+
+def test_memory_store_when_it_fits():
+    plan = plan_tiles(200, 48, 7021, 72000, 8001, "8GB", workers=2)
+    assert plan.store == "memory" and plan.block_size == 100
+
+
+def test_panel_bounds_cross_spectra():
+    whole = predict_peak_bytes(10, 200, 48, 7021, 72000, 8001)
+    panel = predict_peak_bytes(10, 200, 48, 7021, 72000, 8001, panel=25)
+    assert whole["tile_cross_spectra"] == 8 * panel["tile_cross_spectra"] == 7021 * 200 * 200 * 8
+    assert whole["tile_output"] == 8 * panel["tile_output"]
 
 
 def test_refuses_to_start_with_what_it_needs():
     with pytest.raises(MemoryError) as err:
-        plan_tiles(**BIG, memory_budget="2GB", workers=2)
+        plan_tiles(**BIG, memory_budget="2GB", workers=2, overhead=PROCESS_OVERHEAD)
     msg = str(err.value)
     assert "1000 stations x 48 windows x 7021 in-band bins need at least" in msg
     assert "per worker" in msg and "budget is 2.0 GB" in msg and "resident spectra" in msg
@@ -49,7 +78,8 @@ def test_forced_block_size_checked_against_budget():
     plan = plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=32)
     assert plan.block_size == 32
     with pytest.raises(MemoryError):
-        plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=512)
+        plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=512, store="memory")
+    assert plan_tiles(**BIG, memory_budget="8GB", workers=2, block_size=512).store == "disk"
 
 
 def test_stack_sums_count_for_several_chunks():
