@@ -20,8 +20,9 @@ TileRoutePE output / TileCorrelatePE input : dict (grouped by ``"slot"``)
     complex64 frequency-major, "src" (deconv only, else None), "band" (start, stop), "nfft",
     "sampling_rate"}``: one copy per *worker* owning a tile with the station's block (not
     one per pair, nor per tile), in-band bins only.
-TileCorrelatePE output : dict, one per tile, receiver panel, chunk and component (linear stack)
-    ``{"tile": (I, J), "panel", "chunk", "component", "keys", "source", "receiver", "source_id",
+TileCorrelatePE output : dict, one per tile, receiver panel, chunk and component, at most
+    :data:`noisecorr.tiles.plan.OUT_PAIRS` pairs each (linear stack)
+    ``{"tile": (I, J), "panel": (panel, part), "chunk", "component", "keys", "source", "receiver", "source_id",
     "receiver_id" (lists, one entry per pair), "ccf_sum" (n_pairs, 2L+1) float32 (sum over
     the pair's common windows of the per-window correlations), "n_windows" (n_pairs,) int64,
     "lags" (s), "sampling_rate"}``. For ``stack_method`` pws/robust or sub-stacks it emits
@@ -61,7 +62,7 @@ from noisecorr.signal.geodesy import pair_geometry
 from noisecorr.signal.params import CorrelationParams
 from noisecorr.tiles.kernel import (assemble_block, pairs_to_lags, station_factors,
                                     tile_cross_spectra, tile_window_ccfs, window_grid)
-from noisecorr.tiles.plan import TilePlan, block_range, format_bytes
+from noisecorr.tiles.plan import OUT_PAIRS, TilePlan, block_range, format_bytes
 from noisecorr.tiles.store import FactorStore
 
 __all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TileWriterPE", "TiledCorrelation",
@@ -356,20 +357,26 @@ class TileCorrelatePE(GenericPE):
             self.stats["flops"] += 8 * a.shape[0] * n_src * b.shape[1] * a.shape[2]
             del b
             counts = (ma[:n_src] @ mb.T)[ii, jj].round().astype(np.int64)
-            ccf = pairs_to_lags(cross, ii, jj, band, nfft, L, workers=self.fft_workers)
-            del cross
             sec["cross_spectra"] += t1 - t0
-            sec["inverse_fft"] += time.perf_counter() - t1
-            self.stats["pairs"] += len(ii)
-            src = [self.stations[rows_i[i]] for i in ii]
-            rcv = [self.stations[cols[j]] for j in jj]
-            self.write("output", {
-                "tile": (bi, bj), "panel": p0 // P, "chunk": chunk, "component": comp,
-                "keys": [f"{s}|{r}|{comp}" for s, r in zip(src, rcv)], "source": src,
-                "receiver": rcv, "source_id": [meta_i[i]["seed_id"] for i in ii],
-                "receiver_id": [meta_j[p0 + j]["seed_id"] for j in jj],
-                "ccf_sum": ccf, "n_windows": counts, "lags": lags, "sampling_rate": fs,
-            })
+            # one output item per OUT_PAIRS pairs: the lags of a whole panel are not held at once
+            for part, q0 in enumerate(range(0, len(ii), OUT_PAIRS)):
+                pi, pj = ii[q0:q0 + OUT_PAIRS], jj[q0:q0 + OUT_PAIRS]
+                t1 = time.perf_counter()
+                ccf = pairs_to_lags(cross, pi, pj, band, nfft, L, workers=self.fft_workers)
+                sec["inverse_fft"] += time.perf_counter() - t1
+                self.stats["pairs"] += len(pi)
+                src = [self.stations[rows_i[i]] for i in pi]
+                rcv = [self.stations[cols[j]] for j in pj]
+                self.write("output", {
+                    "tile": (bi, bj), "panel": (p0 // P, part), "chunk": chunk, "component": comp,
+                    "keys": [f"{s}|{r}|{comp}" for s, r in zip(src, rcv)], "source": src,
+                    "receiver": rcv, "source_id": [meta_i[i]["seed_id"] for i in pi],
+                    "receiver_id": [meta_j[p0 + j]["seed_id"] for j in pj],
+                    "ccf_sum": ccf, "n_windows": counts[q0:q0 + OUT_PAIRS], "lags": lags,
+                    "sampling_rate": fs,
+                })
+                del ccf
+            del cross
 
     def _coords(self, key):
         for k in (key, key.rsplit(".", 1)[0]):
@@ -428,7 +435,7 @@ class TileStackPE(GenericPE):
         if self.n_chunks == 1 and self.batched:  # the whole stack is here: no state, no copies
             self._emit_one(item)
             return
-        key = (tuple(item["tile"]), item.get("panel", 0), item["component"])
+        key = (tuple(item["tile"]), tuple(item.get("panel", (0, 0))), item["component"])
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = {"item": item, "pairs": {}, "chunks": 0}

@@ -174,12 +174,13 @@ def once(args, tmp):
     starts = res[0][2]
     # -- stage 3: the tiled graph
     plan = plan_tiles(args.stations, n_win, nb, nfft, 2 * p.maxlag_samples + 1, args.memory,
-                      workers=args.n if args.mapping != "sequential" else 1)
+                      workers=args.n if args.mapping != "sequential" else 1, store=args.store,
+                      block_size=args.block)
     stations = [c + "." for c in _codes(args.stations)]
     src = FactorSource(path, starts, (band.start, band.stop), nfft)
     route = TileRoutePE(p, stations, plan)
     blas = 1 if args.mapping != "sequential" else None
-    corr = TileCorrelatePE(p, stations, plan, blas_threads=blas)
+    corr = TileCorrelatePE(p, stations, plan, blas_threads=blas, scratch=tmp)
     stack = TileStackPE(p, n_chunks=1)
     sink = (TileWriterPE(Path(tmp) / "results.h5", p, {"checkpoint_pairs": 5000})
             if args.write else Discard())
@@ -199,7 +200,8 @@ def once(args, tmp):
     ifft = max(s["seconds"]["inverse_fft"] for s in stats)
     asm = max(s["seconds"]["assemble"] for s in stats)
     gflops = sum(s["flops"] / max(s["seconds"]["cross_spectra"], 1e-9) for s in stats) / 1e9
-    return dict(synth=t_synth, spectra=t_spectra, assemble=asm, cross=xs, ifft=ifft,
+    spilled = sum(s["spilled_bytes"] for s in stats)
+    return dict(synth=t_synth, spectra=t_spectra, assemble=asm, cross=xs, ifft=ifft, spilled=spilled,
                 write=summary["seconds"], graph=wall3, total=t_spectra + wall3, gflops=gflops,
                 plan=plan, n_win=n_win, nb=nb)
 
@@ -210,7 +212,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--mapping", default="multiprocess", choices=["sequential", "multiprocess"])
     ap.add_argument("-n", type=int, default=2, help="processes (spectra stage and mapping)")
-    ap.add_argument("--memory", default="8GB")
+    ap.add_argument("--memory", default="8GB", help="budget of the correlation stage (no process overhead)")
+    ap.add_argument("--store", choices=["memory", "disk"], help="force where workers keep factors")
+    ap.add_argument("--block", type=int, help="force the block size")
     ap.add_argument("--input", default="synth", choices=["synth", "noise"])
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--repeat", type=int, default=3)
@@ -234,7 +238,8 @@ def main(argv=None) -> int:
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     print(f"stations={args.stations} pairs={pairs} windows={r0['n_win']} in_band_bins={r0['nb']} "
           f"hours={args.hours} input={args.input} mapping={args.mapping} n={args.n} "
-          f"memory={args.memory} block={r0['plan'].block_size} tiles={len(r0['plan'].tiles)} "
+          f"memory={args.memory} block={r0['plan'].block_size} panel={r0['plan'].panel_size} "
+          f"store={r0['plan'].store} spilled={format_bytes(r0['spilled'])} tiles={len(r0['plan'].tiles)} "
           f"predicted_peak/worker={format_bytes(r0['plan'].peak_bytes)}")
     print(f"BLAS: {kernel}; matmul complex64 2048^3: 1 thread {peak_one:.0f} GFLOP/s, "
           f"{per_worker_threads or 2} thread(s) {peak_all:.0f} GFLOP/s; reference for this run "

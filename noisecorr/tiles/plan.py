@@ -19,17 +19,21 @@ Memory model of one worker (bytes, see :func:`predict_peak_bytes`):
   *panel* of ``P`` stations ``(n_freq_band, P, n_windows)``, the panel's window-summed
   cross-spectra ``(n_freq_band, B, P)`` complex64;
 * the inverse FFT of a batch of ``pair_batch`` pairs (full one-sided spectra and
-  ``nfft`` real samples) and the panel's output ``B * P * n_lags`` float32, twice (the
-  correlation sums and the stacks made from them);
+  ``nfft`` real samples) and one output item of at most :data:`OUT_PAIRS` pairs,
+  ``n_lags`` float32 each, twice (the correlation sums and the stacks made from them);
 * with several chunks and a linear stack, the running sums of the worker's pairs
   (``n_pairs * n_lags * 8``) if the stack is kept in memory (``n_chunks > 1``);
 * a fixed ``overhead`` for the rest of the worker process: the interpreter and its
   libraries, one station-day through the per-station chain (waveforms to whitened spectra)
   and the transport's buffers (:data:`PROCESS_OVERHEAD`).
 
-Block and panel sizes are chosen for BLAS efficiency first (block >= 96 and panel >= 32:
-a complex64 product ``(B x W) @ (W x P)`` with ``W`` about 48 windows then runs at 70-85 %
-of a large square product on one core), then memory store before disk store, then larger.
+Block and panel sizes are chosen for BLAS efficiency first, then memory store before disk
+store, then larger. A complex64 product ``(B x W) @ (W x P)`` with ``W`` about 48 windows
+(one day of 30-minute windows) reaches, on one core of the 2-core development machine
+(OpenBLAS SkylakeX kernels; a 2048^3 product is the reference): about 65 % at 250 x 128,
+60 % at 128 x 250, 50 % at 250 x 64 and 48 % at 250 x 32. Hence tier 0 is block >= 96 and
+panel >= 96, tier 1 panel >= 32. Each pair of a panel holds ``n_freq_band * 8`` bytes of
+cross-spectra (56 kB at 7,021 bins), so the panel is the main use of memory per worker.
 
 Examples
 --------
@@ -53,10 +57,14 @@ from dataclasses import dataclass, field
 
 __all__ = ["parse_memory", "format_bytes", "n_blocks", "block_range", "tiles", "tile_pairs",
            "tile_cost", "assign_tiles", "predict_peak_bytes", "TilePlan", "plan_tiles",
-           "PAIR_BATCH", "PROCESS_OVERHEAD", "STORES"]
+           "PAIR_BATCH", "OUT_PAIRS", "PROCESS_OVERHEAD", "STORES"]
 
 #: Pairs per batched inverse FFT (bounds the irfft buffers, about 50 MB at nfft 72,000).
 PAIR_BATCH = 64
+
+#: Most pairs per output item of a tile worker (bounds the lags held at once: 131 MB of
+#: float32 at 8,001 lags).
+OUT_PAIRS = 4096
 
 #: Bytes of a worker process besides the tiles: interpreter, numpy/scipy/h5py/obspy, one
 #: station-day (24 h at 20 Hz) through preprocessing, windowing and whitening, transport
@@ -166,7 +174,8 @@ def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_
         "tile_blocks": f * (b + p) * w * 8,  # source block + one receiver panel
         "tile_cross_spectra": f * b * p * 8,
         "inverse_fft": pb * ((nfft // 2 + 1) * 8 + nfft * 8),
-        "tile_output": 2 * b * p * n_lags * 4,  # correlation sums + the stacks made of them
+        # correlation sums + the stacks made of them, OUT_PAIRS pairs at a time
+        "tile_output": 2 * min(b * p, OUT_PAIRS) * n_lags * 4,
         "stack_sums": stack_pairs * n_lags * 8,
         "overhead": int(overhead),
     }
@@ -242,9 +251,15 @@ def _layout(nst, bs, workers):
     return nb, tl, owners, costs
 
 
-def _efficient(n_stations, bs, panel):
-    """BLAS-3 near peak: block >= 96 and panel >= 32 (or every station in one block)."""
-    return bs >= min(96, n_stations) and panel >= min(32, bs)
+def _tier(n_stations, bs, panel):
+    """0: near the BLAS peak (block >= 96 and panel >= 96, or all there are); 1: block >= 96
+    and panel >= 32; 2: smaller products."""
+    if bs >= min(96, n_stations):
+        if panel >= min(96, bs):
+            return 0
+        if panel >= min(32, bs):
+            return 1
+    return 2
 
 
 def _balanced(n_stations, bs, workers):
@@ -287,7 +302,7 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
     n_chunks : int
         Chunks stacked in memory by a linear stack (``> 1`` adds the running sums).
     max_block : int
-        Largest block size considered (panels are at most 64 stations: larger products
+        Largest block size considered (panels are at most 128 stations: larger products
         gain little speed for much memory).
     store : {"memory", "disk"}, optional
         Force where workers keep station factors (default: memory when it fits with
@@ -330,13 +345,14 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
     options = []
     for bs in blocks:
         panels = ([min(int(panel_size), bs)] if panel_size else
-                  sorted({min(bs, 64), *[q for q in (32, 16, 8, 4, 2, 1) if q < bs]}, reverse=True))
+                  sorted({min(bs, 128), *[q for q in (96, 64, 32, 16, 8, 4, 2, 1) if q < bs]}, reverse=True))
         for pn in panels:
             for where in stores:
-                if _efficient(nst, bs, pn):
-                    key = (0, 0, STORES.index(where), -bs, -pn)
+                tier = _tier(nst, bs, pn)
+                if tier < 2:
+                    key = (tier, 0, STORES.index(where), -bs, -pn)
                 else:  # small products: the larger the product, the better BLAS does
-                    key = (1, -min(bs * pn, 96 * 32), STORES.index(where), -bs, -pn)
+                    key = (tier, -min(bs * pn, 96 * 32), STORES.index(where), -bs, -pn)
                 options.append((key, where, bs, pn))
     options.sort()
     layouts = {}

@@ -88,6 +88,17 @@ def test_disk_store_and_panels(rma_items, block, panel, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("n_chunks", [1, None])
+def test_output_items_split_within_a_panel(rma_items, monkeypatch, n_chunks):
+    """A panel's pairs leave in items of at most OUT_PAIRS pairs; the stacks are the same."""
+    import pes.tiles
+
+    monkeypatch.setattr(pes.tiles, "OUT_PAIRS", 4)
+    p = params()
+    got = tiled(p, rma_items, 50, panel=7, n_chunks=n_chunks)
+    assert_same(per_window(p, rma_items), got)
+
+
 def test_disk_store_two_chunks_absent_station_deconv(rma_items, tmp_path):
     p = params(cc_method="deconv")
     items = make_spectra(p, n_stations=6, seconds=400.0)

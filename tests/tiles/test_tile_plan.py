@@ -4,7 +4,7 @@ import pytest
 
 from noisecorr.tiles import (assign_tiles, format_bytes, parse_memory, plan_tiles,
                              predict_peak_bytes, tile_cost, tiles)
-from noisecorr.tiles.plan import PROCESS_OVERHEAD
+from noisecorr.tiles.plan import OUT_PAIRS, PROCESS_OVERHEAD
 
 # 1,000 stations x 24 h at 20 Hz, cc_len = step = 1800 s, 0.05-2 Hz, maxlag 200 s
 BIG = dict(n_stations=1000, n_windows=48, n_freq_band=7021, nfft=72000, n_lags=8001)
@@ -45,9 +45,12 @@ def test_larger_budget_never_gives_a_worse_plan():
 def test_thousand_stations_in_6GB_spill_to_disk_with_efficient_blocks():
     """Keeping 1,000 stations' factors in memory (2.7 GB per worker) leaves too little for
     efficient tiles in 3 GB per worker: the plan puts the factors on disk and keeps blocks
-    of >= 96 stations and panels of >= 32, so the products stay near the BLAS peak."""
+    of >= 96 stations and panels of >= 32, so the products stay near the BLAS peak; with
+    8 GB, panels of >= 96."""
     plan = plan_tiles(**BIG, memory_budget="6GB", workers=2, overhead=PROCESS_OVERHEAD)
     assert plan.store == "disk" and plan.block_size >= 96 and plan.panel_size >= 32
+    more = plan_tiles(**BIG, memory_budget="8GB", workers=2, overhead=PROCESS_OVERHEAD)
+    assert more.store == "disk" and more.block_size >= 96 and more.panel_size >= 96
     assert plan.breakdown["resident_spectra"] == 48 * 7021 * 8  # one station read back
     assert plan.peak_bytes <= 3 * 10**9
     with pytest.raises(MemoryError, match="factors on memory: resident spectra 2.7 GB"):
@@ -63,7 +66,10 @@ def test_panel_bounds_cross_spectra():
     whole = predict_peak_bytes(10, 200, 48, 7021, 72000, 8001)
     panel = predict_peak_bytes(10, 200, 48, 7021, 72000, 8001, panel=25)
     assert whole["tile_cross_spectra"] == 8 * panel["tile_cross_spectra"] == 7021 * 200 * 200 * 8
-    assert whole["tile_output"] == 8 * panel["tile_output"]
+    # the lags leave in items of at most OUT_PAIRS pairs, whatever the panel
+    assert whole["tile_output"] == panel["tile_output"] == 2 * OUT_PAIRS * 8001 * 4
+    small = predict_peak_bytes(10, 20, 48, 7021, 72000, 8001, panel=5)
+    assert small["tile_output"] == 2 * 100 * 8001 * 4
 
 
 def test_refuses_to_start_with_what_it_needs():
