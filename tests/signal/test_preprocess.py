@@ -10,7 +10,7 @@ from obspy.core.inventory.response import Response
 
 from noisecorr.signal.preprocess import (PreprocessError, ProcessedTrace, antialias_fir, bandpass,
                                          fractional_shift, merge_with_gap_mask, preprocess_stream,
-                                         resample)
+                                         remove_response, resample)
 
 T0 = UTCDateTime(2021, 3, 1)
 
@@ -239,3 +239,42 @@ def test_several_channels_need_a_seed_id():
     with pytest.raises(PreprocessError, match="several channels"):
         preprocess_stream(st, T0, T0 + 5, sampling_rate=1.0, freqmin=0.1, freqmax=0.4,
                           response_output="NONE")
+
+
+@pytest.mark.parametrize("pre_filt, water_level", [(None, 60.0), ((0.02, 0.05, 6.0, 8.0), 60.0),
+                                                   ((0.02, 0.05, 6.0, 8.0), None)])
+def test_cached_response_removal_is_obspy_sample_for_sample(pre_filt, water_level):
+    """The cached deconvolution repeats ObsPy's Trace.remove_response operation for
+    operation: bit-identical output, on first use and from the cache."""
+    from pathlib import Path
+
+    from obspy import read_inventory
+
+    from noisecorr.signal import preprocess as pp
+
+    root = Path(__file__).resolve().parents[2] / "station_data"
+    inv = read_inventory(str(root / "stations.xml"))
+    net, sta = inv[0].code, inv[0][0].code
+    cha = inv[0][0][0]
+    seed = f"{net}.{sta}.{cha.location_code}.{cha.code}"
+    t0 = cha.start_date + 3600
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.standard_normal(12_345))  # odd length: nfft != npts
+    tr = Trace(x.copy(), header=dict(zip(("network", "station", "location", "channel"), seed.split(".")),
+                                     sampling_rate=cha.sample_rate, starttime=t0))
+    tr.remove_response(inventory=inv, output="VEL", pre_filt=pre_filt, water_level=water_level,
+                       zero_mean=False, taper=False)
+    pp._RESPONSE_CACHE.clear()
+    first = remove_response(x, seed, t0, cha.sample_rate, inv, pre_filt=pre_filt, water_level=water_level)
+    assert len(pp._RESPONSE_CACHE) == 1
+    again = remove_response(x, seed, t0, cha.sample_rate, inv, pre_filt=pre_filt, water_level=water_level)
+    np.testing.assert_array_equal(first, tr.data)
+    np.testing.assert_array_equal(again, tr.data)
+    # another length is another FFT length: another cache entry, still ObsPy's answer
+    tr2 = Trace(x[:10_000].copy(), header=tr.stats.copy())
+    tr2.remove_response(inventory=inv, output="VEL", pre_filt=pre_filt, water_level=water_level,
+                        zero_mean=False, taper=False)
+    np.testing.assert_array_equal(
+        remove_response(x[:10_000], seed, t0, cha.sample_rate, inv, pre_filt=pre_filt,
+                        water_level=water_level), tr2.data)
+    assert len(pp._RESPONSE_CACHE) == 2
