@@ -5,9 +5,12 @@ Opening reads only the root attributes; a pair is read by its path
 version 2, its metadata row by a binary search of the sorted ``/index``
 columns (about ``3 * log2(n)`` single values), so reading one pair costs
 about the same with 10 or 500,000 pairs. Listing uses the ``/index``
-datasets, never a walk of the groups; once listed, the whole index is in
-memory and :meth:`Results.meta` is a dictionary lookup. Version-1 files
-(metadata as dataset attributes) are read as before.
+datasets, never a walk of the groups: every column is read once, as a whole
+array, into one table of all files (newest file winning), and from then on
+:meth:`Results.meta` and :meth:`Results.stack` find a pair in that table
+(a sorted search in memory). :meth:`Results.column` and
+:meth:`Results.stacks` read metadata and stacks of many pairs at once.
+Version-1 files (metadata as dataset attributes) are read as before.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from . import index as ix
 from .layout import check_component, from_attr, lag_axis, pair_path
-from .writer import list_parts, read_index, read_stations
+from .writer import list_parts, read_stations
 
 
 class _File:
@@ -32,34 +35,33 @@ class _File:
         self.version = from_attr(self.h5.attrs.get("format_version", 1))
         self.blocks = from_attr(self.h5.attrs.get("layout", "null")) == "blocks"
         self.cols = None  # all index columns, once loaded
-        self.rows = None  # {(s, r, c): row}, once loaded
         self._stations = None
         self._columns = None  # low-level handles of the /index columns
+        self._blocks: dict = {}  # {k: /blocks/<k>} of a part, once used
 
     def columns(self):
         if self._columns is None:
             self._columns = ix.columns_of(self.h5)
         return self._columns
 
-    def load(self):
+    def load(self) -> dict:
+        """Every /index column as an array (text as bytes; version 1: from the
+        pairs' attributes), read once."""
         if self.cols is None:
-            if self.version >= 2:
+            if "index" not in self.h5:
+                self.cols = {k: np.zeros(0, dtype="S1") for k in ix.KEYS}
+            elif self.version >= 2:
                 self.cols = ix.read_columns(self.h5)
-                keys = zip(self.cols["source"].tolist(), self.cols["receiver"].tolist(),
-                           self.cols["component"].tolist())
-                self.rows = {(s.decode(), r.decode(), c.decode()): i
-                             for i, (s, r, c) in enumerate(keys)}
             else:
-                self.cols = {}
-                self.rows = {(s, r, c): done for s, r, c, done in read_index(self.h5)}
-        return self.rows
+                from .writer import _v1_columns
+
+                self.cols = _v1_columns(self.h5)
+        return self.cols
 
     def find(self, source, receiver, component):
         """``(row, dataset_or_None)`` of a pair, or ``None``."""
         if self.blocks:
-            if self.rows is not None:
-                row = self.rows.get((source, receiver, component))
-            elif "index" in self.h5:
+            if "index" in self.h5:
                 row = ix.find_row(self.h5, source, receiver, component, self.columns())
             else:
                 row = None
@@ -69,11 +71,38 @@ class _File:
             return None
         if self.version < 2:
             return (None, self.h5[path])
-        if self.rows is not None:
-            row = self.rows.get((source, receiver, component))
-        else:
-            row = ix.find_row(self.h5, source, receiver, component, self.columns())
+        row = ix.find_row(self.h5, source, receiver, component, self.columns())
         return (row, self.h5[path])
+
+    def is_sorted(self) -> bool:
+        """Whether /index is sorted by key with one row per key (what the writer makes)."""
+        if "index" not in self.h5:
+            return True
+        return self.version >= 2 and bool(self.h5["index"].attrs.get("sorted", False))
+
+    def read(self, row, source: bytes, receiver: bytes, component: bytes) -> np.ndarray:
+        """The stack of row ``row`` (its key given, as bytes), without searching."""
+        if self.blocks:
+            cols = self.load()
+            b, i = int(cols["block"][row]), int(cols["block_row"][row])
+            ds = self._blocks.get(b)
+            if ds is None:
+                ds = self._blocks[b] = self.h5["blocks"][str(b)]
+            return ds[i]
+        path = b"/pairs/" + source + b"/" + receiver + b"/" + component
+        if self.version < 2:
+            return self.h5[path.decode()][()]
+        dsid = h5py.h5d.open(self.h5.id, path)  # a few microseconds against tens for h5[path]
+        out = np.empty(dsid.shape, dtype=dsid.dtype)
+        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out
+
+    def at(self, row, source, receiver, component):
+        """``(row, dataset_or_None)`` of row ``row`` (the pair's key given), as :meth:`find`."""
+        if self.blocks:
+            return (row, None)
+        ds = self.h5[pair_path(source, receiver, component)]
+        return (None, ds) if self.version < 2 else (row, ds)
 
     def row(self, i) -> dict:
         """The metadata of row ``i`` (version 2)."""
@@ -119,27 +148,128 @@ class Results:
         self.format_version = from_attr(first.attrs.get("format_version", 0))
         self.starttime = from_attr(first.attrs.get("starttime", "null"))
         self.endtime = from_attr(first.attrs.get("endtime", "null"))
-        self._index = None
+        self._tab = None  # one table of every file's /index, once listed
+        self._by_component: dict = {}  # component: (table rows, pairs) of pairs(component)
         self._hits: dict = {}
 
     # ------------------------------------------------------------- listing
-    def _rows(self) -> dict:
-        if self._index is None:
-            rows = {}
-            for f in self._sets:  # oldest to newest: later wins
-                rows.update(dict.fromkeys(f.load(), True))
-            self._index = rows
-        return self._index
+    def _table(self) -> dict:
+        """The /index columns of all files as one table, one row per key (the newest
+        file wins), sorted by key; ``_file`` and ``_row`` say where each row is."""
+        if self._tab is None:
+            cols = []
+            for k, f in enumerate(self._sets):  # oldest to newest: later wins
+                c = f.load()
+                n = len(c["source"])
+                cols.append({**{name: v for name, v in c.items() if name not in ix.BLOCK},
+                             "_file": np.full(n, k, dtype=np.int64),
+                             "_row": np.arange(n, dtype=np.int64)})
+            tab = ix.concat(cols)
+            if len(cols) > 1 or not self._sets[0].is_sorted():
+                keep = ix.last_wins(tab)
+                tab = {name: v[keep] for name, v in tab.items()}
+                order = np.lexsort((tab["component"], tab["receiver"], tab["source"]))
+                tab = {name: v[order] for name, v in tab.items()}
+            self._tab = tab
+        return self._tab
+
+    def _table_row(self, source, receiver, component):
+        """Row of a key in the (loaded, sorted) table, or ``None``."""
+        tab = self._tab
+        lo, hi = 0, len(tab["source"])
+        for name, value in zip(ix.KEYS, (source, receiver, component)):
+            col, value = tab[name][lo:hi], np.bytes_(value.encode())
+            lo, hi = (lo + int(np.searchsorted(col, value, "left")),
+                      lo + int(np.searchsorted(col, value, "right")))
+            if lo == hi:
+                return None
+        return lo
+
+    def _pair_rows(self, component):
+        """``(table rows, pairs)`` of :meth:`pairs` ``(component)``, in that order."""
+        hit = self._by_component.get(component)
+        if hit is None:
+            tab = self._table()
+            src, rcv = tab["source"], tab["receiver"]
+            if component is None:  # the table is sorted: the first row of each pair
+                keep = np.ones(len(src), dtype=bool)
+                keep[1:] = (src[1:] != src[:-1]) | (rcv[1:] != rcv[:-1])
+            else:
+                keep = tab["component"] == np.bytes_(str(component).encode())
+            rows = np.flatnonzero(keep)
+            pairs = list(zip(src[rows].astype(str).tolist(), rcv[rows].astype(str).tolist()))
+            hit = self._by_component[component] = (rows, pairs)
+        return hit
 
     def pairs(self, component: str | None = None) -> list:
         """Sorted ``[(source, receiver)]`` with at least one (or the given)
         component."""
-        return sorted({(s, r) for (s, r, c) in self._rows()
-                       if component is None or c == component})
+        return list(self._pair_rows(component)[1])
 
     def components(self) -> list:
         """Sorted component names present in the file."""
-        return sorted({c for (_, _, c) in self._rows()})
+        return np.unique(self._table()["component"]).astype(str).tolist()
+
+    def column(self, name: str, component: str = "ZZ") -> np.ndarray:
+        """One metadata item of every pair of ``component``, in the order of
+        :meth:`pairs` ``(component)``, read from the index in memory (no per-pair lookup).
+
+        Parameters
+        ----------
+        name : str
+            ``distance_km``, ``azimuth``, ``back_azimuth``, ``sampling_rate``, ``maxlag``
+            (float, NaN if unknown), ``n_windows`` (int, -1 if unknown), ``complete``
+            (bool), or ``source``, ``receiver``, ``component``, ``starttime``,
+            ``endtime`` (str, ``""`` if unknown).
+        component : str
+
+        Examples
+        --------
+        >>> import tempfile, os, numpy as np
+        >>> from noisecorr.results import ResultsWriter
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.h5")
+        >>> with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        ...     w.write_block(["XS.A", "XS.A"], ["XS.B", "XS.C"], "ZZ", 0.2,
+        ...                   np.zeros((2, 5)), {"n_windows": [3, 4], "distance_km": [1.5, 2.5]})
+        >>> with open_results(path) as res:
+        ...     res.pairs("ZZ"), res.column("distance_km", "ZZ").tolist()
+        ([('XS.A', 'XS.B'), ('XS.A', 'XS.C')], [1.5, 2.5])
+        """
+        text = (*ix.KEYS, "starttime", "endtime")
+        check_component(component)
+        if name not in ix.NUMERIC and name not in text:
+            raise KeyError(f"no column {name!r}; use one of {', '.join([*ix.NUMERIC, *text])}")
+        rows = self._pair_rows(component)[0]
+        tab = self._table()
+        if name not in tab:  # a column no file has: all unknown
+            return (np.full(len(rows), "", dtype="U1") if name in text
+                    else np.full(len(rows), ix.NUMERIC[name][1], dtype=ix.NUMERIC[name][0]))
+        values = tab[name][rows]
+        return values.astype(str) if name in text else values
+
+    def stacks(self, component: str = "ZZ", index=None):
+        """Yield ``(lags_seconds, ccf)`` of ``pairs(component)[i]`` for each ``i`` in
+        ``index`` (default: every pair), in that order, as :meth:`stack` gives them.
+
+        Reads one stack at a time, found through the index in memory (no search per
+        pair). The ``lags`` arrays are shared between pairs and read-only.
+        """
+        rows = self._pair_rows(check_component(component))[0]
+        tab = self._table()
+        if index is not None:
+            rows = rows[np.asarray(index, dtype=np.int64)]
+        lags_of: dict = {}
+        for t in rows.tolist():
+            f = self._sets[int(tab["_file"][t])]
+            data = f.read(int(tab["_row"][t]), tab["source"][t], tab["receiver"][t],
+                          tab["component"][t])
+            fs = float(tab["sampling_rate"][t])
+            key = (data.shape[-1] // 2, fs)
+            lags = lags_of.get(key)
+            if lags is None:
+                lags = lags_of[key] = lag_axis(key[0] / fs, fs)
+                lags.flags.writeable = False
+            yield lags, data
 
     def stations(self) -> list:
         """Station table: list of dicts (code, latitude, longitude, elevation)."""
@@ -149,7 +279,7 @@ class Results:
         return [table[c] for c in sorted(table)]
 
     def __len__(self) -> int:
-        return len(self._rows())
+        return len(self._table()["source"])
 
     # ---------------------------------------------------------------- pairs
     def _find(self, source, receiver, component):
@@ -157,11 +287,17 @@ class Results:
         if key in self._hits:  # stack() then meta() of a pair searches once
             return self._hits[key]
         found = None
-        for f in self._search:
-            hit = f.find(source, receiver, component)
-            if hit is not None:
-                found = (f, hit)
-                break
+        if self._tab is not None:  # listed: the table says where the pair is
+            t = self._table_row(source, receiver, component)
+            if t is not None:
+                f = self._sets[int(self._tab["_file"][t])]
+                found = (f, f.at(int(self._tab["_row"][t]), *key))
+        else:
+            for f in self._search:
+                hit = f.find(source, receiver, component)
+                if hit is not None:
+                    found = (f, hit)
+                    break
         if len(self._hits) >= 1024:
             self._hits.clear()
         self._hits[key] = found
@@ -225,8 +361,9 @@ class Results:
     def _select(self, pairs, components):
         comps = components or self.components()
         wanted = pairs or self.pairs()
-        rows = self._rows()
-        return [(s, r, c) for s, r in wanted for c in comps if (s, r, c) in rows]
+        self._table()
+        return [(s, r, c) for s, r in wanted for c in comps
+                if self._table_row(s, r, c) is not None]
 
     def to_trace(self, source: str, receiver: str, component: str = "ZZ"):
         """One stack as an ObsPy Trace; lag = time since 1970-01-01 (so

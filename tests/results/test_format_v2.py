@@ -9,7 +9,6 @@ import pytest
 from obspy.geodetics import gps2dist_azimuth
 
 import noisecorr.results.index as index_mod
-import noisecorr.results.reader as reader_mod
 from noisecorr.results import ResultsWriter, lag_axis, open_results
 from noisecorr.results.writer import list_parts
 
@@ -164,7 +163,7 @@ def test_one_pair_read_does_not_scan_the_index(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("full index read")
     monkeypatch.setattr(index_mod, "read_columns", boom)
-    monkeypatch.setattr(reader_mod, "read_index", boom)
+    monkeypatch.setattr(index_mod, "read_index", boom)
     monkeypatch.setattr(index_mod, "find_row", counting_find_row)
     accessed, values = [], []
     orig_getitem, orig_value = h5py.Dataset.__getitem__, index_mod._Column.__getitem__

@@ -15,7 +15,7 @@ import pytest
 from obspy import UTCDateTime, read
 from obspy.geodetics import gps2dist_azimuth
 
-import noisecorr.results.reader as reader_mod
+import noisecorr.results.index as index_mod
 from noisecorr.results import ResultsWriter, lag_axis, merge_parts, open_results
 from noisecorr.results.writer import list_parts, parts_dir
 
@@ -225,7 +225,8 @@ def test_open_and_read_one_pair_do_not_scan(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("index read on open")
-    monkeypatch.setattr(reader_mod, "read_index", boom)
+    monkeypatch.setattr(index_mod, "read_index", boom)
+    monkeypatch.setattr(index_mod, "read_columns", boom)
     with open_results(path) as res:
         assert np.all(res.stack("XS.A0031", "XS.B0007")[1] == 3107)
 
