@@ -26,61 +26,73 @@ def _save(fig, path, dpi=100):
     return fig
 
 
+def _is_results(obj) -> bool:
+    return hasattr(obj, "pairs") and hasattr(obj, "stack")
+
+
+def _distances(res, component):
+    """``(positions, pairs, distance_km)`` of a Results object's pairs of ``component`` whose
+    distance is known (pairs without station coordinates cannot be placed and are left
+    out); ``positions`` are their places in ``res.pairs(component)``."""
+    pairs = res.pairs(component)
+    if hasattr(res, "column"):
+        dists = res.column("distance_km", component)
+    else:  # any object with pairs, stack and meta
+        dists = np.array([res.meta(s, r, component).get("distance_km", np.nan) for s, r in pairs],
+                         dtype=np.float64)
+    known = np.flatnonzero(np.isfinite(dists))
+    return known, [pairs[i] for i in known.tolist()], dists[known]
+
+
+def _read(res, component, pairs, positions):
+    """``(lags, ccf)`` of each pair at ``positions`` of ``res.pairs(component)`` (``pairs``
+    lists them), one stack at a time, substacks averaged."""
+    if hasattr(res, "stacks"):
+        items = res.stacks(component, positions)
+    else:
+        items = (res.stack(s, r, component) for s, r in pairs)
+    for lags, ccf in items:
+        yield lags, (ccf if ccf.ndim == 1 else ccf.mean(axis=0))
+
+
 def _traces_from(results_or_traces, component):
     """``[(label, distance_km, lags, ccf)]`` from a Results object or a list
     of ``(label, distance_km, lags, ccf)`` tuples."""
-    if hasattr(results_or_traces, "pairs") and hasattr(results_or_traces, "stack"):
-        res = results_or_traces
-        out = []
-        for s, r in res.pairs(component):
-            lags, ccf = res.stack(s, r, component)
-            if ccf.ndim != 1:
-                ccf = ccf.mean(axis=0)
-            out.append((f"{s}-{r}", float(res.meta(s, r, component)["distance_km"]),
-                        lags, ccf))
-        return out
+    if _is_results(results_or_traces):
+        at, pairs, dists = _distances(results_or_traces, component)
+        return [(f"{s}-{r}", float(d), lags, ccf) for (s, r), d, (lags, ccf)
+                in zip(pairs, dists.tolist(), _read(results_or_traces, component, pairs, at))]
     return [(str(a), float(d), np.asarray(lg), np.asarray(c))
             for a, d, lg, c in results_or_traces]
-
-
-def _iter_traces(results_or_traces, component):
-    """Lazily yield ``(label, distance_km, lags, ccf)`` (one stack in memory at a time)."""
-    if hasattr(results_or_traces, "pairs") and hasattr(results_or_traces, "stack"):
-        res = results_or_traces
-        for s, r in res.pairs(component):
-            lags, ccf = res.stack(s, r, component)
-            if ccf.ndim != 1:
-                ccf = ccf.mean(axis=0)
-            yield f"{s}-{r}", float(res.meta(s, r, component)["distance_km"]), lags, ccf
-    else:
-        for a, d, lg, c in results_or_traces:
-            yield str(a), float(d), np.asarray(lg), np.asarray(c)
 
 
 def _distance_bins(results_or_traces, component, n_bins, max_read=20000):
     """Mean of the normalised CCFs in ``n_bins`` equal distance bins (bounded memory).
 
     Stacks are read one at a time, at most ``max_read`` of them (every k-th pair in
-    distance order), so a plot of 499,500 pairs reads 20,000. Returns
-    ``[(label, bin centre km, lags, mean ccf)]`` for the bins that hold pairs.
+    distance order), so a plot of 499,500 pairs reads 20,000; the distances come from the
+    index in memory. Returns ``[(label, bin centre km, lags, mean ccf)]`` for the bins that
+    hold pairs.
     """
-    if hasattr(results_or_traces, "pairs"):
+    if _is_results(results_or_traces):
         res = results_or_traces
-        pairs = res.pairs(component)
-        dists = [float(res.meta(s, r, component)["distance_km"]) for s, r in pairs]
+        at, pairs, dists = _distances(res, component)
+        if not pairs:
+            return []
         order = np.argsort(dists, kind="stable")
-        keep = sorted(order[:: max(1, int(np.ceil(len(order) / max_read)))])
+        keep = np.sort(order[:: max(1, int(np.ceil(len(order) / max_read)))])
+        chosen = [pairs[i] for i in keep.tolist()]
 
         def traces():
-            for i in keep:
-                lags, ccf = res.stack(*pairs[i], component)
-                yield "", dists[i], lags, (ccf if ccf.ndim == 1 else ccf.mean(axis=0))
+            for i, (lags, ccf) in zip(keep.tolist(), _read(res, component, chosen, at[keep])):
+                yield "", float(dists[i]), lags, ccf
     else:
-        items = list(results_or_traces)
-        dists = [float(d) for _, d, _, _ in items]
+        items = [(str(a), float(d), np.asarray(lg), np.asarray(c))
+                 for a, d, lg, c in results_or_traces]
+        dists = [d for _, d, _, _ in items]
 
         def traces():
-            return _iter_traces(items, component)
+            return iter(items)
     edges = np.linspace(min(dists), max(dists) + 1e-9, n_bins + 1)
     sums, counts, lags = {}, {}, None
     for _, d, lg, c in traces():
@@ -105,7 +117,8 @@ def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.
     dashed guide lines ``lag = +/- distance / v`` (one line per sign and
     velocity). With more than ``max_traces`` pairs the normalised CCFs are averaged
     in ``max_traces`` equal distance bins (one stack read at a time), so a
-    thousand-station run shows its move-out instead of a black area.
+    thousand-station run shows its move-out instead of a black area. Pairs whose
+    distance is unknown (no station coordinates) cannot be placed and are left out.
 
     Parameters
     ----------
@@ -113,7 +126,7 @@ def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.
     component : str
         Used with a Results object.
     """
-    n_pairs = (len(results_or_traces.pairs(component)) if hasattr(results_or_traces, "pairs")
+    n_pairs = (len(results_or_traces.pairs(component)) if _is_results(results_or_traces)
                else len(results_or_traces))
     if n_pairs > max_traces:
         traces = _distance_bins(results_or_traces, component, max_traces)

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from noisecorr.engine import run
 
 from .build import Workflow, build_workflow
@@ -205,13 +207,15 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         plot_path = str(Path(config.out) / RECORD_SECTION)
         with open_results(wf.results_path) as res:
             comp = config.processing.components[0]
-            if res.pairs(comp):
+            n_pairs = len(res.pairs(comp))
+            if n_pairs:
                 # show the move-out: lags up to the slowest guide velocity's arrival, with margin
-                far = max(res.meta(a, b, comp).get("distance_km", 0.0) or 0.0 for a, b in res.pairs(comp))
+                # (distances from the index in memory; unknown ones count as 0 km)
+                far = float(np.max(np.nan_to_num(res.column("distance_km", comp), nan=0.0)))
                 record_section(res, component=comp, path=plot_path,
                                maxlag=min(config.processing.maxlag, max(10.0, 1.3 * far / 2.0)),
                                velocities=(config.synthetic_velocity,) if sources.truth else (2.0, 3.0, 4.0),
-                               title=f"Record section {comp}, {len(res.pairs(comp))} pairs")
+                               title=f"Record section {comp}, {n_pairs} pairs")
             else:
                 plot_path = None
     chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
