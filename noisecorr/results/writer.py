@@ -30,6 +30,7 @@ every pair flagged complete in the main file and the parts.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -521,7 +522,16 @@ def _check_free_space(folder, needed):
 
 class _PairSink:
     """Create ``/pairs/<SRC>/<RCV>/<COMP>`` datasets fast (low-level h5py, no
-    attributes, cached types and property lists), replacing existing ones."""
+    attributes, no timestamps, cached types and property lists), replacing existing
+    ones.
+
+    :meth:`put` writes a stack through HDF5; :meth:`allocate` only creates the dataset,
+    contiguous and with its space allocated (no fill), and returns where its bytes are in
+    the file, for :func:`_copy_ranges` to fill once the file is closed.
+    """
+
+    #: Open groups kept for reuse (a pair's group is reused by its other components).
+    MAX_OPEN_GROUPS = 65536
 
     def __init__(self, f: h5py.File, compression=None, compression_opts=None):
         self.f = f
@@ -529,6 +539,8 @@ class _PairSink:
         self.groups: dict = {}
         self.tid = h5py.h5t.py_create(np.dtype(np.float32))
         self.lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+        self.gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+        self.gcpl.set_obj_track_times(False)  # as h5py's default: no creation times
         self.compression, self.opts = compression or None, compression_opts
         self.dcpls: dict = {}
         self.spaces: dict = {}
@@ -539,32 +551,115 @@ class _PairSink:
             if parent.links.exists(name):
                 gid = h5py.h5g.open(parent, name)
             else:
-                gid = h5py.h5g.create(parent, name, self.lcpl)
+                gid = h5py.h5g.create(parent, name, self.lcpl, self.gcpl)
+            if len(self.groups) >= self.MAX_OPEN_GROUPS:
+                self.groups.clear()
             self.groups[key] = gid
         return gid
 
-    def _dcpl(self, shape):
-        dcpl = self.dcpls.get(shape)
+    def _dcpl(self, shape, allocated=False):
+        dcpl = self.dcpls.get((shape, allocated))
         if dcpl is None:
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            if self.compression:
+            dcpl.set_obj_track_times(False)
+            if allocated:  # contiguous, space allocated now, never written by HDF5
+                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            elif self.compression:
                 dcpl.set_chunk(shape)
                 if self.compression == "gzip":
                     dcpl.set_deflate(4 if self.opts is None else int(self.opts))
                 else:
                     dcpl.set_filter(h5py.h5z.FILTER_LZF, h5py.h5z.FLAG_OPTIONAL)
-            self.dcpls[shape] = dcpl
+            self.dcpls[(shape, allocated)] = dcpl
             self.spaces[shape] = h5py.h5s.create_simple(shape)
         return dcpl
 
-    def put(self, src: bytes, rcv: bytes, comp: bytes, data: np.ndarray) -> None:
+    def _create(self, src: bytes, rcv: bytes, comp: bytes, shape, tid, allocated=False):
         gs = self._group(self.root, src, src)
         gr = self._group(gs, (src, rcv), rcv)
         if gr.links.exists(comp):
             gr.unlink(comp)
-        dcpl = self._dcpl(data.shape)
-        ds = h5py.h5d.create(gr, comp, self.tid, self.spaces[data.shape], dcpl=dcpl)
+        dcpl = self._dcpl(shape, allocated)
+        return h5py.h5d.create(gr, comp, tid, self.spaces[shape], dcpl=dcpl)
+
+    def put(self, src: bytes, rcv: bytes, comp: bytes, data: np.ndarray) -> None:
+        ds = self._create(src, rcv, comp, data.shape, self.tid)
         ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data, dtype=np.float32))
+
+    def allocate(self, src: bytes, rcv: bytes, comp: bytes, shape, tid) -> int:
+        """Create the dataset (file type ``tid``, space allocated, not written); returns
+        the file offset of its bytes."""
+        return self._create(src, rcv, comp, shape, tid, allocated=True).get_offset()
+
+
+def _raw_blocks(part: h5py.File):
+    """``{k: (dataset, file offset, bytes per row)}`` of a part's ``/blocks`` if every block
+    can be copied byte for byte into the merged file (uncompressed and contiguous, so a row
+    is a byte range of the part), else ``None``."""
+    if from_attr(part.attrs.get("layout", "null")) != "blocks" \
+            or from_attr(part.attrs.get("compression", "")):
+        return None
+    out = {}
+    for k, ds in part["blocks"].items():
+        if ds.chunks is not None or ds.compression is not None or ds.external:
+            return None
+        offset = ds.id.get_offset()
+        if offset is None and ds.size:
+            return None
+        row = ds.id.get_type().get_size() * int(np.prod(ds.shape[1:], dtype=np.int64))
+        out[int(k)] = (ds, offset, row)
+    return out
+
+
+def _copy_ranges(dst_path: Path, parts: list, copies: dict) -> None:
+    """Copy byte ranges from parts into ``dst_path``: ``copies`` maps a key to
+    ``(part number, source offset, destination offset, length)``. Adjacent ranges are
+    copied as one (``os.copy_file_range``: no copy through user space where the
+    filesystem allows)."""
+    by_part: dict = {}
+    for p, src_off, dst_off, n in copies.values():
+        by_part.setdefault(p, []).append((src_off, dst_off, n))
+    fd = os.open(dst_path, os.O_WRONLY)
+    try:
+        for p in sorted(by_part):
+            runs = []
+            for src_off, dst_off, n in sorted(by_part[p]):
+                last = runs[-1] if runs else None
+                if last and last[0] + last[2] == src_off and last[1] + last[2] == dst_off:
+                    last[2] += n
+                else:
+                    runs.append([src_off, dst_off, n])
+            src = os.open(parts[p], os.O_RDONLY)
+            try:
+                for src_off, dst_off, n in runs:
+                    _copy_range(src, fd, src_off, dst_off, n, parts[p])
+            finally:
+                os.close(src)
+    finally:
+        os.close(fd)
+
+
+def _copy_range(src: int, dst: int, src_off: int, dst_off: int, n: int, name) -> None:
+    while n > 0:
+        try:
+            k = os.copy_file_range(src, dst, min(n, 1 << 30), src_off, dst_off)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            k = _copy_range_plain(src, dst, src_off, dst_off, min(n, 1 << 26))
+        if k == 0:
+            raise OSError(errno.EIO, f"{name} ends before byte {src_off + n}: truncated part")
+        src_off, dst_off, n = src_off + k, dst_off + k, n - k
+
+
+def _copy_range_plain(src: int, dst: int, src_off: int, dst_off: int, n: int) -> int:
+    """``os.copy_file_range`` through a buffer (filesystems or kernels without it)."""
+    data = os.pread(src, n, src_off)
+    done = 0
+    while done < len(data):
+        done += os.pwrite(dst, data[done:], dst_off + done)
+    return len(data)
 
 
 def _v1_columns(f: h5py.File) -> dict:
@@ -599,12 +694,23 @@ def _v1_columns(f: h5py.File) -> dict:
     return cols
 
 
+#: HDF5 metadata of a merge on disk is gathered in blocks of this size, so that the
+#: stacks' bytes, allocated one after the other, stay adjacent (one copy per part).
+META_BLOCK_BYTES = 4 * 2**20
+
+
 def merge_parts(path, root_attrs=None, stations=None) -> None:
     """Merge ``<path>.parts/*`` into ``path`` via ``<path>.tmp`` + rename.
 
     Safe to call at any time and after a crash (recovers a run whose writer
     never reached ``close``). Parts of format version 1 (one dataset per
     pair) are still merged; a version-1 main file is upgraded to version 2.
+
+    Merges larger than ``IN_MEMORY_MERGE_BYTES`` are built on disk. There, when every
+    part holds uncompressed blocks, the pairs' datasets are created with their space
+    allocated but not written, and the stacks' bytes are then copied from the parts in
+    one range per part (:func:`_copy_ranges`) instead of being read into memory and
+    written pair by pair.
     """
     path = Path(path)
     parts = list_parts(path)
@@ -616,59 +722,27 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         return
     tmp = Path(str(path) + ".tmp")
     size = (path.stat().st_size if path.exists() else 0) + sum(p.stat().st_size for p in parts)
+    copies = None  # {key: (part, source offset, destination offset, length)} of a raw merge
     if size <= IN_MEMORY_MERGE_BYTES:
         target = _image(tmp, path if path.exists() else None)
     else:
         _check_free_space(tmp.parent, size)
         if path.exists():
             shutil.copyfile(path, tmp)
-        target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest")
-    with target as dst:
-        if "index" in dst and from_attr(dst.attrs.get("format_version", 1)) < 2:
-            all_cols = [_v1_columns(dst)]
-        else:
-            all_cols = [ix.read_columns(dst)] if "index" in dst else []
-        table = read_stations(dst)
-        if root_attrs is not None:
-            root_attrs(dst)
-        sink = None
-        for part in parts:
-            with h5py.File(part, "r") as src:
-                if root_attrs is None:
-                    for k, v in src.attrs.items():
-                        if k not in ("layout", "compression", "compression_opts"):
-                            dst.attrs[k] = v
-                    dst.attrs["format_version"] = FORMAT_VERSION
-                for code, st in read_stations(src).items():
-                    table[code] = st
-                if from_attr(src.attrs.get("layout", "null")) != "blocks":
-                    _merge_v1_part(src, dst)
-                    all_cols.append(_v1_columns(src))
-                    continue
-                if sink is None:
-                    comp = from_attr(src.attrs.get("compression", ""))
-                    opts = src.attrs.get("compression_opts")
-                    sink = _PairSink(dst, comp or None,
-                                     None if opts is None else from_attr(opts))
-                cols = ix.read_columns(src)
-                blocks = {int(k): ds[()] for k, ds in src["blocks"].items()}
-                for s, r, c, b, i in zip(cols["source"].tolist(), cols["receiver"].tolist(),
-                                         cols["component"].tolist(), cols["block"].tolist(),
-                                         cols["block_row"].tolist()):
-                    sink.put(s, r, c, blocks[b][i])
-                del blocks
-                all_cols.append({k: v for k, v in cols.items() if k not in ix.BLOCK})
-        cols = ix.concat(all_cols)
-        keep = ix.last_wins(cols)
-        cols = {k: v[keep] for k, v in cols.items()}
-        if stations:
-            table.update(stations)
-        _write_stations(dst, table)
-        ix.write_columns(dst, cols)
-        dst.attrs["format_version"] = FORMAT_VERSION
-        dst.attrs["n_pairs"] = len(keep)
-    if not isinstance(target, _image):
-        _fsync(tmp)
+        target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest",
+                           meta_block_size=META_BLOCK_BYTES)
+        copies = {}
+    try:
+        with target as dst:
+            _merge_into(dst, parts, root_attrs, stations, copies)
+        if copies:
+            _copy_ranges(tmp, parts, copies)
+        if not isinstance(target, _image):
+            _fsync(tmp)
+    except BaseException:
+        if not isinstance(target, _image):  # (an image is never half written)
+            tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     for p in parts:
         p.unlink()
@@ -676,6 +750,73 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         parts_dir(path).rmdir()
     except OSError:
         pass
+
+
+def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copies) -> None:
+    """Add ``parts`` to the open ``dst`` (see :func:`merge_parts`); with ``copies`` (a dict)
+    the stacks of uncompressed block parts are only allocated and their byte ranges
+    recorded there."""
+    if "index" in dst and from_attr(dst.attrs.get("format_version", 1)) < 2:
+        all_cols = [_v1_columns(dst)]
+    else:
+        all_cols = [ix.read_columns(dst)] if "index" in dst else []
+    table = read_stations(dst)
+    if root_attrs is not None:
+        root_attrs(dst)
+    sink = None
+    raw = copies is not None
+    if raw:  # byte copies only if every part allows them (else pair by pair, as before)
+        for part in parts:
+            with h5py.File(part, "r") as src:
+                if _raw_blocks(src) is None:
+                    raw = False
+                    break
+    for number, part in enumerate(parts):
+        with h5py.File(part, "r") as src:
+            if root_attrs is None:
+                for k, v in src.attrs.items():
+                    if k not in ("layout", "compression", "compression_opts"):
+                        dst.attrs[k] = v
+                dst.attrs["format_version"] = FORMAT_VERSION
+            for code, st in read_stations(src).items():
+                table[code] = st
+            if from_attr(src.attrs.get("layout", "null")) != "blocks":
+                _merge_v1_part(src, dst)
+                all_cols.append(_v1_columns(src))
+                continue
+            if sink is None:
+                comp = from_attr(src.attrs.get("compression", ""))
+                opts = src.attrs.get("compression_opts")
+                sink = _PairSink(dst, comp or None, None if opts is None else from_attr(opts))
+            cols = ix.read_columns(src)
+            keys = zip(cols["source"].tolist(), cols["receiver"].tolist(),
+                       cols["component"].tolist(), cols["block"].tolist(),
+                       cols["block_row"].tolist())
+            if raw:
+                blocks = _raw_blocks(src)
+                tids = {k: ds.id.get_type() for k, (ds, _, _) in blocks.items()}
+                # in row order, so that the allocations follow the part's bytes
+                order = np.lexsort((cols["block_row"], cols["block"])).tolist()
+                keys = list(keys)
+                for s, r, c, b, i in (keys[j] for j in order):
+                    ds, offset, row = blocks[b]
+                    at = sink.allocate(s, r, c, ds.shape[1:], tids[b])
+                    copies[(s, r, c)] = (number, offset + i * row, at, row)
+            else:
+                blocks = {int(k): ds[()] for k, ds in src["blocks"].items()}
+                for s, r, c, b, i in keys:
+                    sink.put(s, r, c, blocks[b][i])
+            del blocks
+            all_cols.append({k: v for k, v in cols.items() if k not in ix.BLOCK})
+    cols = ix.concat(all_cols)
+    keep = ix.last_wins(cols)
+    cols = {k: v[keep] for k, v in cols.items()}
+    if stations:
+        table.update(stations)
+    _write_stations(dst, table)
+    ix.write_columns(dst, cols)
+    dst.attrs["format_version"] = FORMAT_VERSION
+    dst.attrs["n_pairs"] = len(keep)
 
 
 def _merge_v1_part(src: h5py.File, dst: h5py.File) -> None:
