@@ -3,7 +3,7 @@
 Thin over :mod:`noisecorr.tiles` (planning and the BLAS-3 kernel). The stage replaces
 ``CrossCorrelatePE -> StackPE`` for many stations::
 
-    ... -> WhitenPE -> TileRoutePE -> TileCorrelatePE -> TileStackPE -> (writer)
+    ... -> WhitenPE -> TileRoutePE -> TileCorrelatePE -> TileStackPE -> WriteResultsPE
 
 Items
 -----
@@ -54,7 +54,7 @@ import time
 import numpy as np
 
 from noisecorr.engine import CompositePE, GenericPE
-from pes.correlate import net_sta, station_key
+from pes.correlate import station_key
 from noisecorr.engine.routing import stable_hash
 from noisecorr.signal.components import ENZ_PAIRS
 from noisecorr.signal.correlate import lag_axis
@@ -65,8 +65,8 @@ from noisecorr.tiles.kernel import (assemble_block, pairs_to_lags, station_facto
 from noisecorr.tiles.plan import OUT_PAIRS, TilePlan, block_range, format_bytes
 from noisecorr.tiles.store import FactorStore
 
-__all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TileWriterPE", "TiledCorrelation",
-           "slot_keys", "station_key", "write_stack_item"]
+__all__ = ["TileRoutePE", "TileCorrelatePE", "TileStackPE", "TiledCorrelation", "slot_keys",
+           "station_key"]
 
 
 def slot_keys(n: int) -> list:
@@ -496,65 +496,6 @@ class TileStackPE(GenericPE):
                 "back_azimuth": None, "stack": s, "n_windows": int(c),
                 "stack_method": p.stack_method, "params": p.to_dict(), "substacks": None,
                 "substack_starts": None, "substack_counts": None})
-
-
-def write_stack_item(writer, item) -> int:
-    """Queue a :class:`TileStackPE` (batched) or :class:`pes.stack.StackPE` item on a
-    :class:`noisecorr.results.ResultsWriter`; returns the number of pairs."""
-    if "keys" not in item:
-        writer.write_pair(net_sta(item["source"]), net_sta(item["receiver"]), item["component"],
-                          item["lags"], item["stack"], {"sampling_rate": item["sampling_rate"],
-                                                         "n_windows": int(item["n_windows"])})
-        return 1
-    fs, comp = item["sampling_rate"], item["component"]
-    maxlag = (len(item["lags"]) // 2) / fs
-    # one bulk call per batch: validation, geometry and buffering run on whole arrays
-    writer.write_block([net_sta(s) for s in item["source"]], [net_sta(r) for r in item["receiver"]],
-                       comp, maxlag, item["stack"],
-                       {"sampling_rate": fs, "n_windows": [int(n) for n in item["n_windows"]]})
-    return len(item["keys"])
-
-
-class TileWriterPE(GenericPE):
-    """Write stacks to one results file (a single instance: ``global`` grouping).
-
-    Parameters
-    ----------
-    path : path
-    params : CorrelationParams
-    writer_options : dict
-        Passed to :class:`noisecorr.results.ResultsWriter` (``stations``, ``compression``,
-        ``checkpoint_pairs``...).
-    """
-
-    def __init__(self, path, params: CorrelationParams, writer_options=None, name: str | None = None):
-        super().__init__()
-        if name:
-            self.name = name
-        self._add_input("input", grouping="global")
-        self._add_output("output")
-        self.path = str(path)
-        self.params = params
-        self.writer_options = dict(writer_options or {})
-        self.writer = None
-        self.n_pairs = 0
-        self.seconds = 0.0
-
-    def process(self, inputs):
-        t0 = time.perf_counter()
-        if self.writer is None:
-            from noisecorr.results import ResultsWriter
-
-            self.writer = ResultsWriter(self.path, self.params.to_dict(), **self.writer_options)
-        self.n_pairs += write_stack_item(self.writer, inputs["input"])
-        self.seconds += time.perf_counter() - t0
-
-    def postprocess(self):
-        t0 = time.perf_counter()
-        if self.writer is not None:
-            self.writer.close()
-        self.seconds += time.perf_counter() - t0
-        self.write("output", {"path": self.path, "n_pairs": self.n_pairs, "seconds": self.seconds})
 
 
 class TiledCorrelation(CompositePE):

@@ -11,9 +11,12 @@ Stages (each timed; synthetic generation is reported but excluded from the total
    store would hold), generation and spectra share the processes, their times are split by
    the time measured in each;
 3. the engine graph ``FactorSource -> TileRoutePE -> TileCorrelatePE -> TileStackPE ->
-   TileWriterPE`` with ``--mapping`` and ``-n`` processes: cross-spectra (BLAS-3), inverse
-   FFT and writing are timed inside the PEs (per-worker seconds; the stage figure is the
-   busiest worker's).
+   WriteResultsPE`` with ``--mapping`` and ``-n`` processes, arranged as the workflow does
+   (stacks and writers local to the worker that correlated them, one part file set per
+   worker): cross-spectra (BLAS-3), inverse FFT and block assembly are timed inside the PEs
+   (per-worker seconds; the stage figure is the busiest worker's);
+4. the merge of the writers' part files into one results file (``--no-write``: a local sink
+   that drops the stacks instead, neither writing nor merging).
 
 The cross-spectral GFLOP/s are compared with a large complex64 ``np.matmul`` measured in
 the same run with the same BLAS threads per worker. Peak RSS: this process and the largest
@@ -45,7 +48,8 @@ from noisecorr.signal.chain import station_spectra  # noqa: E402
 from noisecorr.signal.params import CorrelationParams  # noqa: E402
 from noisecorr.signal.preprocess import ProcessedTrace  # noqa: E402
 from noisecorr.tiles import carried_band, format_bytes, plan_tiles, station_factors  # noqa: E402
-from pes.tiles import TileCorrelatePE, TileRoutePE, TileStackPE, TileWriterPE  # noqa: E402
+from pes.tiles import TileCorrelatePE, TileRoutePE, TileStackPE  # noqa: E402
+from pes.write import WriteResultsPE  # noqa: E402
 
 PARAMS = dict(sampling_rate=20.0, cc_len=1800.0, step=1800.0, freqmin=0.05, freqmax=2.0,
               maxlag=200.0, stack_method="linear", max_over_std=np.inf)
@@ -122,9 +126,12 @@ class FactorSource(ProducerPE):
 
 
 class Discard(ProducerPE.__mro__[1]):  # GenericPE
+    """Counts the pairs it receives (``--no-write``)."""
+
     def __init__(self):
         super().__init__()
-        self._add_input("input", grouping="global")
+        self.name = "WriteResults"
+        self._add_input("input")
         self._add_output("output")
         self.n = 0
 
@@ -132,7 +139,7 @@ class Discard(ProducerPE.__mro__[1]):  # GenericPE
         self.n += len(inputs["input"]["keys"])
 
     def postprocess(self):
-        self.write("output", {"n_pairs": self.n, "seconds": 0.0})
+        self.write("output", ("written", self.n))
 
 
 def matmul_peak(threads):
@@ -182,27 +189,42 @@ def once(args, tmp):
     blas = 1 if args.mapping != "sequential" else None
     corr = TileCorrelatePE(p, stations, plan, blas_threads=blas, scratch=tmp)
     stack = TileStackPE(p, n_chunks=1)
-    sink = (TileWriterPE(Path(tmp) / "results.h5", p, {"checkpoint_pairs": 5000})
-            if args.write else Discard())
+    workers = plan.workers
+    if args.write:
+        coords = {c: {"latitude": 0.0, "longitude": 0.01 * k, "elevation": 0.0}
+                  for k, c in enumerate(_codes(args.stations))}
+        sink = WriteResultsPE(Path(tmp) / "results.h5", p.to_dict(), coords, "2024-01-01",
+                              "2024-01-02", name="WriteResults")
+        sink.parallel = True
+    else:
+        sink = Discard()
+    # as the workflow: stacks stacked and written where they were correlated
+    stack.numprocesses = sink.numprocesses = workers
     g = WorkflowGraph()
     g.connect(src, "output", route, "input")
     g.connect(route, "output", corr, "input")
-    g.connect(corr, "output", stack, "input")
-    g.connect(stack, "output", sink, "input")
+    g.connect(corr, "output", stack, "input", grouping="local")
+    g.connect(stack, "output", sink, "input", grouping="local")
     t0 = time.perf_counter()
     out = run(g, inputs={src: args.stations}, mapping=args.mapping,
               processes=None if args.mapping == "sequential" else args.n)
     wall3 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if args.write:
+        from noisecorr.results import merge_parts
+
+        merge_parts(Path(tmp) / "results.h5")
+    merge = time.perf_counter() - t0
+    written = sum(n for what, n in out.outputs[("WriteResults", "output")] if what == "written")
+    assert written == args.stations * (args.stations - 1) // 2, written
     stats = out.outputs[("TileCorrelatePE", "stats")]
-    (summary,) = out.outputs[(type(sink).__name__, "output")]
-    assert summary["n_pairs"] == args.stations * (args.stations - 1) // 2, summary
     xs = max(s["seconds"]["cross_spectra"] for s in stats)
     ifft = max(s["seconds"]["inverse_fft"] for s in stats)
     asm = max(s["seconds"]["assemble"] for s in stats)
     gflops = sum(s["flops"] / max(s["seconds"]["cross_spectra"], 1e-9) for s in stats) / 1e9
     spilled = sum(s["spilled_bytes"] for s in stats)
     return dict(synth=t_synth, spectra=t_spectra, assemble=asm, cross=xs, ifft=ifft, spilled=spilled,
-                write=summary["seconds"], graph=wall3, total=t_spectra + wall3, gflops=gflops,
+                merge=merge, graph=wall3, total=t_spectra + wall3 + merge, gflops=gflops,
                 plan=plan, n_win=n_win, nb=nb)
 
 
@@ -246,8 +268,9 @@ def main(argv=None) -> int:
           f"{peak:.0f} GFLOP/s")
     print(f"medians of {args.repeat} (s): synthetic {med['synth']:.1f} (excluded) | spectra "
           f"{med['spectra']:.1f} | tile assembly {med['assemble']:.1f} | cross-spectra "
-          f"{med['cross']:.1f} | inverse FFT {med['ifft']:.1f} | writing {med['write']:.1f} | "
-          f"graph wall {med['graph']:.1f} | total (spectra + graph) {med['total']:.1f}")
+          f"{med['cross']:.1f} | inverse FFT {med['ifft']:.1f} | graph wall (correlate, stack, "
+          f"write) {med['graph']:.1f} | merge {med['merge']:.1f} | total (spectra + graph + merge) "
+          f"{med['total']:.1f}")
     totals = ", ".join(f"{r['total']:.1f}" for r in runs)
     print(f"runs total: {totals}; pair-windows/s "
           f"{pairs * r0['n_win'] / med['total']:.3g}; cross-spectra {med['gflops']:.0f} GFLOP/s = "

@@ -12,11 +12,12 @@ from noisecorr.signal.preprocess import ProcessedTrace
 from noisecorr.synth import SyntheticNetwork
 from noisecorr.synth.geometry import destination
 from noisecorr.tiles import carried_band, plan_tiles
-from pes.tiles import TiledCorrelation, TileWriterPE
+from pes.tiles import TiledCorrelation
+from pes.write import WriteResultsPE
 from tile_data import make_spectra, params
 
 
-def graph(p, items, block, workers, path=None):
+def graph(p, items, block, workers, path=None, parallel=False):
     stations = sorted({i["seed_id"].rsplit(".", 1)[0] for i in items})
     band = carried_band(p, items[0]["nfft"])
     plan = plan_tiles(len(stations), 20, band.stop - band.start, items[0]["nfft"],
@@ -25,7 +26,12 @@ def graph(p, items, block, workers, path=None):
     g = WorkflowGraph()
     g.add(tc)
     if path is not None:
-        g.connect(tc, "output", TileWriterPE(path, p), "input")
+        coords = {s.rsplit(".", 1)[0]: {"latitude": 45.0, "longitude": 7.0 + 0.1 * k, "elevation": 0.0}
+                  for k, s in enumerate(stations)}
+        writer = WriteResultsPE(path, p.to_dict(), coords, "2024-01-01", "2024-01-02", name="WriteResults")
+        if parallel:  # one writer per worker, where the stacks are made (as the workflow does)
+            writer.parallel, writer.numprocesses = True, workers
+        g.connect(tc, "output", writer, "input", grouping="local" if parallel else None)
     return g, {tc._resolve_input("input")[0]: [{"input": it} for it in items]}
 
 
@@ -49,18 +55,26 @@ def test_sequential_and_multiprocess_identical(tmp_path):
         np.testing.assert_array_equal(seq[k][0], mp[k][0])
 
 
-def test_writes_results_file(tmp_path):
+@pytest.mark.parametrize("mapping, parallel", [("sequential", False), ("multiprocess", True)])
+def test_writes_results_file(tmp_path, mapping, parallel):
+    from noisecorr.results import merge_parts
+
     p = params()
     items = make_spectra(p, n_stations=5)
     path = tmp_path / "r.h5"
-    g, inputs = graph(p, items, block=2, workers=2, path=path)
-    res = run(g, inputs=inputs, mapping="sequential")
-    (summary,) = res.outputs[("TileWriterPE", "output")]
-    assert summary["n_pairs"] == 10
+    g, inputs = graph(p, items, block=2, workers=2, path=path, parallel=parallel)
+    res = run(g, inputs=inputs, mapping=mapping, **({"processes": 2} if parallel else {}))
+    assert sum(n for what, n in res.outputs[("WriteResults", "output")] if what == "written") == 10
+    if parallel:
+        merge_parts(path)
+    g_ref, in_ref = graph(p, items, block=2, workers=2)
+    ref = stacks(run(g_ref, inputs=in_ref))
     with open_results(path) as r:
         assert len(r.pairs()) == 10
         lags, ccf = r.stack("XX.S00", "XX.S03")
-        assert len(lags) == 2 * p.maxlag_samples + 1 and np.isfinite(ccf).all()
+        assert len(lags) == 2 * p.maxlag_samples + 1
+        np.testing.assert_array_equal(ccf, ref["XX.S00.|XX.S03.|ZZ"][0])
+        assert r.meta("XX.S00", "XX.S03")["n_windows"] == ref["XX.S00.|XX.S03.|ZZ"][1]
 
 
 def test_recovers_truth_table():
