@@ -16,8 +16,13 @@ instance and stream); when all have arrived and its buffers are empty it runs
 iteration. Nothing waits for a timeout.
 
 Back-pressure: a worker runs its sources only while fewer than ``window`` of the batches it
-sent are unacknowledged; other instances never block on sending, which rules out
-deadlocks between workers that feed each other.
+sent are unacknowledged, and while the items already waiting in its own input buffers
+amount to less than :data:`SOURCE_AHEAD_SECONDS` of work (each PE's measured seconds per
+item times its waiting items): a source that is cheaper than the PEs after it (fetching a
+day of waveforms takes 10 ms, preprocessing it 300 ms) would otherwise fill memory with
+items the worker cannot process yet. Other instances never block on sending, which rules
+out deadlocks between workers that feed each other; waiting items are always processed
+(at least one per buffer and pass), so a paused source always resumes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ log = logging.getLogger("noisecorr.engine")
 SOURCE_CHUNK = 1024
 #: Seconds of work a PE instance does per pass before the PEs after it get their turn.
 BATCH_SECONDS = 0.05
+#: Seconds of local work waiting in a worker's buffers above which its sources pause.
+SOURCE_AHEAD_SECONDS = 0.5
+#: Per-item cost assumed for a PE not yet measured (its first item sizes its batches).
+UNMEASURED_COST = BATCH_SECONDS
+
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
 #: Bytes per outgoing batch that transports aim for, and the most items in one batch.
@@ -271,7 +281,8 @@ class Worker:
             if runner.done:
                 continue
             if runner.is_source:
-                if runner.remaining() > 0 and self.unacked < self.window:
+                if (runner.remaining() > 0 and self.unacked < self.window
+                        and self._backlog_seconds() < SOURCE_AHEAD_SECONDS):
                     self._iterate(runner)
                     progressed = True
                 if runner.remaining() <= 0:
@@ -289,12 +300,23 @@ class Worker:
                 progressed = True
         return progressed
 
+    def _backlog_seconds(self):
+        """Estimated seconds of work waiting in this worker's input buffers."""
+        total = 0.0
+        for r in self.runners:
+            if r.is_source or r.done:
+                continue
+            waiting = sum(len(buf) for _, buf in r.buffer_items)
+            if waiting:
+                total += waiting * (UNMEASURED_COST if r.cost is None else r.cost)
+        return total
+
     def _iterate(self, runner):
         process = runner.process
         data = runner.iterations
         listed = not isinstance(data, int)
         start_written = runner.written()
-        t0 = time.perf_counter()
+        t0 = checked = time.perf_counter()
         n = min(SOURCE_CHUNK, runner.remaining())
         try:
             for _ in range(n):
@@ -303,9 +325,14 @@ class Worker:
                 result = process(inputs)
                 if result is not None:
                     write_returned(runner.pe, result)
+                now = time.perf_counter()
                 if (runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window
-                        or time.perf_counter() - t0 > BATCH_SECONDS):
+                        or now - t0 > BATCH_SECONDS):
                     break
+                if now - checked > 0.002:  # the backlog, every 2 ms (cheap sources run on)
+                    checked = now
+                    if self._backlog_seconds() >= SOURCE_AHEAD_SECONDS:
+                        break
         except Exception:
             what = f"input {short_repr(inputs)}" if listed else f"iteration {runner.position}"
             raise self._error(runner, "process", what) from None

@@ -1,0 +1,67 @@
+"""Sources pause while their own worker has work waiting: a cheap source feeding an
+expensive PE in the same process (the workflow's Fetch -> Preprocess) must not fill memory
+with items the worker cannot process yet."""
+
+import time
+
+import numpy as np
+import pytest
+
+from noisecorr.engine import GenericPE, ProducerPE, WorkflowGraph, run
+from noisecorr.engine.runtime import SOURCE_AHEAD_SECONDS
+
+
+class CheapDays(ProducerPE):
+    """1 MB per item, made in microseconds; records how many it has made."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self.counter = counter
+
+    def _process(self, inputs):
+        with open(self.counter, "w") as f:
+            f.write(str(inputs["i"] + 1))
+        return np.full(131072, float(inputs["i"]))
+
+
+class SlowDays(GenericPE):
+    """20 ms per item; notes how far ahead the source was each time."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.counter = counter
+        self.n = 0
+        self.max_lead = 0
+
+    def process(self, inputs):
+        with open(self.counter) as f:
+            made = int(f.read())
+        self.max_lead = max(self.max_lead, made - self.n)
+        self.n += 1
+        time.sleep(0.02)
+
+    def postprocess(self):
+        self.write("output", (self.n, self.max_lead))
+
+
+@pytest.mark.parametrize("mapping", ["sequential", "multiprocess"])
+def test_source_waits_for_local_backlog(tmp_path, mapping):
+    counter = tmp_path / "made"
+    counter.write_text("0")
+    g = WorkflowGraph()
+    src, slow = CheapDays(str(counter)), SlowDays(str(counter))
+    g.connect(src, "output", slow, "input", grouping="local")
+    if mapping == "multiprocess":  # one instance each per worker: every stream stays local
+        src.numprocesses = slow.numprocesses = 1
+    n = 80
+    kw = {"processes": 1} if mapping == "multiprocess" else {}
+    res = run(g, inputs={src: [{"i": i} for i in range(n)]}, mapping=mapping, **kw)
+    ((got, lead),) = res.outputs[("SlowDays", "output")]
+    assert got == n
+    # 0.5 s of work at 20 ms per item is 25 items; before the consumer is measured an item
+    # counts as 50 ms. Without the pause the source makes all 80 in its first turn.
+    assert SOURCE_AHEAD_SECONDS == 0.5
+    bound = 40  # 25 waiting, a batch being processed, the turn in which the source stops
+    assert 1 <= lead <= bound, f"the source ran {lead} items ahead of its own worker"
