@@ -140,7 +140,7 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
             return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
         prov = provenance_options(config)
         options = dict(mapping_options or {})
-        if progress is not None and config.mapping in ("sequential", "multiprocess", "simple", "multi"):
+        if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "simple", "multi"):
             options["progress"] = progress
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      provenance=prov, **options)
@@ -225,13 +225,28 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         pairs_expected=wf.n_pairs, pairs_written=written, pairs_resumed=len(wf.completed),
         windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
         skipped=skipped, wall_seconds=wall,
-        timings={k: round(v, 3) for k, v in result.timings.items()},
+        timings={**{k: round(v, 3) for k, v in result.timings.items()},
+                 **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
         provenance=provenance or None,
     )
     tmp = Path(config.out) / (SUMMARY + ".tmp")
     tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))
     os.replace(tmp, Path(config.out) / SUMMARY)
     return report
+
+
+def tile_timings(stats) -> dict:
+    """Seconds of the tiled stage's steps summed over its instances, the bytes of spectra
+    spilled to scratch files, and the cross-spectral GFLOP/s (each instance's flops over its
+    own product seconds, summed: the rate the workers reached together)."""
+    if not stats:
+        return {}
+    out = {f"tiles.{k}": round(sum(s["seconds"][k] for s in stats), 3)
+           for k in ("assemble", "cross_spectra", "inverse_fft")}
+    out["tiles.spilled_bytes"] = sum(s.get("spilled_bytes", 0) for s in stats)
+    out["tiles.cross_spectra_gflops"] = round(
+        sum(s["flops"] / s["seconds"]["cross_spectra"] for s in stats if s["seconds"]["cross_spectra"] > 0) / 1e9, 1)
+    return out
 
 
 def _iso(t):
