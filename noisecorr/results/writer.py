@@ -17,8 +17,10 @@ open for writing:
 2. :meth:`ResultsWriter.close` merges the main file and all parts into
    ``<path>.tmp`` (the main file plus one ``/pairs/<SRC>/<RCV>/<COMP>``
    dataset per part row, created with the low-level API and no
-   attributes; the index columns concatenated and sorted), closes it and
-   renames it onto ``<path>``; only then are the parts deleted. A crash at any moment leaves the old main file and the
+   attributes, and filled from the parts' bytes in large copies when the
+   merge is built on disk; the index columns concatenated and sorted),
+   fsyncs it and renames it onto ``<path>``; only then are the parts
+   deleted. A crash at any moment leaves the old main file and the
    parts intact; leftover ``*.tmp`` files are ignored and removed on the
    next open. Merging is idempotent (a pair in a later part replaces the
    same pair from an earlier part or the main file).
@@ -35,7 +37,9 @@ import io
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -539,6 +543,8 @@ class _PairSink:
         self.groups: dict = {}
         self.tid = h5py.h5t.py_create(np.dtype(np.float32))
         self.lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+        self.lcpl_parents = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+        self.lcpl_parents.set_create_intermediate_group(True)
         self.gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
         self.gcpl.set_obj_track_times(False)  # as h5py's default: no creation times
         self.compression, self.opts = compression or None, compression_opts
@@ -587,10 +593,19 @@ class _PairSink:
         ds = self._create(src, rcv, comp, data.shape, self.tid)
         ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data, dtype=np.float32))
 
-    def allocate(self, src: bytes, rcv: bytes, comp: bytes, shape, tid) -> int:
+    def allocate(self, src: bytes, rcv: bytes, comp: bytes, shape, tid, new=False) -> int:
         """Create the dataset (file type ``tid``, space allocated, not written); returns
-        the file offset of its bytes."""
-        return self._create(src, rcv, comp, shape, tid, allocated=True).get_offset()
+        the file offset of its bytes.
+
+        ``new``: the pair has no dataset yet, so nothing is looked up or replaced and its
+        receiver group is made, if missing, by the same call (a quarter faster).
+        """
+        if not new:
+            return self._create(src, rcv, comp, shape, tid, allocated=True).get_offset()
+        gs = self._group(self.root, src, src)
+        dcpl = self._dcpl(shape, allocated=True)
+        return h5py.h5d.create(gs, rcv + b"/" + comp, tid, self.spaces[shape], dcpl=dcpl,
+                               lcpl=self.lcpl_parents).get_offset()
 
 
 def _raw_blocks(part: h5py.File):
@@ -612,32 +627,71 @@ def _raw_blocks(part: h5py.File):
     return out
 
 
-def _copy_ranges(dst_path: Path, parts: list, copies: dict) -> None:
-    """Copy byte ranges from parts into ``dst_path``: ``copies`` maps a key to
-    ``(part number, source offset, destination offset, length)``. Adjacent ranges are
-    copied as one (``os.copy_file_range``: no copy through user space where the
-    filesystem allows)."""
-    by_part: dict = {}
-    for p, src_off, dst_off, n in copies.values():
-        by_part.setdefault(p, []).append((src_off, dst_off, n))
-    fd = os.open(dst_path, os.O_WRONLY)
-    try:
-        for p in sorted(by_part):
-            runs = []
-            for src_off, dst_off, n in sorted(by_part[p]):
-                last = runs[-1] if runs else None
-                if last and last[0] + last[2] == src_off and last[1] + last[2] == dst_off:
-                    last[2] += n
-                else:
-                    runs.append([src_off, dst_off, n])
-            src = os.open(parts[p], os.O_RDONLY)
+class _Copier:
+    """Copy byte ranges from the parts into the merged file in a background thread, while
+    the merge goes on creating datasets (HDF5 never writes the space it allocated for
+    them, so the two never touch the same bytes).
+
+    :meth:`submit` queues one part's ranges; :meth:`close` waits for all and raises the
+    first error of the copies; :meth:`abort` drops what is left.
+    """
+
+    def __init__(self, dst_path: Path):
+        self.fd = os.open(dst_path, os.O_WRONLY)
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="merge-copy", daemon=True)
+        self.thread.start()
+
+    def submit(self, part: Path, ranges: list) -> None:
+        """Queue ``[(source offset, destination offset, length)]`` from ``part``."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put((part, ranges))
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain after a failure
+            part, ranges = item
             try:
-                for src_off, dst_off, n in runs:
-                    _copy_range(src, fd, src_off, dst_off, n, parts[p])
-            finally:
-                os.close(src)
-    finally:
-        os.close(fd)
+                src = os.open(part, os.O_RDONLY)
+                try:
+                    for src_off, dst_off, n in _runs(ranges):
+                        _copy_range(src, self.fd, src_off, dst_off, n, part)
+                finally:
+                    os.close(src)
+            except BaseException as exc:  # raised in the merging thread by submit/close
+                self.error = exc
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        os.close(self.fd)
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.error = self.error or RuntimeError("merge aborted")
+            self.queue.put(None)
+            self.thread.join()
+            os.close(self.fd)
+
+
+def _runs(ranges) -> list:
+    """``(source offset, destination offset, length)`` ranges with adjacent ones joined."""
+    runs = []
+    for src_off, dst_off, n in sorted(ranges):
+        last = runs[-1] if runs else None
+        if last and last[0] + last[2] == src_off and last[1] + last[2] == dst_off:
+            last[2] += n
+        else:
+            runs.append([src_off, dst_off, n])
+    return runs
 
 
 def _copy_range(src: int, dst: int, src_off: int, dst_off: int, n: int, name) -> None:
@@ -707,10 +761,11 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
     pair) are still merged; a version-1 main file is upgraded to version 2.
 
     Merges larger than ``IN_MEMORY_MERGE_BYTES`` are built on disk. There, when every
-    part holds uncompressed blocks, the pairs' datasets are created with their space
-    allocated but not written, and the stacks' bytes are then copied from the parts in
-    one range per part (:func:`_copy_ranges`) instead of being read into memory and
-    written pair by pair.
+    part holds uncompressed blocks, each pair's dataset is created once (a pair that a
+    later part replaces is skipped) with its space allocated but not written, and the
+    stacks' bytes are copied from the parts, one range per block of a part, by a
+    background thread (:class:`_Copier`) while the next part's datasets are created,
+    instead of being read into memory and written pair by pair.
     """
     path = Path(path)
     parts = list_parts(path)
@@ -722,7 +777,7 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         return
     tmp = Path(str(path) + ".tmp")
     size = (path.stat().st_size if path.exists() else 0) + sum(p.stat().st_size for p in parts)
-    copies = None  # {key: (part, source offset, destination offset, length)} of a raw merge
+    copier = None  # a merge on disk copies the stacks' bytes (see _merge_into)
     if size <= IN_MEMORY_MERGE_BYTES:
         target = _image(tmp, path if path.exists() else None)
     else:
@@ -731,15 +786,17 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
             shutil.copyfile(path, tmp)
         target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest",
                            meta_block_size=META_BLOCK_BYTES)
-        copies = {}
     try:
         with target as dst:
-            _merge_into(dst, parts, root_attrs, stations, copies)
-        if copies:
-            _copy_ranges(tmp, parts, copies)
-        if not isinstance(target, _image):
+            if not isinstance(target, _image):
+                copier = _Copier(tmp)
+            _merge_into(dst, parts, root_attrs, stations, copier)
+        if copier is not None:
+            copier.close()
             _fsync(tmp)
     except BaseException:
+        if copier is not None:
+            copier.abort()
         if not isinstance(target, _image):  # (an image is never half written)
             tmp.unlink(missing_ok=True)
         raise
@@ -752,10 +809,10 @@ def merge_parts(path, root_attrs=None, stations=None) -> None:
         pass
 
 
-def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copies) -> None:
-    """Add ``parts`` to the open ``dst`` (see :func:`merge_parts`); with ``copies`` (a dict)
-    the stacks of uncompressed block parts are only allocated and their byte ranges
-    recorded there."""
+def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copier) -> None:
+    """Add ``parts`` to the open ``dst`` (see :func:`merge_parts`). With a :class:`_Copier`,
+    if every part holds uncompressed blocks, each pair's dataset is only allocated and
+    the copier fills it from the part's bytes; otherwise stacks are written pair by pair."""
     if "index" in dst and from_attr(dst.attrs.get("format_version", 1)) < 2:
         all_cols = [_v1_columns(dst)]
     else:
@@ -763,14 +820,13 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copies) -> No
     table = read_stations(dst)
     if root_attrs is not None:
         root_attrs(dst)
+    winners = _raw_winners(parts) if copier is not None else None
+    if winners is not None and all_cols:  # pairs of the main file are replaced, not added
+        before = set(zip(all_cols[0]["source"].tolist(), all_cols[0]["receiver"].tolist(),
+                         all_cols[0]["component"].tolist()))
+    else:
+        before = set()
     sink = None
-    raw = copies is not None
-    if raw:  # byte copies only if every part allows them (else pair by pair, as before)
-        for part in parts:
-            with h5py.File(part, "r") as src:
-                if _raw_blocks(src) is None:
-                    raw = False
-                    break
     for number, part in enumerate(parts):
         with h5py.File(part, "r") as src:
             if root_attrs is None:
@@ -789,19 +845,22 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copies) -> No
                 opts = src.attrs.get("compression_opts")
                 sink = _PairSink(dst, comp or None, None if opts is None else from_attr(opts))
             cols = ix.read_columns(src)
-            keys = zip(cols["source"].tolist(), cols["receiver"].tolist(),
-                       cols["component"].tolist(), cols["block"].tolist(),
-                       cols["block_row"].tolist())
-            if raw:
+            keys = list(zip(cols["source"].tolist(), cols["receiver"].tolist(),
+                            cols["component"].tolist(), cols["block"].tolist(),
+                            cols["block_row"].tolist()))
+            if winners is not None:
                 blocks = _raw_blocks(src)
                 tids = {k: ds.id.get_type() for k, (ds, _, _) in blocks.items()}
-                # in row order, so that the allocations follow the part's bytes
-                order = np.lexsort((cols["block_row"], cols["block"])).tolist()
-                keys = list(keys)
-                for s, r, c, b, i in (keys[j] for j in order):
+                # rows a later part replaces are left out; in the part's row order, so
+                # that the allocations follow the part's bytes
+                order = np.lexsort((cols["block_row"], cols["block"]))
+                ranges = []
+                for j in order[winners[number][order]].tolist():
+                    s, r, c, b, i = keys[j]
                     ds, offset, row = blocks[b]
-                    at = sink.allocate(s, r, c, ds.shape[1:], tids[b])
-                    copies[(s, r, c)] = (number, offset + i * row, at, row)
+                    at = sink.allocate(s, r, c, ds.shape[1:], tids[b], (s, r, c) not in before)
+                    ranges.append((offset + i * row, at, row))
+                copier.submit(part, ranges)
             else:
                 blocks = {int(k): ds[()] for k, ds in src["blocks"].items()}
                 for s, r, c, b, i in keys:
@@ -817,6 +876,29 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copies) -> No
     ix.write_columns(dst, cols)
     dst.attrs["format_version"] = FORMAT_VERSION
     dst.attrs["n_pairs"] = len(keep)
+
+
+def _raw_winners(parts: list):
+    """Per part, a mask of the index rows no later part replaces, if every part can be
+    copied byte for byte (:func:`_raw_blocks`), else ``None``.
+
+    Datasets are then created once per key: a replaced one is never allocated, so the
+    space of each allocated dataset receives exactly one copy."""
+    keys = []
+    for number, part in enumerate(parts):
+        with h5py.File(part, "r") as src:
+            if _raw_blocks(src) is None:
+                return None
+            g = src["index"]
+            cols = {k: g[k][()] for k in ix.KEYS}
+        keys.append({**cols, "part": np.full(len(cols["source"]), number, dtype=np.int64),
+                     "row": np.arange(len(cols["source"]), dtype=np.int64)})
+    cols = ix.concat(keys)
+    keep = ix.last_wins(cols)
+    masks = [np.zeros(len(k["source"]), dtype=bool) for k in keys]
+    for number, row in zip(cols["part"][keep].tolist(), cols["row"][keep].tolist()):
+        masks[number][row] = True
+    return masks
 
 
 def _merge_v1_part(src: h5py.File, dst: h5py.File) -> None:
