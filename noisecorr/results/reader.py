@@ -15,7 +15,9 @@ Version-1 files (metadata as dataset attributes) are read as before.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -38,6 +40,7 @@ class _File:
         self._stations = None
         self._columns = None  # low-level handles of the /index columns
         self._blocks: dict = {}  # {k: /blocks/<k>} of a part, once used
+        self._handle = None  # the file's descriptor, once used
 
     def columns(self):
         if self._columns is None:
@@ -96,6 +99,20 @@ class _File:
         out = np.empty(dsid.shape, dtype=dsid.dtype)
         dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         return out
+
+    def where(self, source: bytes, receiver: bytes, component: bytes):
+        """``(file descriptor, offset, dtype, shape)`` of a version-2 pair dataset whose
+        bytes are one range of the file (contiguous, uncompressed), else ``None``."""
+        if self.blocks or self.version < 2 or not isinstance(self._fd(), int):
+            return None
+        dsid = h5py.h5d.open(self.h5.id, b"/pairs/" + source + b"/" + receiver + b"/" + component)
+        offset = dsid.get_offset()  # None unless contiguous and allocated
+        return None if offset is None else (self._fd(), offset, dsid.dtype, dsid.shape)
+
+    def _fd(self):
+        if self._handle is None:
+            self._handle = self.h5.id.get_vfd_handle()  # the POSIX descriptor (sec2 driver)
+        return self._handle
 
     def at(self, row, source, receiver, component):
         """``(row, dataset_or_None)`` of row ``row`` (the pair's key given), as :meth:`find`."""
@@ -251,18 +268,17 @@ class Results:
         """Yield ``(lags_seconds, ccf)`` of ``pairs(component)[i]`` for each ``i`` in
         ``index`` (default: every pair), in that order, as :meth:`stack` gives them.
 
-        Reads one stack at a time, found through the index in memory (no search per
-        pair). The ``lags`` arrays are shared between pairs and read-only.
+        Stacks are found through the index in memory (no search per pair) and yielded one
+        at a time. A stack stored as one range of the file is read with one ``pread``,
+        the next ones announced to the kernel beforehand (``posix_fadvise``), so reads
+        from disk overlap. The ``lags`` arrays are shared between pairs and read-only.
         """
         rows = self._pair_rows(check_component(component))[0]
         tab = self._table()
         if index is not None:
             rows = rows[np.asarray(index, dtype=np.int64)]
         lags_of: dict = {}
-        for t in rows.tolist():
-            f = self._sets[int(tab["_file"][t])]
-            data = f.read(int(tab["_row"][t]), tab["source"][t], tab["receiver"][t],
-                          tab["component"][t])
+        for t, data in self._read_rows(rows.tolist()):
             fs = float(tab["sampling_rate"][t])
             key = (data.shape[-1] // 2, fs)
             lags = lags_of.get(key)
@@ -270,6 +286,34 @@ class Results:
                 lags = lags_of[key] = lag_axis(key[0] / fs, fs)
                 lags.flags.writeable = False
             yield lags, data
+
+    #: Stacks located and announced to the kernel ahead of reading them.
+    READ_AHEAD = 256
+
+    def _read_rows(self, rows):
+        """Yield ``(table row, stack)`` for table ``rows``, in that order."""
+        tab = self._tab
+        for start in range(0, len(rows), self.READ_AHEAD):
+            batch = []
+            for t in rows[start:start + self.READ_AHEAD]:
+                f = self._sets[int(tab["_file"][t])]
+                key = (tab["source"][t], tab["receiver"][t], tab["component"][t])
+                at = f.where(*key)
+                if at is not None:
+                    fd, offset, dtype, shape = at
+                    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+                    os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
+                batch.append((t, f, key, at))
+            for t, f, key, at in batch:
+                if at is None:
+                    yield t, f.read(int(tab["_row"][t]), *key)
+                    continue
+                fd, offset, dtype, shape = at
+                data = np.empty(shape, dtype=dtype)
+                if os.preadv(fd, [data], offset) != data.nbytes:
+                    raise OSError(errno.EIO, f"{f.h5.filename}: stack of "
+                                  f"{b'/'.join(key).decode()} ends early (truncated file)")
+                yield t, data
 
     def stations(self) -> list:
         """Station table: list of dicts (code, latitude, longitude, elevation)."""

@@ -102,6 +102,9 @@ def test_merge_on_disk_of_compressed_parts_writes_pair_by_pair(tmp_path, monkeyp
     assert snapshot(disk) == snapshot(memory)
     with h5py.File(disk, "r") as f:
         assert f[f"/pairs/{PAIRS[0][0]}/{PAIRS[0][1]}/ZZ"].compression == "gzip"
+    with open_results(disk) as res:  # chunked stacks are read through HDF5
+        for (s, r), (_, data) in zip(res.pairs("ZZ"), res.stacks("ZZ")):
+            assert np.array_equal(data, res.stack(s, r)[1])
 
 
 def test_failed_byte_copy_leaves_parts_and_no_tmp(tmp_path, monkeypatch):
