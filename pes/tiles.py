@@ -238,6 +238,11 @@ class TileCorrelatePE(GenericPE):
         return st
 
     def process(self, inputs):
+        """Store the station's factors; compute the tiles it completes.
+
+        A generator: the run loop resumes it after each output item, so the stacks and the
+        writer take each batch of pairs before the next is computed (a tile's lags are
+        never all in memory)."""
         item = inputs["input"]
         st = self._chunk_state(item["chunk"], item["worker"])
         k = (item["station"], item["channel"])
@@ -259,7 +264,7 @@ class TileCorrelatePE(GenericPE):
             st["done_blocks"].get(x, 0) == len(block_range(x, self.plan.block_size,
                                                            self.plan.n_stations)) for x in t))
         for t in ready:
-            self._run_tile(item["chunk"], st, t)
+            yield from self._run_tile(item["chunk"], st, t)
         if not st["pending"]:
             self._close_state(item["chunk"], item["worker"])
 
@@ -274,7 +279,7 @@ class TileCorrelatePE(GenericPE):
         for (chunk, worker) in sorted(self.state, key=lambda k: (str(k[0]), k[1])):
             st = self.state[(chunk, worker)]
             for t in sorted(st["pending"]):
-                self._run_tile(chunk, st, t)
+                yield from self._run_tile(chunk, st, t)
             self._close_state(chunk, worker)
         if self._limiter is not None:
             self._limiter.unregister()
@@ -296,7 +301,7 @@ class TileCorrelatePE(GenericPE):
         self.stats["tiles"] += 1
         try:
             for comp in self.params.components:
-                self._correlate(chunk, st, tile, comp)
+                yield from self._correlate(chunk, st, tile, comp)
         finally:
             self._release(st, tile)
 
@@ -348,8 +353,8 @@ class TileCorrelatePE(GenericPE):
             b, mb = self._block(st, cols, comp[1], grid, fs, nb, source=False)
             self.stats["panels"] += 1
             if self.per_window:
-                self._per_window(chunk, comp, meta_i, meta_j[p0:p0 + P], rows_i, cols, a, b, ma,
-                                 mb, ii, jj, grid, band, nfft, L, lags, fs)
+                yield from self._per_window(chunk, comp, meta_i, meta_j[p0:p0 + P], rows_i, cols, a,
+                                            b, ma, mb, ii, jj, grid, band, nfft, L, lags, fs)
                 continue
             t0 = time.perf_counter()
             cross = tile_cross_spectra(a[:, :n_src], b)
@@ -376,6 +381,7 @@ class TileCorrelatePE(GenericPE):
                     "sampling_rate": fs,
                 })
                 del ccf
+                yield  # the stack and the writer take this item before the next is made
             del cross
 
     def _coords(self, key):
@@ -401,6 +407,7 @@ class TileCorrelatePE(GenericPE):
                 "azimuth": None if geom is None else geom.azimuth,
                 "back_azimuth": None if geom is None else geom.back_azimuth,
             })
+            yield
 
 
 class TileStackPE(GenericPE):

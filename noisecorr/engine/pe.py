@@ -38,6 +38,7 @@ boundary arrive read-only.
 from __future__ import annotations
 
 import logging
+import types
 
 from .errors import GraphError
 
@@ -237,7 +238,16 @@ class SimpleFunctionPE(IterativePE):
 
 
 def write_returned(pe, result):
-    """Write the ``{output name: item}`` dict that ``pe.process`` returned (every mapping)."""
+    """Write the ``{output name: item}`` dict that ``pe.process`` returned (every mapping).
+
+    A generator (``process`` or ``postprocess`` written with ``yield``) is run to its end
+    here, writing every dict it yields; the shared run loop instead resumes it once per pass
+    (see :mod:`noisecorr.engine.runtime`)."""
+    if type(result) is types.GeneratorType:
+        for out in result:
+            if isinstance(out, dict):
+                write_returned(pe, out)
+        return
     if not isinstance(result, dict):
         raise TypeError(
             f"process() of PE '{pe.name}' returned {type(result).__name__}; "

@@ -10,6 +10,14 @@ processed in batches, in topological order, so an item written by a PE is proces
 next PE in the same pass. Items for an instance on another worker are appended to an
 outgoing batch that the transport sends when it is large enough or when the pass ends.
 
+A PE whose ``process()`` or ``postprocess()`` is a generator function is resumed once per
+pass at each ``yield``, so the PEs after it (in the same worker) run between its steps: a
+long computation that writes many large items (a tile of 60,000 correlations) then holds
+one step's items at a time, not all of them. A yielded dict is written like a returned
+one; other yielded values are ignored. Its next input waits until the generator is done.
+With provenance recording on, generators run to completion inside the call (lineage is
+per invocation).
+
 End of stream: every instance counts the end-of-stream markers it receives (one per upstream
 instance and stream); when all have arrived and its buffers are empty it runs
 ``postprocess()`` and sends its own markers downstream. Sources finish after their last
@@ -31,6 +39,7 @@ import logging
 import sys
 import time
 import traceback
+import types
 
 from .errors import PEError, TransportError, short_repr
 from .pe import fast_item_function, write_returned
@@ -140,6 +149,8 @@ class Runner:
         # what the loop calls; a provenance recorder may wrap them (see Worker(provenance=))
         self.process = pe.process
         self.postprocess = pe.postprocess
+        #: a suspended generator ``process()``/``postprocess()``: (generator, item, phase)
+        self.suspended = None
 
     @property
     def key(self):
@@ -280,6 +291,10 @@ class Worker:
         for runner in self.runners:
             if runner.done:
                 continue
+            if runner.suspended is not None:
+                self._resume(runner)
+                progressed = True
+                continue
             if runner.is_source:
                 if (runner.remaining() > 0 and self.unacked < self.window
                         and self._backlog_seconds() < SOURCE_AHEAD_SECONDS):
@@ -295,7 +310,9 @@ class Worker:
                     self._process_batch(runner, port, buf)
                     progressed = True
                     pending = pending or bool(buf)
-            if not pending and runner.eos >= runner.expected_eos:
+                    if runner.suspended is not None:
+                        break
+            if not pending and runner.suspended is None and runner.eos >= runner.expected_eos:
                 self._finish(runner)
                 progressed = True
         return progressed
@@ -377,7 +394,20 @@ class Worker:
                 process = runner.process
                 for pos[0], item in enumerate(batch):
                     result = process({port: item})
-                    if result is not None:
+                    if result is None:
+                        continue
+                    if type(result) is types.GeneratorType:
+                        if self._start(runner, result, short_repr(item), "process"):
+                            # suspended: the rest of the batch waits, in order
+                            processed, rest = batch[:pos[0] + 1], batch[pos[0] + 1:]
+                            runner.counts_in[port] -= len(rest)
+                            if batch is buf:
+                                del buf[:len(processed)]
+                            else:
+                                buf[:0] = rest
+                            batch = processed
+                            break
+                    else:
                         write_returned(runner.pe, result)
         except Exception:
             raise self._error(runner, "process", short_repr(item)) from None
@@ -390,8 +420,58 @@ class Worker:
         if batch is buf:
             buf.clear()
 
+    def _start(self, runner, gen, item, phase):
+        """Run a new generator to its first ``yield``; True if it is now suspended."""
+        if self.recorder is not None:  # lineage is per invocation: run it to the end here
+            for out in gen:
+                if isinstance(out, dict):
+                    write_returned(runner.pe, out)
+            return False
+        runner.suspended = (gen, item, phase)
+        return self._step(runner)
+
+    def _step(self, runner):
+        gen = runner.suspended[0]
+        try:
+            out = next(gen)
+        except StopIteration:
+            runner.suspended = None
+            return False
+        if isinstance(out, dict):
+            write_returned(runner.pe, out)
+        return True
+
+    def _resume(self, runner):
+        """One step of a suspended generator; completes the PE's end if it was postprocess."""
+        _, item, phase = runner.suspended
+        self.transport.note_item(runner, [item])
+        self.transport.position[0] = 0
+        t0 = time.perf_counter()
+        try:
+            more = self._step(runner)
+        except Exception:
+            runner.suspended = None
+            raise self._error(runner, phase, item if phase == "process" else None) from None
+        finally:
+            runner.seconds += time.perf_counter() - t0
+            self.transport.note_idle()
+        if not more and phase == "postprocess":
+            self._ended(runner)
+
     def _finish(self, runner):
-        self._call(runner, "postprocess", runner.postprocess)
+        t0 = time.perf_counter()
+        try:
+            result = runner.postprocess()
+            suspended = type(result) is types.GeneratorType and self._start(runner, result, None, "postprocess")
+        except Exception:
+            runner.suspended = None
+            raise self._error(runner, "postprocess", None) from None
+        finally:
+            runner.seconds += time.perf_counter() - t0
+        if not suspended:
+            self._ended(runner)
+
+    def _ended(self, runner):
         runner.done = True
         for edge in self.spec.edges_from(runner.name):
             for j in range(self.plan.instances[edge.dest]):

@@ -213,6 +213,42 @@ class FailOn(IterativePE):
         return x
 
 
+class Passthrough(IterativePE):
+    def __init__(self, numprocesses=2):
+        super().__init__()
+        self.numprocesses = numprocesses
+
+    def _process(self, x):
+        return x
+
+
+class Steps(GenericPE):
+    """``process`` and ``postprocess`` are generators: three outputs per item, one per
+    step, and two end markers per instance from ``postprocess``; raises inside a step
+    (after its first yield) on item ``bad``."""
+
+    def __init__(self, bad=None):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.numprocesses = 2
+        self.bad = bad
+        self.items = 0
+
+    def process(self, inputs):
+        x = inputs["input"]
+        for k in range(3):
+            if k == 1 and x == self.bad:
+                raise ValueError(f"step 1 of item {x} fails")
+            self.write("output", (x, k))
+            yield
+        self.items += 1
+
+    def postprocess(self):
+        for k in range(2):
+            yield {"output": ("end", self.items, k)}
+
+
 class Lifecycle(GenericPE):
     """Records the order of lifecycle calls per instance."""
 
@@ -643,6 +679,44 @@ class LocalChain(Case):
         return [r[0] for r in items]
 
 
+class GeneratorSteps(Case):
+    name = "generator_process_and_postprocess"
+
+    def build(self):
+        g = WorkflowGraph()
+        src, steps, out = Range(60), Steps(), Passthrough()
+        g.connect(src, "output", steps, "input")
+        g.connect(steps, "output", out, "input")
+        return g, {}
+
+    def check(self, result):
+        rows = result.outputs[("Passthrough", "output")]
+        body = sorted(r for r in rows if r[0] != "end")
+        assert body == [(x, k) for x in range(60) for k in range(3)], "steps lost or repeated"
+        ends = [r for r in rows if r[0] == "end"]
+        assert len(ends) == 2 * result.plan["Steps"], ends
+        assert sum(e[1] for e in ends) == 2 * 60, "an instance's postprocess ran before its last step"
+
+    def comparable(self, items):
+        return [r for r in items if r[0] != "end"]
+
+
+class GeneratorFails(Case):
+    name = "failing_generator_step_names_pe_and_item"
+    raises = PEError
+
+    def build(self):
+        g = WorkflowGraph()
+        src, steps = Range(80), Steps(bad=37)
+        g.connect(src, "output", steps, "input")
+        return g, {}
+
+    def check_error(self, err):
+        assert err.pe == "Steps", err
+        assert err.item == "37", err
+        assert "step 1 of item 37 fails" in str(err)
+
+
 CASES = [
     WordCount(),
     GroupByStringKeysManyProducers(),
@@ -660,7 +734,9 @@ CASES = [
     LifecycleOrder(),
     NumpyArrays(),
     LocalChain(),
+    GeneratorSteps(),
     FailingPE(),
+    GeneratorFails(),
 ]
 
 

@@ -65,3 +65,62 @@ def test_source_waits_for_local_backlog(tmp_path, mapping):
     assert SOURCE_AHEAD_SECONDS == 0.5
     bound = 40  # 25 waiting, a batch being processed, the turn in which the source stops
     assert 1 <= lead <= bound, f"the source ran {lead} items ahead of its own worker"
+
+
+class TileLike(GenericPE):
+    """One input, twelve large outputs, a ``yield`` after each (as TileCorrelatePE does)."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.counter = counter
+        self.lags = []
+
+    def process(self, inputs):
+        for k in range(12):
+            with open(self.counter) as f:
+                self.lags.append(k - int(f.read()))  # written minus consumed so far
+            self.write("output", np.full(131072, float(k)))
+            yield
+
+    def postprocess(self):
+        self.write("output", ("lags", self.lags))
+
+
+class Consume(GenericPE):
+    def __init__(self, counter):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.counter = counter
+        self.n = 0
+        self.lags = None
+
+    def process(self, inputs):
+        x = inputs["input"]
+        if isinstance(x, tuple):
+            self.lags = x[1]
+            return
+        self.n += 1
+        with open(self.counter, "w") as f:
+            f.write(str(self.n))
+
+    def postprocess(self):
+        self.write("output", (self.n, self.lags))
+
+
+@pytest.mark.parametrize("mapping", ["sequential", "multiprocess"])
+def test_generator_process_lets_the_next_pe_run_between_steps(tmp_path, mapping):
+    """Each step's output is consumed before the next step: one 1 MB item in flight, not 12."""
+    counter = tmp_path / "consumed"
+    counter.write_text("0")
+    g = WorkflowGraph()
+    tile, sink = TileLike(str(counter)), Consume(str(counter))
+    g.connect(tile, "output", sink, "input", grouping="local")
+    tile.numprocesses = sink.numprocesses = 1
+    kw = {"processes": 1} if mapping == "multiprocess" else {}
+    res = run(g, inputs={tile: [{"input": 0}]}, mapping=mapping, **kw)
+    ((n, lags),) = res.outputs[("Consume", "output")]
+    assert n == 12
+    assert max(lags) <= 1, f"outputs waited for the whole process() call: {lags}"

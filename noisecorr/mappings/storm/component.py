@@ -209,7 +209,9 @@ class Host:
         """Run ``fn``; on an exception report it and return False."""
         t0 = time.perf_counter()
         try:
-            fn()
+            result = fn()
+            if result is not None:  # a generator postprocess(): Storm runs it to the end
+                write_returned(self.pe, result)
             return True
         except Exception:
             self._report(phase, item)
