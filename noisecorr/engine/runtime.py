@@ -55,6 +55,30 @@ BATCH_SECONDS = 0.05
 SOURCE_AHEAD_SECONDS = 0.5
 #: Per-item cost assumed for a PE not yet measured (its first item sizes its batches).
 UNMEASURED_COST = BATCH_SECONDS
+#: Seconds between returns of freed heap memory to the operating system (glibc only).
+TRIM_SECONDS = 2.0
+
+
+def _malloc_trim():
+    """``malloc_trim(0)`` where the C library has it (glibc), else a no-op.
+
+    Arrays of 0.1-32 MB (a station-day, its spectra, one batch of correlations) come from
+    glibc's heap once its dynamic mmap threshold has grown, and freed heap pages in the
+    middle of the heap stay resident: a long run's workers grew by gigabytes of memory
+    they no longer used. ``malloc_trim`` hands those pages back (``MADV_DONTNEED``)."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
@@ -264,9 +288,13 @@ class Worker:
         """Run every hosted instance to completion; raise :class:`PEError` on failure."""
         for runner in self.runners:
             self._call(runner, "preprocess", runner.pe.preprocess)
+        last_trim = time.monotonic()
         while True:
             progressed = self._pass()
             self._flush_all()
+            if time.monotonic() - last_trim >= TRIM_SECONDS:
+                _malloc_trim()
+                last_trim = time.monotonic()
             if self.progress is not None and time.monotonic() - self._last_progress >= self.progress_interval:
                 self._last_progress = time.monotonic()
                 self.progress(self.snapshot())
