@@ -38,7 +38,8 @@ def make_plan(spec, workers, single_instance=False):
     """Decide instance counts and placement.
 
     Rules: a source (no inputs) has one instance, so iterations are not multiplied; a PE
-    whose inputs are all ``global`` has one instance (the others would idle); a PE with a
+    whose input streams are all ``global`` (the grouping given to ``connect``, else the
+    port's) has one instance (the others would idle); a PE with a
     ``numprocesses`` hint gets that many; the remaining workers are shared evenly among the
     other PEs (at least one instance each, the remainder going to the earliest PEs in
     topological order). Instances are dealt to workers round robin in topological order,
@@ -57,8 +58,13 @@ def make_plan(spec, workers, single_instance=False):
         raise GraphError(f"the number of processes must be a positive integer, got {workers!r}")
     counts = {}
     flexible = []
+    # a stream's grouping is its edge's (connect(grouping=...) overrides the port's)
+    into = {}
+    for e in spec.edges:
+        into.setdefault(e.dest, []).append(e.grouping)
     for pe in spec.pes:
-        if single_instance or pe.is_source or all(g[0] == "global" for g in pe.inputs.values()):
+        groupings = into.get(pe.name) or list(pe.inputs.values())
+        if single_instance or pe.is_source or all(g[0] == "global" for g in groupings):
             counts[pe.name] = 1
         elif pe.numprocesses is not None:
             counts[pe.name] = pe.numprocesses

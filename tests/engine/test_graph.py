@@ -273,3 +273,33 @@ def test_expensive_items_flow_through_instead_of_piling_up():
     worker.run()
     assert len(waiting) == 30
     assert max(waiting) <= 3, f"up to {max(waiting)} large items waited for the next PE"
+
+
+def test_connect_grouping_overrides_a_global_port_in_the_plan():
+    """A writer declares a global input; connected with ``local`` and given
+    ``numprocesses`` it runs once per worker (the workflow's parallel writers), while
+    connected without a grouping it keeps a single instance."""
+    from noisecorr.engine.plan import make_plan
+
+    class Sink(GenericPE):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+            self._add_input("input", grouping="global")
+            self._add_output("output")
+
+        def process(self, inputs):
+            pass
+
+    def plan(grouping):
+        g = WorkflowGraph()
+        src, sq, sink = Range(10), Square(numprocesses=3), Sink("Sink")
+        sink.numprocesses = 3
+        g.connect(src, "output", sq, "input")
+        g.connect(sq, "output", sink, "input", grouping=grouping)
+        return make_plan(g.describe({}), 3)
+
+    local = plan("local")
+    assert local.instances["Sink"] == 3
+    assert sorted(w for (pe, _), w in local.placement.items() if pe == "Sink") == [0, 1, 2]
+    assert plan(None).instances["Sink"] == 1

@@ -194,3 +194,18 @@ def test_resume_of_a_complete_run_does_nothing(tmp_path):
     assert again.pairs_written == 0 and again.pairs_resumed == 3
     with open_results(again.results) as res:
         assert len(res.pairs()) == 3
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_every_worker_writes_its_own_stacks(tmp_path, processes):
+    """The writer is placed once per worker (local streams), so no stack crosses processes."""
+    from noisecorr.engine.plan import make_plan
+    from noisecorr.workflow import build_workflow
+
+    config = load_config(overrides={"out": str(tmp_path / "o"), "mapping": "multiprocess",
+                                    "processes": processes})
+    wf = build_workflow(config)
+    plan = make_plan(wf.graph.describe(wf.inputs), processes)
+    for pe in ("WriteResults", "TileStackPE", "TileCorrelatePE", "Preprocess"):
+        assert plan.instances[pe] == processes, (pe, plan.instances)
+        assert sorted(w for (name, _), w in plan.placement.items() if name == pe) == list(range(processes))
