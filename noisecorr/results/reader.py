@@ -28,6 +28,10 @@ from .layout import check_component, from_attr, lag_axis, pair_path
 from .writer import list_parts, read_stations
 
 
+#: Whether stacks can be read with one ``os.preadv`` into an array (else through HDF5).
+_PREADV = hasattr(os, "preadv")
+
+
 class _File:
     """One file of a results set (main file or checkpoint part) and how to
     find a pair in it."""
@@ -103,7 +107,7 @@ class _File:
     def where(self, source: bytes, receiver: bytes, component: bytes):
         """``(file descriptor, offset, dtype, shape)`` of a version-2 pair dataset whose
         bytes are one range of the file (contiguous, uncompressed), else ``None``."""
-        if self.blocks or self.version < 2 or not isinstance(self._fd(), int):
+        if self.blocks or self.version < 2 or not _PREADV or not isinstance(self._fd(), int):
             return None
         dsid = h5py.h5d.open(self.h5.id, b"/pairs/" + source + b"/" + receiver + b"/" + component)
         offset = dsid.get_offset()  # None unless contiguous and allocated
@@ -302,7 +306,8 @@ class Results:
                 if at is not None:
                     fd, offset, dtype, shape = at
                     nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-                    os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
+                    if hasattr(os, "posix_fadvise"):  # (not on macOS)
+                        os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
                 batch.append((t, f, key, at))
             for t, f, key, at in batch:
                 if at is None:

@@ -697,6 +697,8 @@ def _runs(ranges) -> list:
 def _copy_range(src: int, dst: int, src_off: int, dst_off: int, n: int, name) -> None:
     while n > 0:
         try:
+            if not hasattr(os, "copy_file_range"):  # Linux only
+                raise OSError(errno.ENOSYS, "no copy_file_range")
             k = os.copy_file_range(src, dst, min(n, 1 << 30), src_off, dst_off)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):

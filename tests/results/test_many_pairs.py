@@ -1,10 +1,13 @@
 """Many pairs at once: the on-disk merge copies bytes, the index is read as columns, the
 record section reads only the stacks it draws."""
 
+import os
+
 import h5py
 import numpy as np
 import pytest
 
+import noisecorr.results.reader as reader_mod
 import noisecorr.results.writer as writer_mod
 from noisecorr.results import ResultsWriter, merge_parts, open_results
 from noisecorr.results.plot import _distance_bins, record_section
@@ -91,6 +94,21 @@ def test_merge_on_disk_copies_bytes_and_reads_as_in_memory(tmp_path, monkeypatch
     assert not list_parts(disk) and not disk.with_name("r.h5.tmp").exists()
 
 
+def test_merge_on_disk_without_copy_file_range_copies_through_a_buffer(tmp_path, monkeypatch):
+    memory, disk = tmp_path / "memory" / "r.h5", tmp_path / "disk" / "r.h5"
+    for p in (memory, disk):
+        p.parent.mkdir()
+        write_parts(p, maxlag=5.0, main=True)
+    merge_parts(memory)
+    plain = []
+    real = writer_mod._copy_range_plain
+    monkeypatch.setattr(writer_mod, "IN_MEMORY_MERGE_BYTES", 0)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)  # as on macOS
+    monkeypatch.setattr(writer_mod, "_copy_range_plain", lambda *a: plain.append(a) or real(*a))
+    merge_parts(disk)
+    assert plain and snapshot(disk) == snapshot(memory)
+
+
 def test_merge_on_disk_of_compressed_parts_writes_pair_by_pair(tmp_path, monkeypatch):
     memory, disk = tmp_path / "memory" / "r.h5", tmp_path / "disk" / "r.h5"
     for p in (memory, disk):
@@ -125,8 +143,9 @@ def test_failed_byte_copy_leaves_parts_and_no_tmp(tmp_path, monkeypatch):
     assert len(snapshot(path)) == len(PAIRS) + 4
 
 
-@pytest.mark.parametrize("merged", [True, False])
-def test_columns_and_stacks_follow_pairs(tmp_path, merged):
+@pytest.mark.parametrize("merged,preadv", [(True, True), (True, False), (False, True)])
+def test_columns_and_stacks_follow_pairs(tmp_path, monkeypatch, merged, preadv):
+    monkeypatch.setattr(reader_mod, "_PREADV", preadv)
     path = tmp_path / "r.h5"
     write_parts(path, maxlag=5.0, main=True)
     if merged:
