@@ -28,7 +28,9 @@ sent are unacknowledged, and while the items already waiting in its own input bu
 amount to less than :data:`SOURCE_AHEAD_SECONDS` of work (each PE's measured seconds per
 item times its waiting items): a source that is cheaper than the PEs after it (fetching a
 day of waveforms takes 10 ms, preprocessing it 300 ms) would otherwise fill memory with
-items the worker cannot process yet. Other instances never block on sending, which rules
+items the worker cannot process yet. A worker acknowledges the batches it received only
+while that backlog is below the same bound, so a busy worker (a long tile) holds back the
+sources of the workers that feed it instead of queueing everything they send. Other instances never block on sending, which rules
 out deadlocks between workers that feed each other; waiting items are always processed
 (at least one per buffer and pass), so a paused source always resumes.
 """
@@ -175,6 +177,7 @@ class Runner:
         self.postprocess = pe.postprocess
         #: a suspended generator ``process()``/``postprocess()``: (generator, item, phase)
         self.suspended = None
+        self.step_seconds = 0.0  # seconds of the suspended generator's later steps
 
     @property
     def key(self):
@@ -442,8 +445,11 @@ class Worker:
         finally:
             elapsed = time.perf_counter() - t0
             runner.seconds += elapsed
-        per_item = elapsed / len(batch)
-        runner.cost = per_item if runner.cost is None else 0.5 * (runner.cost + per_item)
+        if runner.suspended is None:  # (a suspended item's cost counts when it completes)
+            per_item = elapsed / len(batch)
+            runner.cost = per_item if runner.cost is None else 0.5 * (runner.cost + per_item)
+        else:
+            runner.step_seconds = elapsed
         self.transport.note_idle()
         if batch is buf:
             buf.clear()
@@ -481,8 +487,13 @@ class Worker:
             runner.suspended = None
             raise self._error(runner, phase, item if phase == "process" else None) from None
         finally:
-            runner.seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            runner.seconds += elapsed
+            runner.step_seconds += elapsed
             self.transport.note_idle()
+        if not more and phase == "process":
+            # the item's cost is all its steps (it sizes batches and the backlog)
+            runner.cost = 0.5 * ((runner.cost or 0.0) + runner.step_seconds)
         if not more and phase == "postprocess":
             self._ended(runner)
 
@@ -550,10 +561,11 @@ class Worker:
                 self._flush_worker(worker)
             except TransportError as exc:
                 raise self._write_error(worker, exc) from None
-        for sender, count in self.acks_owed.items():
-            if count:
-                self.transport.ack(sender, count)
-        self.acks_owed.clear()
+        if self.acks_owed and self._backlog_seconds() < SOURCE_AHEAD_SECONDS:
+            for sender, count in self.acks_owed.items():
+                if count:
+                    self.transport.ack(sender, count)
+            self.acks_owed.clear()
 
     def _write_error(self, worker, exc):
         """Name the local PE(s) that wrote an item that cannot be sent to ``worker``."""

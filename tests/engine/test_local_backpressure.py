@@ -2,6 +2,7 @@
 expensive PE in the same process (the workflow's Fetch -> Preprocess) must not fill memory
 with items the worker cannot process yet."""
 
+import os
 import time
 
 import numpy as np
@@ -19,8 +20,9 @@ class CheapDays(ProducerPE):
         self.counter = counter
 
     def _process(self, inputs):
-        with open(self.counter, "w") as f:
+        with open(self.counter + ".tmp", "w") as f:  # atomic: another process may read it
             f.write(str(inputs["i"] + 1))
+        os.replace(self.counter + ".tmp", self.counter)
         return np.full(131072, float(inputs["i"]))
 
 
@@ -124,3 +126,46 @@ def test_generator_process_lets_the_next_pe_run_between_steps(tmp_path, mapping)
     ((n, lags),) = res.outputs[("Consume", "output")]
     assert n == 12
     assert max(lags) <= 1, f"outputs waited for the whole process() call: {lags}"
+
+
+class SlowSteps(GenericPE):
+    """A generator consumer: 2 ms per step, 4 steps per item (the loop runs between them)."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.counter = counter
+        self.n = 0
+        self.max_lead = 0
+
+    def process(self, inputs):
+        if self.n >= 300:  # steady state (the first batches are sent in a burst)
+            with open(self.counter) as f:
+                self.max_lead = max(self.max_lead, int(f.read()) - self.n)
+        for _ in range(4):
+            time.sleep(0.002)
+            yield
+        self.n += 1
+
+    def postprocess(self):
+        self.write("output", (self.n, self.max_lead))
+
+
+def test_busy_worker_holds_back_a_remote_source(tmp_path):
+    """A worker resuming a generator keeps receiving between steps; it acknowledges only
+    while its own backlog is small, so the feeding worker's source pauses (window 8)."""
+    counter = tmp_path / "made"
+    counter.write_text("0")
+    g = WorkflowGraph()
+    src, slow = CheapDays(str(counter)), SlowSteps(str(counter))
+    g.connect(src, "output", slow, "input")
+    slow.numprocesses = 1
+    n = 600
+    res = run(g, inputs={src: [{"i": i} for i in range(n)]}, mapping="multiprocess", processes=2,
+              window=8)
+    ((got, lead),) = res.outputs[("SlowSteps", "output")]
+    assert got == n
+    # 0.5 s of waiting work is about 62 items of 8 ms, plus 8 unacknowledged batches of one
+    # item; acknowledged on receipt, the source makes all 600 MB in its first seconds
+    assert 1 <= lead <= 100, f"the remote source ran {lead} items ahead"
