@@ -151,6 +151,8 @@ class TileRoutePE(GenericPE):
 class TileCorrelatePE(GenericPE):
     """Correlate the station pairs of the tiles of its worker slot(s), tile by tile.
 
+    ``concurrent_inputs``: spectra are stored while a tile is being computed.
+
     A tile is computed as soon as every station of its two blocks has sent its channels
     for the chunk (or when the upstream has finished: stations that never sent anything
     are left out, as in :class:`pes.correlate.CrossCorrelatePE`), as the source block
@@ -183,6 +185,8 @@ class TileCorrelatePE(GenericPE):
     factors back from a disk store).
     """
 
+    concurrent_inputs = True
+
     def __init__(self, params: CorrelationParams, stations, plan: TilePlan,
                  blas_threads: int | None = None, coordinates=None, fft_workers: int | None = None,
                  scratch=None, name: str | None = None):
@@ -206,6 +210,8 @@ class TileCorrelatePE(GenericPE):
         self.coordinates = dict(coordinates or {})
         self.wanted = _channels(params)
         self.state = {}
+        self._ready = []  # (chunk, worker, tile) waiting for the driver, in order
+        self._driving = False
         self._limiter = None
 
     @property
@@ -234,15 +240,17 @@ class TileCorrelatePE(GenericPE):
             store = FactorStore(self.plan.store, self.scratch,
                                 label=f"{self.name} instance {self.instance} chunk {chunk}")
             st = self.state[key] = {"meta": {}, "store": store, "done_blocks": {},
-                                    "pending": set(mine), "refs": refs}
+                                    "pending": set(mine), "queued": set(), "refs": refs}
         return st
 
     def process(self, inputs):
-        """Store the station's factors; compute the tiles it completes.
+        """Store the station's factors; queue the tiles it completes.
 
-        A generator: the run loop resumes it after each output item, so the stacks and the
-        writer take each batch of pairs before the next is computed (a tile's lags are
-        never all in memory)."""
+        Tiles are computed by one generator (:meth:`_drive`) that the run loop resumes after
+        each output item, so the stacks and the writer take each batch of pairs before the
+        next is computed (a tile's lags are never all in memory), and, with
+        ``concurrent_inputs``, arriving spectra keep going to the store meanwhile instead of
+        waiting in memory for the tile to finish."""
         item = inputs["input"]
         st = self._chunk_state(item["chunk"], item["worker"])
         k = (item["station"], item["channel"])
@@ -254,19 +262,34 @@ class TileCorrelatePE(GenericPE):
         st["meta"][k] = {x: item[x] for x in ("seed_id", "starttimes", "band", "nfft", "sampling_rate")}
         st["meta"][k]["src"] = item.get("src") is not None
         if not all((item["station"], c) in st["meta"] for c in self.wanted):
-            return
+            return None
         b = self.plan.block_of(item["station"])
         st["done_blocks"][b] = st["done_blocks"].get(b, 0) + 1
         size = len(block_range(b, self.plan.block_size, self.plan.n_stations))
         if st["done_blocks"][b] < size:
-            return
-        ready = sorted(t for t in st["pending"] if b in t and all(
+            return None
+        ready = sorted(t for t in st["pending"] - st["queued"] if b in t and all(
             st["done_blocks"].get(x, 0) == len(block_range(x, self.plan.block_size,
                                                            self.plan.n_stations)) for x in t))
         for t in ready:
-            yield from self._run_tile(item["chunk"], st, t)
-        if not st["pending"]:
-            self._close_state(item["chunk"], item["worker"])
+            st["queued"].add(t)
+            self._ready.append((item["chunk"], item["worker"], t))
+        if self._ready and not self._driving:
+            return self._drive()
+        return None
+
+    def _drive(self):
+        """Compute the queued tiles one after the other (the only generator of the PE)."""
+        self._driving = True
+        try:
+            while self._ready:
+                chunk, worker, t = self._ready.pop(0)
+                st = self.state[(chunk, worker)]
+                yield from self._run_tile(chunk, st, t)
+                if not st["pending"]:
+                    self._close_state(chunk, worker)
+        finally:
+            self._driving = False
 
     def _close_state(self, chunk, worker):
         st = self.state.pop((chunk, worker))
@@ -276,11 +299,15 @@ class TileCorrelatePE(GenericPE):
         store.close()
 
     def postprocess(self):
+        # tiles whose stations never all arrived: computed with what came
         for (chunk, worker) in sorted(self.state, key=lambda k: (str(k[0]), k[1])):
             st = self.state[(chunk, worker)]
-            for t in sorted(st["pending"]):
-                yield from self._run_tile(chunk, st, t)
-            self._close_state(chunk, worker)
+            for t in sorted(st["pending"] - st["queued"]):
+                st["queued"].add(t)
+                self._ready.append((chunk, worker, t))
+        yield from self._drive()
+        for key in sorted(self.state, key=lambda k: (str(k[0]), k[1])):
+            self._close_state(*key)
         if self._limiter is not None:
             self._limiter.unregister()
         self.write("stats", dict(self.stats, instance=self.instance))

@@ -64,7 +64,14 @@ class GenericPE:
         Index of this instance, set by the mapping before ``preprocess`` (0-based).
     rank : int
         Index of the worker process or MPI rank hosting this instance (dispel4py name).
+    concurrent_inputs : bool
+        Class attribute. ``process()`` may be a generator (the run loop resumes it once per
+        pass, see :mod:`noisecorr.engine.runtime`); by default the next input waits until it
+        is done. True: inputs keep being processed between its steps, and the PE runs at
+        most one generator at a time.
     """
+
+    concurrent_inputs = False
 
     def __init__(self):
         self.name = type(self).__name__

@@ -14,7 +14,11 @@ A PE whose ``process()`` or ``postprocess()`` is a generator function is resumed
 pass at each ``yield``, so the PEs after it (in the same worker) run between its steps: a
 long computation that writes many large items (a tile of 60,000 correlations) then holds
 one step's items at a time, not all of them. A yielded dict is written like a returned
-one; other yielded values are ignored. Its next input waits until the generator is done.
+one; other yielded values are ignored. Its next input waits until the generator is done,
+unless the PE sets ``concurrent_inputs = True``: then its inputs keep being processed
+between the steps (a tile worker stores arriving spectra while it computes a tile), and
+it must run at most one generator at a time (return None from ``process()`` while its
+generator runs, and let that generator pick up the new work).
 With provenance recording on, generators run to completion inside the call (lineage is
 per invocation).
 
@@ -178,6 +182,7 @@ class Runner:
         #: a suspended generator ``process()``/``postprocess()``: (generator, item, phase)
         self.suspended = None
         self.step_seconds = 0.0  # seconds of the suspended generator's later steps
+        self.concurrent = bool(getattr(pe, "concurrent_inputs", False))
 
     @property
     def key(self):
@@ -325,7 +330,9 @@ class Worker:
             if runner.suspended is not None:
                 self._resume(runner)
                 progressed = True
-                continue
+                if runner.done or (runner.suspended is not None and not runner.concurrent):
+                    continue
+                # (a concurrent_inputs PE takes its inputs while its generator is suspended)
             if runner.is_source:
                 if (runner.remaining() > 0 and self.unacked < self.window
                         and self._backlog_seconds() < SOURCE_AHEAD_SECONDS):
@@ -341,7 +348,7 @@ class Worker:
                     self._process_batch(runner, port, buf)
                     progressed = True
                     pending = pending or bool(buf)
-                    if runner.suspended is not None:
+                    if runner.suspended is not None and not runner.concurrent:
                         break
             if not pending and runner.suspended is None and runner.eos >= runner.expected_eos:
                 self._finish(runner)
@@ -410,6 +417,7 @@ class Worker:
         pos = self.transport.position  # pos[0] = index of the item being processed
         t0 = time.perf_counter()
         item = None
+        suspended_here = False
         try:
             fn = runner.fast_fn
             if runner.fast_kind == "iterative":
@@ -429,6 +437,7 @@ class Worker:
                         continue
                     if type(result) is types.GeneratorType:
                         if self._start(runner, result, short_repr(item), "process"):
+                            suspended_here = True
                             # suspended: the rest of the batch waits, in order
                             processed, rest = batch[:pos[0] + 1], batch[pos[0] + 1:]
                             runner.counts_in[port] -= len(rest)
@@ -445,7 +454,7 @@ class Worker:
         finally:
             elapsed = time.perf_counter() - t0
             runner.seconds += elapsed
-        if runner.suspended is None:  # (a suspended item's cost counts when it completes)
+        if not suspended_here:  # (a suspended item's cost counts when it completes)
             per_item = elapsed / len(batch)
             runner.cost = per_item if runner.cost is None else 0.5 * (runner.cost + per_item)
         else:
@@ -461,6 +470,15 @@ class Worker:
                 if isinstance(out, dict):
                     write_returned(runner.pe, out)
             return False
+        if runner.suspended is not None:  # (concurrent_inputs: one generator at a time)
+            try:
+                out = next(gen)
+            except StopIteration:
+                return False
+            raise RuntimeError(
+                f"process() of PE '{runner.name}' yielded while an earlier generator of the same "
+                "instance was suspended; a PE with concurrent_inputs = True must drive its long "
+                "work from one generator at a time (return None while it runs)")
         runner.suspended = (gen, item, phase)
         return self._step(runner)
 

@@ -169,3 +169,52 @@ def test_busy_worker_holds_back_a_remote_source(tmp_path):
     # 0.5 s of waiting work is about 62 items of 8 ms, plus 8 unacknowledged batches of one
     # item; acknowledged on receipt, the source makes all 600 MB in its first seconds
     assert 1 <= lead <= 100, f"the remote source ran {lead} items ahead"
+
+
+class Driver(GenericPE):
+    """concurrent_inputs: the first item starts a 30-step generator; the others are taken
+    while it runs (as TileCorrelatePE stores spectra while computing a tile)."""
+
+    concurrent_inputs = True
+
+    def __init__(self, greedy=False):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.seen, self.during, self.greedy = [], [], greedy
+
+    def process(self, inputs):
+        self.seen.append(inputs["input"])
+        if len(self.seen) == 1 or self.greedy:
+            return self._drive()
+        return None
+
+    def _drive(self):
+        for _ in range(30):
+            self.during.append(len(self.seen))
+            yield
+
+    def postprocess(self):
+        self.write("output", (sorted(self.seen), self.during))
+
+
+def test_concurrent_inputs_are_taken_between_steps():
+    from noisecorr.testing.conformance import Range
+
+    g = WorkflowGraph()
+    src, drv = Range(20), Driver()
+    g.connect(src, "output", drv, "input")
+    ((seen, during),) = run(g, inputs={src: 1}).outputs[("Driver", "output")]
+    assert seen == list(range(20))
+    assert during[0] == 1 and during[-1] == 20, "inputs waited for the generator to finish"
+
+
+def test_concurrent_inputs_allow_one_generator_at_a_time():
+    from noisecorr.engine.errors import PEError
+    from noisecorr.testing.conformance import Range
+
+    g = WorkflowGraph()
+    src, drv = Range(5), Driver(greedy=True)
+    g.connect(src, "output", drv, "input")
+    with pytest.raises(PEError, match="one generator at a time"):
+        run(g, inputs={src: 1})
