@@ -85,6 +85,7 @@ def _malloc_trim():
 
 
 _TRIM = None
+_DEBUG_QUEUES = bool(__import__("os").environ.get("NOISECORR_DEBUG_QUEUES"))
 
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
@@ -303,6 +304,14 @@ class Worker:
             if time.monotonic() - last_trim >= TRIM_SECONDS:
                 _malloc_trim()
                 last_trim = time.monotonic()
+                if _DEBUG_QUEUES:
+                    waiting = {f"{r.name}[{r.index}]": sum(len(b) for _, b in r.buffer_items)
+                               for r in self.runners if not r.done}
+                    out = {w: sum(len(i) for i in box["lists"].values()) for w, box in self.outboxes.items()}
+                    log.warning("worker %s: waiting %s outboxes %s unacked %d owed %s suspended %s",
+                                self.worker_id, {k: v for k, v in waiting.items() if v}, out,
+                                self.unacked, self.acks_owed,
+                                [r.name for r in self.runners if r.suspended is not None])
             if self.progress is not None and time.monotonic() - self._last_progress >= self.progress_interval:
                 self._last_progress = time.monotonic()
                 self.progress(self.snapshot())
@@ -324,7 +333,15 @@ class Worker:
 
     def _pass(self):
         progressed = False
-        for runner in self.runners:
+        # seconds of work waiting in the runners after each one (topological order): a PE
+        # whose successors already have SOURCE_AHEAD_SECONDS of work waits its turn, so a
+        # cheap PE (fetching a station-day) does not flood an expensive one (preprocessing)
+        ahead, total = [], 0.0
+        for r in reversed(self.runners):
+            ahead.append(total)
+            total += self._waiting_seconds(r)
+        ahead.reverse()
+        for k, runner in enumerate(self.runners):
             if runner.done:
                 continue
             if runner.suspended is not None:
@@ -343,6 +360,8 @@ class Worker:
                     progressed = True
                 continue
             pending = False
+            if ahead[k] >= SOURCE_AHEAD_SECONDS and any(buf for _, buf in runner.buffer_items):
+                continue  # its successors catch up first (they always can: nothing waits on it)
             for port, buf in runner.buffer_items:
                 if buf:
                     self._process_batch(runner, port, buf)
@@ -355,16 +374,16 @@ class Worker:
                 progressed = True
         return progressed
 
+    @staticmethod
+    def _waiting_seconds(r):
+        if r.is_source or r.done:
+            return 0.0
+        waiting = sum(len(buf) for _, buf in r.buffer_items)
+        return waiting * (UNMEASURED_COST if r.cost is None else r.cost) if waiting else 0.0
+
     def _backlog_seconds(self):
         """Estimated seconds of work waiting in this worker's input buffers."""
-        total = 0.0
-        for r in self.runners:
-            if r.is_source or r.done:
-                continue
-            waiting = sum(len(buf) for _, buf in r.buffer_items)
-            if waiting:
-                total += waiting * (UNMEASURED_COST if r.cost is None else r.cost)
-        return total
+        return sum(self._waiting_seconds(r) for r in self.runners)
 
     def _iterate(self, runner):
         process = runner.process

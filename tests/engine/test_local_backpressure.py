@@ -218,3 +218,42 @@ def test_concurrent_inputs_allow_one_generator_at_a_time():
     g.connect(src, "output", drv, "input")
     with pytest.raises(PEError, match="one generator at a time"):
         run(g, inputs={src: 1})
+
+
+class CheapStep(GenericPE):
+    """Not a source: turns each request into a 1 MB item in 2 ms (a fetch; the slow PE
+    after it takes 20 ms, as preprocessing a station-day takes 30 times a fetch)."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.counter = counter
+        self.made = 0
+
+    def process(self, inputs):
+        time.sleep(0.002)
+        self.made += 1
+        with open(self.counter, "w") as f:
+            f.write(str(self.made))
+        self.write("output", np.full(131072, float(inputs["input"])))
+
+
+def test_cheap_pe_waits_for_its_successors():
+    """All requests arrive at once (a source of small items); the PE that turns them into
+    large items waits while the slow PE after it has 0.5 s of work waiting."""
+    from noisecorr.testing.conformance import Range
+
+    import tempfile
+
+    counter = os.path.join(tempfile.mkdtemp(), "made")
+    with open(counter, "w") as f:
+        f.write("0")
+    g = WorkflowGraph()
+    src, cheap, slow = Range(80), CheapStep(counter), SlowDays(counter)
+    g.connect(src, "output", cheap, "input")
+    g.connect(cheap, "output", slow, "input")
+    ((got, lead),) = run(g, inputs={src: 1}).outputs[("SlowDays", "output")]
+    assert got == 80
+    # a batch of the cheap PE is 50 ms (25 items); it then waits while 0.5 s is queued
+    assert 1 <= lead <= 60, f"the cheap PE ran {lead} items ahead of the slow one"
