@@ -38,12 +38,18 @@ def children(pid):
     return [int(p) for p in out]
 
 
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:  # the process ended between pgrep and the read
+        return ""
+
+
 def wait_for_workers(proc, n, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workers = [p for p in children(proc.pid)
-                   if "multiprocessing" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
-                   and "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+                   if "multiprocessing" in _cmdline(p) and "resource_tracker" not in _cmdline(p)]
         if len(workers) >= n:
             return workers
         if proc.poll() is not None:
