@@ -27,22 +27,35 @@ class CheapDays(ProducerPE):
 
 
 class SlowDays(GenericPE):
-    """20 ms per item; notes how far ahead the source was each time."""
+    """``seconds`` per item (in ``steps`` generator steps if given, the loop running between
+    them); notes how far ahead the producer was each time, from item ``warmup`` on."""
 
-    def __init__(self, counter):
+    def __init__(self, counter, seconds=0.02, steps=0, warmup=0, name=None):
         super().__init__()
+        if name:
+            self.name = name
         self._add_input("input")
         self._add_output("output")
         self.counter = counter
+        self.seconds, self.steps, self.warmup = seconds, steps, warmup
         self.n = 0
         self.max_lead = 0
 
     def process(self, inputs):
-        with open(self.counter) as f:
-            made = int(f.read())
-        self.max_lead = max(self.max_lead, made - self.n)
+        if self.n >= self.warmup:
+            with open(self.counter) as f:
+                self.max_lead = max(self.max_lead, int(f.read()) - self.n)
+        if self.steps:
+            return self._in_steps()
         self.n += 1
-        time.sleep(0.02)
+        time.sleep(self.seconds)
+        return None
+
+    def _in_steps(self):
+        for _ in range(self.steps):
+            time.sleep(self.seconds / self.steps)
+            yield
+        self.n += 1
 
     def postprocess(self):
         self.write("output", (self.n, self.max_lead))
@@ -128,37 +141,16 @@ def test_generator_process_lets_the_next_pe_run_between_steps(tmp_path, mapping)
     assert max(lags) <= 1, f"outputs waited for the whole process() call: {lags}"
 
 
-class SlowSteps(GenericPE):
-    """A generator consumer: 2 ms per step, 4 steps per item (the loop runs between them)."""
-
-    def __init__(self, counter):
-        super().__init__()
-        self._add_input("input")
-        self._add_output("output")
-        self.counter = counter
-        self.n = 0
-        self.max_lead = 0
-
-    def process(self, inputs):
-        if self.n >= 300:  # steady state (the first batches are sent in a burst)
-            with open(self.counter) as f:
-                self.max_lead = max(self.max_lead, int(f.read()) - self.n)
-        for _ in range(4):
-            time.sleep(0.002)
-            yield
-        self.n += 1
-
-    def postprocess(self):
-        self.write("output", (self.n, self.max_lead))
-
-
 def test_busy_worker_holds_back_a_remote_source(tmp_path):
     """A worker resuming a generator keeps receiving between steps; it acknowledges only
     while its own backlog is small, so the feeding worker's source pauses (window 8)."""
     counter = tmp_path / "made"
     counter.write_text("0")
     g = WorkflowGraph()
-    src, slow = CheapDays(str(counter)), SlowSteps(str(counter))
+    # 8 ms per item in 4 steps, the lead counted in the steady state (the first batches
+    # are sent in a burst)
+    src = CheapDays(str(counter))
+    slow = SlowDays(str(counter), seconds=0.008, steps=4, warmup=300, name="SlowSteps")
     g.connect(src, "output", slow, "input")
     slow.numprocesses = 1
     n = 600
