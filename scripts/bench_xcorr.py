@@ -160,7 +160,7 @@ def matmul_peak(threads):
 
 def once(args, tmp):
     p = CorrelationParams(**PARAMS)
-    nfft, fs = p.nfft, p.sampling_rate
+    nfft = p.nfft
     band = carried_band(p, nfft)
     nb = band.stop - band.start
     n_win = int((args.hours * 3600 - p.cc_len) // p.step) + 1

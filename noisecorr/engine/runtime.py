@@ -32,16 +32,19 @@ sent are unacknowledged, and while the items already waiting in its own input bu
 amount to less than :data:`SOURCE_AHEAD_SECONDS` of work (each PE's measured seconds per
 item times its waiting items): a source that is cheaper than the PEs after it (fetching a
 day of waveforms takes 10 ms, preprocessing it 300 ms) would otherwise fill memory with
-items the worker cannot process yet. A worker acknowledges the batches it received only
-while that backlog is below the same bound, so a busy worker (a long tile) holds back the
-sources of the workers that feed it instead of queueing everything they send. Other instances never block on sending, which rules
-out deadlocks between workers that feed each other; waiting items are always processed
-(at least one per buffer and pass), so a paused source always resumes.
+items the worker cannot process yet. For the same reason a PE waits its turn while the PEs
+after it have that much work queued. A worker acknowledges the batches it received only
+while its backlog is below the same bound, so a busy worker (a long tile) holds back the
+sources of the workers that feed it instead of queueing everything they send. Other
+instances never block on sending, which rules out deadlocks between workers that feed each
+other; waiting items are always processed (the last PE never waits), so a paused PE or
+source always resumes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -85,7 +88,7 @@ def _malloc_trim():
 
 
 _TRIM = None
-_DEBUG_QUEUES = bool(__import__("os").environ.get("NOISECORR_DEBUG_QUEUES"))
+_DEBUG_QUEUES = bool(os.environ.get("NOISECORR_DEBUG_QUEUES"))
 
 #: Items in the first outgoing batch to a worker; transports grow it towards a byte target.
 DEFAULT_BATCH = 32
@@ -485,13 +488,11 @@ class Worker:
     def _start(self, runner, gen, item, phase):
         """Run a new generator to its first ``yield``; True if it is now suspended."""
         if self.recorder is not None:  # lineage is per invocation: run it to the end here
-            for out in gen:
-                if isinstance(out, dict):
-                    write_returned(runner.pe, out)
+            write_returned(runner.pe, gen)
             return False
         if runner.suspended is not None:  # (concurrent_inputs: one generator at a time)
             try:
-                out = next(gen)
+                next(gen)
             except StopIteration:
                 return False
             raise RuntimeError(

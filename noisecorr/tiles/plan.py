@@ -51,7 +51,6 @@ MemoryError: 1000 stations x 48 windows x 7021 in-band bins need at least ...
 from __future__ import annotations
 
 import functools
-import math
 import re
 from dataclasses import dataclass, field
 
