@@ -221,9 +221,10 @@ def once(args, tmp):
     xs = max(s["seconds"]["cross_spectra"] for s in stats)
     ifft = max(s["seconds"]["inverse_fft"] for s in stats)
     asm = max(s["seconds"]["assemble"] for s in stats)
+    alloc = max(s["seconds"]["allocate"] for s in stats)
     gflops = sum(s["flops"] / max(s["seconds"]["cross_spectra"], 1e-9) for s in stats) / 1e9
     spilled = sum(s["spilled_bytes"] for s in stats)
-    return dict(synth=t_synth, spectra=t_spectra, assemble=asm, cross=xs, ifft=ifft, spilled=spilled,
+    return dict(synth=t_synth, spectra=t_spectra, allocate=alloc, assemble=asm, cross=xs, ifft=ifft, spilled=spilled,
                 merge=merge, graph=wall3, total=t_spectra + wall3 + merge, gflops=gflops,
                 plan=plan, n_win=n_win, nb=nb)
 
@@ -267,7 +268,8 @@ def main(argv=None) -> int:
           f"{per_worker_threads or 2} thread(s) {peak_all:.0f} GFLOP/s; reference for this run "
           f"{peak:.0f} GFLOP/s")
     print(f"medians of {args.repeat} (s): synthetic {med['synth']:.1f} (excluded) | spectra "
-          f"{med['spectra']:.1f} | tile assembly {med['assemble']:.1f} | cross-spectra "
+          f"{med['spectra']:.1f} | cross-spectra buffer {med['allocate']:.1f} | tile assembly "
+          f"{med['assemble']:.1f} | cross-spectra "
           f"{med['cross']:.1f} | inverse FFT {med['ifft']:.1f} | graph wall (correlate, stack, "
           f"write) {med['graph']:.1f} | merge {med['merge']:.1f} | total (spectra + graph + merge) "
           f"{med['total']:.1f}")

@@ -242,7 +242,7 @@ def tile_timings(stats) -> dict:
     if not stats:
         return {}
     out = {f"tiles.{k}": round(sum(s["seconds"][k] for s in stats), 3)
-           for k in ("assemble", "cross_spectra", "inverse_fft")}
+           for k in ("allocate", "assemble", "cross_spectra", "inverse_fft")}
     out["tiles.spilled_bytes"] = sum(s.get("spilled_bytes", 0) for s in stats)
     out["tiles.cross_spectra_gflops"] = round(
         sum(s["flops"] / s["seconds"]["cross_spectra"] for s in stats if s["seconds"]["cross_spectra"] > 0) / 1e9, 1)
