@@ -13,7 +13,8 @@ Stages (each timed; synthetic generation is reported but excluded from the total
 3. the engine graph ``FactorSource -> TileRoutePE -> TileCorrelatePE -> TileStackPE ->
    WriteResultsPE`` with ``--mapping`` and ``-n`` processes, arranged as the workflow does
    (stacks and writers local to the worker that correlated them, one part file set per
-   worker): cross-spectra (BLAS-3), inverse FFT and block assembly are timed inside the PEs
+   worker): cross-spectra (BLAS-3), inverse FFT, block assembly and the one-time fault-in
+   of each worker's cross-spectra buffer ("cross-spectra buffer") are timed inside the PEs
    (per-worker seconds; the stage figure is the busiest worker's);
 4. the merge of the writers' part files into one results file (``--no-write``: a local sink
    that drops the stacks instead, neither writing nor merging).
