@@ -122,33 +122,30 @@ def assemble_block(factors, starttimes, grid: np.ndarray, sampling_rate: float, 
     n, w = len(factors), len(grid)
     mask = np.zeros((n, w), dtype=np.float32)
     fs = float(sampling_rate)
-    rows = []
+    present = []  # (k, factors, grid columns or None for every window)
     for k, (f, t) in enumerate(zip(factors, starttimes)):
         if f is None or len(t) == 0:
-            rows.append(None)
             continue
         r = np.searchsorted(grid, np.round(np.asarray(t, dtype=np.float64) * fs).astype(np.int64))
         mask[k, r] = 1.0
-        rows.append(None if len(r) == w else r)  # None: every window, one strided copy
+        present.append((k, f, None if len(r) == w else r))
 
-    def fill(dest, f0, f1):  # dest (n, f1 - f0, w), zeros where a station lacks a window
-        for k, (f, t) in enumerate(zip(factors, starttimes)):
-            if f is None or len(t) == 0:
-                continue
+    def fill(dest, f0, f1):  # dest (n, f1 - f0, w); untouched where a station lacks a window
+        for k, f, r in present:
             src = f[f0:f1]
-            if rows[k] is None:
+            if r is None:  # every window: one strided copy
                 if conjugate:
                     np.conjugate(src, out=dest[k])
                 else:
                     dest[k] = src
             else:
-                dest[k][:, rows[k]] = np.conj(src) if conjugate else src
+                dest[k][:, r] = np.conj(src) if conjugate else src
 
     if not stations_last:
         block = np.zeros((n_band, n, w), dtype=np.complex64)
         fill(block.transpose(1, 0, 2), 0, n_band)
         return block, mask
-    complete = all(f is not None and len(t) == w for f, t in zip(factors, starttimes))
+    complete = len(present) == n and all(r is None for _, _, r in present)
     block = np.empty((n_band, w, n), dtype=np.complex64)
     chunk = max(1, min(n_band, (1 << 20) // max(n * w * 8, 1)))  # ~1 MB, stays in cache
     buf = np.zeros((n, chunk, w), dtype=np.complex64)
