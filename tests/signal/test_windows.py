@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noisecorr.signal.windows import (common_windows, cut_windows, detrend_windows,
-                                      taper_windows, window_start_indices)
+from noisecorr.signal.windows import (common_windows, cut_windows, detrend_linear,
+                                      detrend_windows, taper_windows, window_start_indices)
 
 
 @settings(max_examples=200, deadline=None)
@@ -85,6 +86,24 @@ def test_detrend_and_taper():
     np.testing.assert_allclose(d, 0, atol=1e-3)
     tp = taper_windows(np.ones((1, 200)), 0.1)
     assert tp[0, 0] == 0 and tp[0, 100] == 1 and tp[0, -1] == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 172_801])
+def test_detrend_linear_is_the_least_squares_fit(n):
+    """Same as scipy's least-squares detrend; removes an exact line; the residual is
+    orthogonal to 1 and k (the normal equations)."""
+    rng = np.random.default_rng(n)
+    k = np.arange(n, dtype=np.float64)
+    x = np.stack([rng.standard_normal(n) * 1e3 + 5e4 - 0.3 * k, 7.0 - 2.5e-3 * k])
+    d = detrend_linear(x)
+    assert d.dtype == np.float64 and d.shape == x.shape
+    if n == 1:
+        np.testing.assert_array_equal(d, 0.0)
+        return
+    want = scipy.signal.detrend(x, axis=-1, type="linear")
+    assert np.max(np.abs(d - want)) <= 1e-12 * np.max(np.abs(x))
+    np.testing.assert_allclose(d[1], 0.0, atol=1e-9)  # an exact line leaves nothing
+    assert abs(d[0].sum()) <= 1e-9 * n * 1e3 and abs(d[0] @ k) <= 1e-9 * n * n * 1e3
 
 
 def test_common_windows():
