@@ -167,7 +167,10 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
     if n < 2:
         return out
     k = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    out -= (out @ k)[..., None] / (k @ k) * k
+    # numpy's pairwise sums, not a BLAS dot: those split the sum by the number of BLAS
+    # threads, and results must not depend on the mapping or the process count
+    slope = np.multiply(out, k).sum(axis=-1, keepdims=True) / np.square(k).sum()
+    out -= slope * k
     return out
 
 

@@ -106,6 +106,18 @@ def test_detrend_linear_is_the_least_squares_fit(n):
     assert abs(d[0].sum()) <= 1e-9 * n * 1e3 and abs(d[0] @ k) <= 1e-9 * n * n * 1e3
 
 
+def test_detrend_linear_does_not_depend_on_blas_threads():
+    """Mappings must give the same samples: a BLAS dot splits its sum by thread count."""
+    from threadpoolctl import threadpool_limits
+
+    x = np.random.default_rng(1).standard_normal(1_728_000) * 1e4
+    with threadpool_limits(1):
+        one = detrend_linear(x)
+    with threadpool_limits(4):
+        four = detrend_linear(x)
+    np.testing.assert_array_equal(one, four)
+
+
 def test_common_windows():
     ia, ib = common_windows(np.array([0.0, 10.0, 20.0, 30.0]), np.array([10.0, 30.0, 40.0]), 1.0)
     assert ia.tolist() == [1, 3] and ib.tolist() == [0, 1]
