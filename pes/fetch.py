@@ -20,6 +20,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 from obspy import Stream, UTCDateTime, read
 
 from noisecorr.engine import IterativePE
@@ -197,8 +198,9 @@ class FetchPE(IterativePE):
 def read_checked(path, starttime=None, endtime=None):
     """Read one waveform file; ``(stream, None)`` or ``(None, "file: reason")``.
 
-    Empty files, files that are not waveform data, and files libmseed can only read in part
-    (truncated or corrupt records, reported as warnings) are refused with the reason.
+    Empty files, files that are not waveform data, files libmseed can only read in part
+    (truncated or corrupt records, reported as warnings) and records whose samples are not
+    numbers (text encoding) are refused with the reason.
     """
     import warnings
 
@@ -218,6 +220,10 @@ def read_checked(path, starttime=None, endtime=None):
               or "record" in str(w.message).lower()]
     if damage:
         return None, f"{path}: corrupt or truncated miniSEED ({damage[0][:200]})"
+    text = [tr.id for tr in stream if not np.issubdtype(tr.data.dtype, np.number)]
+    if text:  # e.g. a damaged encoding byte read as ASCII text records
+        return None, (f"{path}: {text[0]} holds {stream.select(id=text[0])[0].data.dtype} "
+                      f"samples, not numbers (miniSEED text encoding or a damaged header)")
     if stream and getattr(stream[0].stats, "_format", "") == "MSEED":
         reclen = stream[0].stats.mseed.record_length
         size = os.path.getsize(path)

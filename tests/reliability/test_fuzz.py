@@ -54,6 +54,18 @@ def test_damaged_miniseed_is_read_or_refused_with_a_reason(tmp_path, cut, flips,
         assert str(path) in problem
 
 
+def test_text_encoded_records_are_refused(tmp_path):
+    """Encoding byte of blockette 1000 set to 0 (ASCII): ObsPy reads text, not samples."""
+    raw = bytearray(_valid_mseed(tmp_path))
+    assert raw[48:50] == b"\x03\xe8"  # blockette 1000 at offset 48; encoding at 52
+    raw[52] = 0
+    path = tmp_path / "text.mseed"
+    path.write_bytes(bytes(raw))
+    stream, problem = read_checked(path)
+    assert stream is None
+    assert problem.startswith(f"{path}: XX.A..HHZ holds") and "not numbers" in problem
+
+
 samples = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=32),
     st.floats(min_value=-1e6, max_value=1e6, width=32),
