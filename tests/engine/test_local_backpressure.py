@@ -61,19 +61,24 @@ class SlowDays(GenericPE):
         self.write("output", (self.n, self.max_lead))
 
 
+def run_local_pair(first, second, inputs, mapping):
+    """``first -> second`` on one worker (one instance each, the stream local); the
+    outputs of ``second``."""
+    g = WorkflowGraph()
+    g.connect(first, "output", second, "input", grouping="local")
+    first.numprocesses = second.numprocesses = 1
+    kw = {"processes": 1} if mapping == "multiprocess" else {}
+    res = run(g, inputs={first: inputs}, mapping=mapping, **kw)
+    return res.outputs[(second.name, "output")]
+
+
 @pytest.mark.parametrize("mapping", ["sequential", "multiprocess"])
 def test_source_waits_for_local_backlog(tmp_path, mapping):
     counter = tmp_path / "made"
     counter.write_text("0")
-    g = WorkflowGraph()
-    src, slow = CheapDays(str(counter)), SlowDays(str(counter))
-    g.connect(src, "output", slow, "input", grouping="local")
-    if mapping == "multiprocess":  # one instance each per worker: every stream stays local
-        src.numprocesses = slow.numprocesses = 1
     n = 80
-    kw = {"processes": 1} if mapping == "multiprocess" else {}
-    res = run(g, inputs={src: [{"i": i} for i in range(n)]}, mapping=mapping, **kw)
-    ((got, lead),) = res.outputs[("SlowDays", "output")]
+    ((got, lead),) = run_local_pair(CheapDays(str(counter)), SlowDays(str(counter)),
+                                    [{"i": i} for i in range(n)], mapping)
     assert got == n
     # 0.5 s of work at 20 ms per item is 25 items; before the consumer is measured an item
     # counts as 50 ms. Without the pause the source makes all 80 in its first turn.
@@ -130,13 +135,8 @@ def test_generator_process_lets_the_next_pe_run_between_steps(tmp_path, mapping)
     """Each step's output is consumed before the next step: one 1 MB item in flight, not 12."""
     counter = tmp_path / "consumed"
     counter.write_text("0")
-    g = WorkflowGraph()
-    tile, sink = TileLike(str(counter)), Consume(str(counter))
-    g.connect(tile, "output", sink, "input", grouping="local")
-    tile.numprocesses = sink.numprocesses = 1
-    kw = {"processes": 1} if mapping == "multiprocess" else {}
-    res = run(g, inputs={tile: [{"input": 0}]}, mapping=mapping, **kw)
-    ((n, lags),) = res.outputs[("Consume", "output")]
+    ((n, lags),) = run_local_pair(TileLike(str(counter)), Consume(str(counter)),
+                                  [{"input": 0}], mapping)
     assert n == 12
     assert max(lags) <= 1, f"outputs waited for the whole process() call: {lags}"
 
