@@ -220,10 +220,10 @@ def read_checked(path, starttime=None, endtime=None):
               or "record" in str(w.message).lower()]
     if damage:
         return None, f"{path}: corrupt or truncated miniSEED ({damage[0][:200]})"
-    text = [tr.id for tr in stream if not np.issubdtype(tr.data.dtype, np.number)]
+    text = [tr for tr in stream if not np.issubdtype(tr.data.dtype, np.number)]
     if text:  # e.g. a damaged encoding byte read as ASCII text records
-        return None, (f"{path}: {text[0]} holds {stream.select(id=text[0])[0].data.dtype} "
-                      f"samples, not numbers (miniSEED text encoding or a damaged header)")
+        return None, (f"{path}: {text[0].id} holds {text[0].data.dtype} samples, not numbers "
+                      f"(miniSEED text encoding or a damaged header)")
     if stream and getattr(stream[0].stats, "_format", "") == "MSEED":
         reclen = stream[0].stats.mseed.record_length
         size = os.path.getsize(path)
