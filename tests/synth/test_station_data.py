@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from obspy import UTCDateTime, read_inventory
+from obspy import UTCDateTime, read, read_inventory
 from obspy.clients.filesystem.sds import Client
 
 from noisecorr.synth import great_circle_km, read_truth, write_network
@@ -62,8 +62,20 @@ def test_truth_matches_inventory_coordinates():
 def test_sample_regenerates_identically(tmp_path):
     params = _script_params()
     arch = write_network(tmp_path / "sd", reuse=False, **params)
+    # The samples are ground motion computed partly in float32 and rounded to integer counts;
+    # the last bits of those floats (about 1e-7 of a 12,000-count signal, i.e. ~1e-3 count)
+    # depend on the BLAS/FFT kernels this CPU selects, so a value near a half count rounds
+    # either way (about 0.1 % of samples on this machine with OpenBLAS choosing its own
+    # kernel). The regenerated counts must equal the committed ones except for one-count flips
+    # in under 1 % of samples (a wrong seed or parameter changes every sample by thousands),
+    # with identical headers, timing and gaps.
     for p in sorted((DATA / "SDS").rglob("*.D.*")):
         q = arch.sds_root / p.relative_to(DATA / "SDS")
-        assert q.read_bytes() == p.read_bytes(), p.name
+        want, got = read(str(p)), read(str(q))
+        assert [tr.stats for tr in got] == [tr.stats for tr in want], p.name
+        for a, b in zip(got, want):
+            diff = np.abs(a.data.astype(np.int64) - b.data.astype(np.int64))
+            assert diff.max() <= 1, p.name
+            assert np.count_nonzero(diff) <= 1e-2 * diff.size, p.name
     assert arch.truth_csv.read_bytes() == (DATA / "truth.csv").read_bytes()
     assert np.isclose(float(params["hours"]), 3.0)
