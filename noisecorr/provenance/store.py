@@ -81,7 +81,13 @@ def default_url() -> str:
     env = os.environ.get(ENV)
     if env:
         return env
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return user_store()
+
+
+def user_store(data_home=None) -> str:
+    """``<data_home>/noisecorr/provenance.sqlite``; ``data_home`` defaults to ``$XDG_DATA_HOME``,
+    else ``~/.local/share``."""
+    base = data_home or os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return str(Path(base) / "noisecorr" / FILENAME)
 
 
@@ -203,6 +209,18 @@ class Store:
     def close(self):
         with self.lock:
             self.conn.close()
+
+    def check_schema(self):
+        """Raise :class:`StoreError` naming the store unless it has the provenance tables
+        (a reader given another database, e.g. a PE registry, fails here, not mid-query)."""
+        if self.postgres:
+            found = {r[0] for r in self.all("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = current_schema()")}
+        else:
+            found = {r[0] for r in self.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in found]
+        if missing:
+            raise StoreError(f"{redact(self.url)} is not a provenance store: no table {', '.join(missing)}")
 
     def __enter__(self):
         return self
