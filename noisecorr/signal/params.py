@@ -21,9 +21,12 @@ ValueError: unknown parameter(s) ['cc_lenght']; allowed: ...
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CorrelationParams",
@@ -94,7 +97,7 @@ class CorrelationParams:
         Cross-correlation flavour, see :func:`noisecorr.signal.correlate.cross_spectrum`.
     maxlag : float
         Largest lag kept in seconds; lags run from ``-maxlag`` to ``+maxlag``.
-        ``maxlag <= cc_len`` and, without ``zero_pad``, ``maxlag < cc_len / 2``.
+        ``maxlag < cc_len`` and, without ``zero_pad``, ``maxlag < cc_len / 2``.
     substack : bool
         If True, also produce sub-stacks over ``substack_len`` seconds.
     substack_len : float
@@ -124,6 +127,15 @@ class CorrelationParams:
     components : tuple of str
         Component pairs to correlate, source then receiver, e.g. ``("ZZ",)``; any of
         the 9 ENZ pairs or the 9 RTZ pairs (RTZ pairs need all three ENZ channels).
+    max_gap_fill : int
+        Gaps of at most this many samples (at the recorded rate; also overlaps of at most
+        this many samples and tears of a fraction of a sample) are filled by linear
+        interpolation before tapering, instead of being masked with a taper on both sides;
+        negative disables it. 5 samples is 0.05 s at 100 Hz, far below the periods kept.
+    rate_tolerance : float
+        Relative tolerance between the header sampling rates of one channel (100.0 and
+        100.00001 Hz are one rate); a rate this close to an integer multiple of
+        ``sampling_rate`` decimates as that multiple. Must be in ``[0, 1e-3]``.
     """
 
     sampling_rate: float = 20.0
@@ -148,6 +160,8 @@ class CorrelationParams:
     zero_pad: bool = True
     spectral_water_level: float = 1e-3
     components: tuple[str, ...] = field(default=("ZZ",))
+    max_gap_fill: int = 5
+    rate_tolerance: float = 1e-5
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:  # noqa: C901 - a flat list of checks reads best
@@ -168,6 +182,12 @@ class CorrelationParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if isinstance(self.max_gap_fill, bool) or not isinstance(self.max_gap_fill, int):
+            raise ValueError(f"max_gap_fill must be an integer number of samples, got {self.max_gap_fill!r}")
+        if (isinstance(self.rate_tolerance, bool) or not isinstance(self.rate_tolerance, (int, float))
+                or not 0 <= self.rate_tolerance <= 1e-3):
+            raise ValueError(f"rate_tolerance must be a relative tolerance in [0, 1e-3], got {self.rate_tolerance!r}")
+        _set("rate_tolerance", float(self.rate_tolerance))
         for name in ("substack", "zero_pad"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -189,6 +209,11 @@ class CorrelationParams:
                 f"freqmax must be below the Nyquist frequency {nyquist!r} Hz of "
                 f"sampling_rate={fs!r}, got {self.freqmax!r}"
             )
+        if self.freqmax > 0.8 * nyquist:
+            logger.warning(
+                "freqmax %r Hz is above the anti-alias passband (0.8 x Nyquist = %r Hz) of "
+                "sampling_rate=%r Hz: the band above it is attenuated by the decimation filter",
+                self.freqmax, 0.8 * nyquist, fs)
         if not self.freqmin < self.freqmax:
             raise ValueError(
                 f"freqmin ({self.freqmin!r}) must be smaller than freqmax ({self.freqmax!r})"
@@ -206,9 +231,10 @@ class CorrelationParams:
         _set("response_output", output)
         if not self.maxlag > 0:
             raise ValueError(f"maxlag must be > 0 s, got {self.maxlag!r}")
-        if self.maxlag > self.cc_len:
+        if self.maxlag >= self.cc_len:
+            # a window of n samples has lags up to n - 1 samples only
             raise ValueError(
-                f"maxlag ({self.maxlag!r} s) must not exceed cc_len ({self.cc_len!r} s)"
+                f"maxlag ({self.maxlag!r} s) must be shorter than cc_len ({self.cc_len!r} s)"
             )
         if not self.zero_pad and not self.maxlag < self.cc_len / 2:
             raise ValueError(

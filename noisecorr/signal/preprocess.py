@@ -4,8 +4,13 @@
 overlapping, any sampling rate) into a :class:`ProcessedTrace` on the sample grid of a
 time chunk ``[starttime, endtime)`` at the target sampling rate:
 
-1. select the channel, reject empty/non-finite/all-zero data and inconsistent rates;
-2. for each contiguous segment: remove the mean and linear trend, taper both ends
+1. select the channel, reject empty/non-finite/all-zero data and inconsistent rates
+   (header rates that differ by less than ``rate_tolerance``, relative, are the same rate:
+   miniSEED writers often store estimates such as 100.00001 Hz);
+2. join segments separated by at most ``max_gap_fill`` missing samples (or overlapping by
+   at most that many, or torn by a fraction of a sample) by linear interpolation across the
+   gap, so a single missing sample does not cost a taper on both sides of it; then, for
+   each contiguous segment: remove the mean and linear trend, taper both ends
    (the tapered ramps are marked as gaps, since they no longer hold faithful data);
 3. merge the segments onto one grid (:func:`merge_with_gap_mask`): missing samples are
    zero and flagged in a boolean gap mask, overlaps are resolved in favour of the
@@ -48,6 +53,8 @@ __all__ = [
     "PreprocessError",
     "ProcessedTrace",
     "merge_with_gap_mask",
+    "default_margin",
+    "fetch_pad",
     "resample",
     "antialias_fir",
     "fractional_shift",
@@ -124,15 +131,31 @@ def _seed_id_of(stream: Stream, seed_id: str | None) -> str:
     return ids[0]
 
 
-def _check_traces(traces: list[Trace], seed_id: str) -> float:
+#: Default relative tolerance between the header sampling rates of one channel's segments.
+RATE_TOLERANCE = 1e-5
+
+
+def _check_traces(traces: list[Trace], seed_id: str, rate_tolerance: float = RATE_TOLERANCE) -> float:
+    """Validate one channel's traces and return their common sampling rate in Hz.
+
+    Rates that differ by at most ``rate_tolerance`` (relative to the median rate) are taken
+    as one rate, the median. Each segment keeps its own start time, so the timing error this
+    admits is at most ``rate_tolerance`` times a segment's length (0.86 s over a full day at
+    1e-5; a segment of a day file is usually much shorter).
+    """
     if not traces:
         raise PreprocessError(seed_id, "no data: no trace with this seed id")
-    rates = {float(tr.stats.sampling_rate) for tr in traces}
+    rates = sorted({float(tr.stats.sampling_rate) for tr in traces})
+    for rate in rates:
+        if not rate > 0 or not math.isfinite(rate):
+            raise PreprocessError(seed_id, f"invalid sampling rate {rate!r} Hz")
+    rate = float(np.median([float(tr.stats.sampling_rate) for tr in traces]))
     if len(rates) != 1:
-        raise PreprocessError(seed_id, f"inconsistent sampling rates {sorted(rates)} Hz")
-    rate = rates.pop()
-    if not rate > 0 or not math.isfinite(rate):
-        raise PreprocessError(seed_id, f"invalid sampling rate {rate!r} Hz")
+        spread = (rates[-1] - rates[0]) / rate
+        if spread > rate_tolerance:
+            raise PreprocessError(seed_id, f"inconsistent sampling rates {rates} Hz (relative spread "
+                                           f"{spread:.3g} > rate_tolerance {rate_tolerance:g})")
+        logger.debug("%s: header rates %s Hz within tolerance; using %r Hz", seed_id, rates, rate)
     if all(tr.stats.npts == 0 for tr in traces):
         raise PreprocessError(seed_id, "no data: all traces are empty")
     for tr in traces:
@@ -173,6 +196,7 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- merging
 def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
                         taper_fraction: float = 0.0, taper_max_length: float | None = None,
+                        max_gap_fill: int = 0, rate_tolerance: float = RATE_TOLERANCE,
                         ) -> tuple[Trace, np.ndarray]:
     """Merge the traces of one channel onto one sample grid, returning a gap mask.
 
@@ -188,6 +212,15 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
         ``taper_max_length`` seconds) before merging, and the ramps are masked.
     taper_max_length : float, optional
         Seconds.
+    max_gap_fill : int
+        Segments whose gap, once placed on the grid, is at most this many missing samples
+        (0 for a sub-sample tear; an overlap of at most this many samples counts too) are
+        joined before detrending and tapering, the missing samples filled by linear
+        interpolation between the neighbouring samples and not masked. 0 joins only
+        segments that abut on the grid (tears of under half a sample); negative disables
+        joining.
+    rate_tolerance : float
+        Relative tolerance between the segments' header sampling rates.
 
     Returns
     -------
@@ -200,7 +233,7 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
     """
     sid = _seed_id_of(stream, seed_id)
     traces = [tr for tr in stream if tr.id == sid and tr.stats.npts > 0]
-    fs = _check_traces(traces or [tr for tr in stream if tr.id == sid], sid)
+    fs = _check_traces(traces or [tr for tr in stream if tr.id == sid], sid, rate_tolerance)
     traces.sort(key=lambda tr: (tr.stats.starttime, tr.stats.endtime))
     t0 = traces[0].stats.starttime
     offsets = []
@@ -211,12 +244,15 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
             logger.debug("%s: segment at %s is %.3f samples off the grid; rounded",
                          sid, tr.stats.starttime, pos - idx)
         offsets.append(idx)
-    total = max(o + tr.stats.npts for o, tr in zip(offsets, traces))
+    segments, n_filled = _join_short_gaps(offsets, [np.asarray(tr.data, dtype=np.float64) for tr in traces],
+                                          max_gap_fill)
+    if n_filled:
+        logger.info("%s: %d missing sample(s) in short gaps filled by linear interpolation", sid, n_filled)
+    total = max(o + seg.size for o, seg in segments)
     data = np.zeros(total, dtype=np.float64)
     mask = np.ones(total, dtype=bool)
     n_overlap = 0
-    for off, tr in zip(offsets, traces):
-        seg = np.asarray(tr.data, dtype=np.float64)
+    for off, seg in segments:
         seg_mask = np.zeros(seg.size, dtype=bool)
         if taper_fraction > 0:
             seg = detrend_linear(seg)
@@ -233,8 +269,41 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
         logger.info("%s: %d overlapping samples resolved in favour of the later segment", sid, n_overlap)
     stats = traces[0].stats.copy()
     stats.starttime = t0
+    stats.sampling_rate = fs
     stats.npts = total
     return Trace(data=data, header=stats), mask
+
+
+def _join_short_gaps(offsets: list[int], segs: list[np.ndarray], max_gap_fill: int):
+    """Join grid-placed segments (sorted by offset) whose gap is at most ``max_gap_fill``.
+
+    Returns ``([(offset, data), ...], n_filled)``: the joined segments and the number of
+    samples filled by linear interpolation. In an overlap the later segment's samples win,
+    as in :func:`merge_with_gap_mask`.
+    """
+    if max_gap_fill < 0:
+        return list(zip(offsets, segs)), 0
+    out: list[list] = []
+    n_filled = 0
+    for off, seg in zip(offsets, segs):
+        if out:
+            prev_off, prev = out[-1]
+            end = prev_off + prev.size
+            gap = off - end
+            # join a short gap, or a short overlap that does not swallow the earlier segment
+            if -min(max_gap_fill, prev.size - 1) <= gap <= max_gap_fill and off + seg.size > end:
+                if gap > 0:
+                    # linear interpolation between the last sample before and the first after
+                    frac = np.arange(1, gap + 1) / (gap + 1)
+                    fill = prev[-1] + (seg[0] - prev[-1]) * frac
+                    joined = np.concatenate([prev, fill, seg])
+                    n_filled += gap
+                else:
+                    joined = np.concatenate([prev[:prev.size + gap], seg])
+                out[-1] = [prev_off, joined]
+                continue
+        out.append([off, seg])
+    return [(o, d) for o, d in out], n_filled
 
 
 # ---------------------------------------------------------------------------- resampling
@@ -471,7 +540,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
                       freqmin: float, freqmax: float, inventory=None, response_output: str = "VEL",
                       pre_filt=None, water_level: float | None = 60.0, seed_id: str | None = None,
                       taper_fraction: float = 0.05, taper_max_length: float | None = None,
-                      margin: float | None = None, corners: int = 4) -> ProcessedTrace:
+                      margin: float | None = None, corners: int = 4, max_gap_fill: int = 5,
+                      rate_tolerance: float = RATE_TOLERANCE) -> ProcessedTrace:
     """Preprocess one channel for the chunk ``[starttime, endtime)`` (see the module docs).
 
     Parameters
@@ -503,6 +573,13 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         Seconds of data used either side of the chunk; default ``max(2 / freqmin, 20)``.
     corners : int
         Butterworth order of the bandpass.
+    max_gap_fill : int
+        Gaps of at most this many samples (at the data's own rate) are filled by linear
+        interpolation instead of masked (see :func:`merge_with_gap_mask`).
+    rate_tolerance : float
+        Relative tolerance between header sampling rates; a rate within this tolerance of an
+        integer multiple of ``sampling_rate`` is taken as that multiple, so decimation stays
+        a polyphase integer-ratio filter.
 
     Returns
     -------
@@ -524,13 +601,18 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         raise PreprocessError(sid, f"need 0 < freqmin ({freqmin}) < freqmax ({freqmax}) < "
                                    f"Nyquist ({fs / 2}) Hz")
     npts_out = int(round((t2 - t1) * fs))
-    margin = max(2.0 / freqmin, 20.0) if margin is None else float(margin)
+    margin = default_margin(freqmin) if margin is None else float(margin)
     taper_max_length = 1.0 / freqmin if taper_max_length is None else taper_max_length
 
     if len(stream) == 0:
         raise PreprocessError(sid, "no data: empty stream")
     traces = [tr for tr in stream if tr.id == sid]
-    rate_in = _check_traces(traces, sid)
+    rate_in = _check_traces(traces, sid, rate_tolerance)
+    ratio = rate_in / fs
+    if round(ratio) >= 1 and rate_in != round(ratio) * fs and abs(ratio - round(ratio)) <= rate_tolerance * ratio:
+        logger.debug("%s: header rate %r Hz taken as %r Hz", sid, rate_in, round(ratio) * fs)
+        rate_in = round(ratio) * fs
+        traces = [_with_rate(tr, rate_in) for tr in traces]
     if rate_in < fs * (1 - 1e-9):
         raise PreprocessError(sid, f"sampling rate {rate_in} Hz is below the target {fs} Hz")
     sliced = [tr.slice(t1 - margin, t2 + margin) for tr in traces]
@@ -541,7 +623,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         raise PreprocessError(sid, f"data are all zero in chunk {t1} - {t2}")
 
     merged, mask = merge_with_gap_mask(Stream(sliced), sid, taper_fraction=taper_fraction,
-                                       taper_max_length=taper_max_length)
+                                       taper_max_length=taper_max_length, max_gap_fill=max_gap_fill,
+                                       rate_tolerance=rate_tolerance)
     t0 = merged.stats.starttime
     x = np.asarray(merged.data, dtype=np.float64)
     if x.size / rate_in < 1.0 / freqmin or x.size < MIN_SAMPLES:
@@ -594,6 +677,32 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
                           data=out, gap_mask=out_mask)
 
 
+def default_margin(freqmin: float) -> float:
+    """Seconds of data :func:`preprocess_stream` uses either side of a chunk by default.
+
+    ``max(2 / freqmin, 20)``: the segment-end taper is ``1 / freqmin`` long (masked) and the
+    bandpass needs about as long again to settle; a fetch pad of this length keeps the
+    ramps and filter transients outside the chunk (see :func:`fetch_pad`).
+    """
+    return max(2.0 / float(freqmin), 20.0)
+
+
+def fetch_pad(params) -> float:
+    """Seconds of data to fetch either side of a chunk for ``params`` (CorrelationParams).
+
+    The preprocessing margin (:func:`default_margin`) rounded up to a whole second, so the
+    first and last windows of every chunk are never lost to the taper, whatever ``freqmin``.
+    """
+    return float(math.ceil(default_margin(params.freqmin)))
+
+
+def _with_rate(tr: Trace, rate: float) -> Trace:
+    """A shallow copy of ``tr`` with its header rate set to ``rate`` (data shared, not copied)."""
+    out = Trace(data=tr.data, header=tr.stats.copy())
+    out.stats.sampling_rate = rate
+    return out
+
+
 def preprocess_chunk(stream: Stream, starttime, endtime, params, inventory=None,
                      seed_id: str | None = None) -> ProcessedTrace:
     """:func:`preprocess_stream` with the fields of a
@@ -601,4 +710,5 @@ def preprocess_chunk(stream: Stream, starttime, endtime, params, inventory=None,
     return preprocess_stream(
         stream, starttime, endtime, sampling_rate=params.sampling_rate, freqmin=params.freqmin,
         freqmax=params.freqmax, inventory=inventory, response_output=params.response_output,
-        pre_filt=params.pre_filt, water_level=params.water_level, seed_id=seed_id)
+        pre_filt=params.pre_filt, water_level=params.water_level, seed_id=seed_id,
+        max_gap_fill=params.max_gap_fill, rate_tolerance=params.rate_tolerance)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisecorr.engine import WorkflowGraph
+from noisecorr.signal.preprocess import fetch_pad
 
 from .config import ConfigError, WorkflowConfig
 from .sources import Sources, resolve
@@ -34,7 +35,8 @@ from .sources import Sources, resolve
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.h5"
-#: Seconds of data fetched either side of each chunk so that filters settle outside it.
+#: Least seconds of data fetched either side of each chunk so that filters settle outside it;
+#: longer where the preprocessing taper needs it (low freqmin: see ``fetch_pad``).
 FETCH_PAD = 100.0
 
 
@@ -152,7 +154,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     requests = chunk_requests(seed_ids, sources.start, sources.end, config.chunk_length)
     coordinates = {c: (s["latitude"], s["longitude"]) for c, s in sources.stations.items()}
 
-    fetch = FetchPE(sources.client, pad=FETCH_PAD, name="Fetch")
+    fetch = FetchPE(sources.client, pad=max(FETCH_PAD, fetch_pad(p)), name="Fetch")
     pre = PreprocessPE(p, inventory=sources.inventory, name="Preprocess")
     norm, spec, white = NormalisePE(p, name="Normalise"), SpectraPE(p, name="Spectra"), WhitenPE(p, name="Whiten")
     write = WriteResultsPE(
