@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import errno
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from obspy import Stream, UTCDateTime, read
 
 from noisecorr.engine import IterativePE
 
-__all__ = ["FileClient", "FetchPE", "chunk_requests"]
+__all__ = ["FileClient", "FetchPE", "chunk_requests", "index_file", "read_checked"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,84 @@ def chunk_requests(seed_ids, starttime, endtime, chunk_length: float = 86400.0) 
     return out
 
 
+#: Name endings of waveform files: a folder named so is reported, not silently walked into.
+WAVEFORM_SUFFIXES = (".mseed", ".miniseed", ".msd", ".ms", ".seed", ".sac", ".segy", ".sgy")
+#: An SDS day-file name (``NET.STA.LOC.CHA.TYPE.YEAR.DOY``).
+SDS_DAY_FILE = re.compile(r"^[^.]+\.[^.]+\.[^.]*\.[^.]+\.[A-Z]\.\d{4}\.\d{3}$")
+#: The start of a miniSEED 2 fixed header: 6-character sequence number, quality code, reserved byte.
+_MSEED_HEAD = re.compile(rb"^[0-9 \x00]{6}[DRQM][ \x00]")
+
+
+def file_problem(path) -> str | None:
+    """Why ``path`` cannot be opened as a regular file, or ``None`` if it can.
+
+    Checked without opening it (a FIFO would block the reader): a link to nothing, a link
+    loop, a directory, a FIFO/socket/device, an empty file, no permission to read.
+    """
+    path = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            return ("symbolic link loop" if exc.errno == errno.ELOOP else
+                    f"broken symbolic link (to {os.readlink(path)!r}: {exc.strerror})")
+        return f"cannot open ({exc.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
+        return f"not a regular file ({kind})"
+    if st.st_size == 0:
+        return "empty file"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:  # permission denied, vanished since the stat
+        return f"cannot open ({exc.strerror})"
+    return None
+
+
+def _miniseed_id(head: bytes) -> str | None:
+    """``NET.STA.LOC.CHA`` from a miniSEED 2 fixed header, or ``None`` if ``head`` is not one."""
+    if len(head) < 20 or not _MSEED_HEAD.match(head):
+        return None
+    text = head[8:20].decode("ascii", errors="replace")
+    return f"{text[10:12].strip()}.{text[0:5].strip()}.{text[5:7].strip()}.{text[7:10].strip()}"
+
+
+def index_file(path):
+    """Header of one file for :class:`FileClient`: ``([(seed_id, start, end), ...], None)``
+    or ``(None, {"path", "reason", "damaged"})``.
+
+    Any failure of ObsPy's readers (``NotImplementedError`` for a SEG-Y header it does not
+    support, ``TypeError`` for an unknown format, miniSEED errors, ...) leaves the file out
+    with the reason. ``damaged`` is true when the file starts with a miniSEED record header
+    (so it is waveform data of the channel named in the reason, damaged); such a file counts
+    as a skip of the run, the others (notes, zips, other formats, empty files, links,
+    folders) are only listed. A directory is reported only when its name is a waveform
+    file name (:data:`WAVEFORM_SUFFIXES`, SDS day file); its contents are still indexed.
+    """
+    path = str(path)
+    problem = file_problem(path)
+    if problem == "a directory, not a file":
+        name = os.path.basename(path)
+        if name.lower().endswith(WAVEFORM_SUFFIXES) or SDS_DAY_FILE.match(name):
+            return None, {"path": path, "reason": "a directory with a waveform file name, not a file",
+                          "damaged": False}
+        return [], None
+    if problem:
+        return None, {"path": path, "reason": problem, "damaged": False}
+    try:
+        st = read(path, headonly=True)
+    except Exception as exc:  # any reader failure: the file is named, the run goes on
+        with open(path, "rb") as fh:
+            sid = _miniseed_id(fh.read(20))
+        what = f"damaged miniSEED of {sid}" if sid else "not readable waveform data"
+        return None, {"path": path, "reason": f"{what} ({type(exc).__name__}: {str(exc)[:200]})",
+                      "damaged": sid is not None}
+    return [(tr.id, tr.stats.starttime, tr.stats.endtime) for tr in st], None
+
+
 class FileClient:
     """A folder of waveform files (miniSEED, SAC, anything ``obspy.read`` knows) as a client.
 
@@ -61,6 +142,13 @@ class FileClient:
     pattern : str
         Glob for file names (default all files).
 
+    exclude : sequence of str or Path
+        Files or folders neither indexed nor listed (the run's own StationXML, manifest).
+
+    Files that cannot be read (notes, zips, other formats, empty or damaged files, links
+    to nothing, FIFOs, folders with a waveform file name) never stop the indexing: they are
+    listed in :attr:`skipped_files` with the reason (:func:`index_file`).
+
     Examples
     --------
     >>> import tempfile, numpy as np
@@ -72,23 +160,29 @@ class FileClient:
     11
     """
 
-    def __init__(self, root, pattern: str = "*"):
+    def __init__(self, root, pattern: str = "*", exclude=()):
         self.root = Path(root)
         self.pattern = pattern
+        self.exclude = tuple(os.path.abspath(p) for p in exclude)
         self._index = None
+        #: ``[{"path", "reason", "damaged"}, ...]``: files left out of the index (see
+        #: :func:`index_file`), filled when the folder is indexed.
+        self.skipped_files = []
 
     def _build_index(self) -> list[tuple[str, str, UTCDateTime, UTCDateTime]]:
-        index = []
+        index, self.skipped_files = [], []
         for path in sorted(self.root.rglob(self.pattern)):
-            if not path.is_file():
+            if any(str(path.absolute()) == e or str(path.absolute()).startswith(e + os.sep) for e in self.exclude):
                 continue
-            try:
-                st = read(str(path), headonly=True)
-            except (TypeError, ValueError, OSError) as err:   # not a waveform file
-                logger.debug("skipping %s: %s", path, err)
+            traces, skipped = index_file(path)
+            if skipped is not None:
+                self.skipped_files.append(skipped)
+                logger.debug("skipping %s: %s", skipped["path"], skipped["reason"])
                 continue
-            for tr in st:
-                index.append((str(path), tr.id, tr.stats.starttime, tr.stats.endtime))
+            index.extend((str(path), sid, s, e) for sid, s, e in traces)
+        if self.skipped_files:
+            logger.info("%d file(s) under %s cannot be read and are left out, e.g. %s", len(self.skipped_files),
+                        self.root, "; ".join(f"{f['path']}: {f['reason']}" for f in self.skipped_files[:3]))
         if not index:
             logger.warning("no waveform files found under %s (pattern %r)", self.root, self.pattern)
         return index
@@ -114,10 +208,10 @@ class FileClient:
 
     def __getstate__(self):
         # the index is rebuilt in each process rather than shipped
-        return {"root": os.fspath(self.root), "pattern": self.pattern}
+        return {"root": os.fspath(self.root), "pattern": self.pattern, "exclude": self.exclude}
 
     def __setstate__(self, state):
-        self.__init__(state["root"], state["pattern"])
+        self.__init__(state["root"], state["pattern"], state.get("exclude", ()))
 
 
 class FetchPE(IterativePE):
@@ -137,6 +231,12 @@ class FetchPE(IterativePE):
     Unreadable files (empty, not waveform data, corrupt or truncated miniSEED) and client
     failures are written to ``rejected`` as ``{"seed_id", "chunk", "reason"}`` naming the
     file, and logged; the readable rest of the channel is still used.
+
+    Every file that cannot be read is also written once per instance to ``skipped_files``
+    as ``{"path", "reason", "damaged"}``: the files a :class:`FileClient` left out of its
+    index (``damaged`` only for miniSEED that fails to read, see :func:`index_file`) and the
+    files read for a channel that were refused (``damaged`` true: the file, by its SDS
+    name or its index entry, holds that channel, so they are also in ``rejected``).
     """
 
     def __init__(self, client, inventory=None, fetch_inventory: bool = False, pad: float = 0.0,
@@ -145,6 +245,9 @@ class FetchPE(IterativePE):
         if name:
             self.name = name
         self._add_output("rejected")
+        self._add_output("skipped_files")
+        self._files_reported = 0
+        self._file_problems = []
         self.client = client
         self.inventory = inventory
         self.fetch_inventory = fetch_inventory
@@ -155,7 +258,14 @@ class FetchPE(IterativePE):
         net, sta, loc, cha = sid.split(".")
         t1 = UTCDateTime(request["starttime"]) - self.pad
         t2 = UTCDateTime(request["endtime"]) + self.pad
+        self._file_problems = []
         stream, problems = self._fetch(net, sta, loc, cha, t1, t2)
+        index_skips = getattr(self.client, "skipped_files", None) or []
+        for entry in index_skips[self._files_reported:]:
+            self.write("skipped_files", dict(entry))
+        self._files_reported = len(index_skips)
+        for path, reason in self._file_problems:
+            self.write("skipped_files", {"path": path, "reason": reason, "damaged": True})
         for problem in problems:
             self.log("%s: %s", sid, problem, level=logging.WARNING)
             self.write("rejected", {"seed_id": sid, "chunk": request["starttime"], "reason": problem})
@@ -181,6 +291,7 @@ class FetchPE(IterativePE):
             part, problem = read_checked(path, t1, t2)
             if problem:
                 problems.append(problem)
+                self._file_problems.append((str(path), problem[len(str(path)) + 2:]))
                 continue
             stream += part.select(network=net, station=sta, location=loc, channel=cha)
         # join contiguous traces (day files) as ObsPy's SDS client does; traces that cannot be
@@ -205,11 +316,9 @@ def read_checked(path, starttime=None, endtime=None):
     import warnings
 
     path = str(path)
-    try:
-        if os.path.getsize(path) == 0:
-            return None, f"{path}: empty file"
-    except OSError as exc:
-        return None, f"{path}: cannot open ({exc.strerror})"
+    problem = file_problem(path)
+    if problem:
+        return None, f"{path}: {problem}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -45,6 +45,10 @@ class Report:
     windows_used: int
     windows_rejected: dict
     skipped: list = field(default_factory=list)
+    #: ``[{"path", "reason", "damaged"}, ...]``: every file a reader could not read. Damaged
+    #: waveform data is also in ``skipped`` (exit status 3); other files (notes, zips, other
+    #: formats, links, folders) are only listed here.
+    skipped_files: list = field(default_factory=list)
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     provenance: dict | None = None
@@ -59,6 +63,9 @@ class Report:
             f"{'stations read':<22}{self.stations} ({self.channels} channels, {self.chunks} chunk(s) each)",
             f"{'stations skipped':<22}{len(self.skipped)}",
             *[f"{'':<24}{who}: {why}" for who, why in self.skipped],
+            f"{'files skipped':<22}{len(self.skipped_files)}",
+            *[f"{'':<24}{f['path']}: {f['reason']}" for f in self.skipped_files[:5]],
+            *([f"{'':<24}... all {len(self.skipped_files)} in summary.json"] if len(self.skipped_files) > 5 else []),
             f"{'windows used':<22}{self.windows_used}",
             f"{'windows rejected':<22}{rejected}",
             f"{'pairs written':<22}{self.pairs_written} of {self.pairs_expected}"
@@ -193,6 +200,10 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
     for pe in ("Fetch", "Preprocess"):
         for r in result.outputs.get((pe, "rejected"), []):
             skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
+    skipped_files = _skipped_files(result.outputs.get(("Fetch", "skipped_files"), []))
+    for f in skipped_files:  # damaged waveform data found while indexing counts as a skip
+        if f["damaged"] and not any(f["path"] in why for _, why in skipped):
+            skipped.append((f["path"], f["reason"]))
     written = sum(n for what, n in result.outputs.get(("WriteResults", "output"), []) if what == "written")
     from noisecorr.results import merge_parts
     from noisecorr.results.writer import list_parts
@@ -224,7 +235,7 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         stations=len(sources.stations), channels=len(sources.seed_ids), chunks=chunks,
         pairs_expected=wf.n_pairs, pairs_written=written, pairs_resumed=len(wf.completed),
         windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
-        skipped=skipped, wall_seconds=wall,
+        skipped=skipped, skipped_files=skipped_files, wall_seconds=wall,
         timings={**{k: round(v, 3) for k, v in result.timings.items()},
                  **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
         provenance=provenance or None,
@@ -233,6 +244,20 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
     tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))
     os.replace(tmp, Path(config.out) / SUMMARY)
     return report
+
+
+def _skipped_files(entries) -> list:
+    """Each unreadable file once (every Fetch instance reports the files it met), by path;
+    logged as a count and the first few at WARNING."""
+    by_path = {}
+    for e in entries:
+        by_path.setdefault(e["path"], {"path": e["path"], "reason": e["reason"], "damaged": bool(e["damaged"])})
+    files = [by_path[p] for p in sorted(by_path)]
+    if files:
+        log.warning("%d file(s) could not be read and were left out (all listed in %s under 'skipped_files'): %s%s",
+                    len(files), SUMMARY, "; ".join(f"{f['path']}: {f['reason']}" for f in files[:3]),
+                    " ..." if len(files) > 3 else "")
+    return files
 
 
 def tile_timings(stats) -> dict:

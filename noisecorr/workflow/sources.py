@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 #: Folder (in the current directory) where generated synthetic networks are cached.
 SYNTH_CACHE = "noisecorr_cache"
+#: Files a data folder may hold beside the waveforms (synthetic archives write them).
+SIDE_FILES = ("manifest.json", "truth.csv", "sources.csv", "README.md")
 
 
 @dataclass
@@ -122,14 +124,6 @@ def resolve(config: WorkflowConfig) -> Sources:
             if not folder.is_dir():
                 raise ConfigError(f"data: {folder} is not a folder")
         root = folder / "SDS" if (folder / "SDS").is_dir() else folder
-        if _is_sds(root):
-            from obspy.clients.filesystem.sds import Client as SDSClient
-
-            client = SDSClient(str(root))
-        else:
-            from pes.fetch import FileClient
-
-            client = FileClient(str(root))
         inv_path = Path(config.inventory) if config.inventory else None
         if inv_path is None:
             for candidate in (folder / "stations.xml", root.parent / "stations.xml", folder / "stationxml"):
@@ -138,6 +132,15 @@ def resolve(config: WorkflowConfig) -> Sources:
                     break
         if inv_path is None:
             raise ConfigError(f"inventory: no StationXML given and none found beside {folder}; use --inventory FILE")
+        if _is_sds(root):
+            from obspy.clients.filesystem.sds import Client as SDSClient
+
+            client = SDSClient(str(root))
+        else:
+            from pes.fetch import FileClient
+
+            # the run's own metadata beside the waveforms is not reported as unreadable files
+            client = FileClient(str(root), exclude=[inv_path, *(folder / n for n in SIDE_FILES)])
         inventory, inv_problems = read_inventories(inv_path)
         early_skips.extend(inv_problems)
         if _is_sds(root):
