@@ -18,6 +18,9 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -170,6 +173,11 @@ def test_folder_with_only_non_waveform_junk_is_not_a_skip(tmp_path, clean):
     assert summary["skipped"] == [] and not report.had_skips
     assert len(summary["skipped_files"]) == len(made) - 1
     assert "files skipped" in report.table() and "README.txt" in report.table()
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "run", "--config", str(BAD / "run.yaml"),
+                           "--data", str(data), "--stations", "4", "--out", str(tmp_path / "cli")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr  # listed, but not a skip
+    assert "could not be read and were left out" in proc.stderr and "README.txt" in proc.stdout
 
 
 @pytest.mark.parametrize("kinds", [("segy", "note", "zip", "empty"), ("half", "dir", "dangling", "loop")])
@@ -220,3 +228,24 @@ def test_random_files_never_escape_either_reader(tmp_path, data, keep_header):
     assert (stream is None) != (problem is None)
     if problem is not None:
         assert problem.startswith(f"{path}: ")
+
+
+def test_unreadable_file_is_named_permission_denied():
+    """A file without read permission. Root reads any file, so as root the readers run in a
+    child process with the uid of ``nobody`` (``setpriv``); otherwise in this process."""
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "XS.S0001..BHZ.mseed"
+        shutil.copy(good_day_file("S0001"), path)
+        path.chmod(0)
+        code = ("import sys; sys.path.insert(0, sys.argv[2]); from pes.fetch import index_file, read_checked; "
+                "print(index_file(sys.argv[1])[1]['reason']); print(read_checked(sys.argv[1])[1])")
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        proc = subprocess.run([*drop, sys.executable, "-c", code, str(path), str(ROOT)], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["cannot open (Permission denied)", f"{path}: cannot open (Permission denied)"]
+    finally:
+        shutil.rmtree(folder)
