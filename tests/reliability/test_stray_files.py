@@ -249,3 +249,19 @@ def test_unreadable_file_is_named_permission_denied():
         assert proc.stdout.splitlines() == ["cannot open (Permission denied)", f"{path}: cannot open (Permission denied)"]
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.mark.mpi
+def test_folder_with_junk_under_mpi_lists_it_once(tmp_path, clean):
+    """Each rank's Fetch indexes the folder; rank 0's summary lists every file once."""
+    data, made = folder_archive(tmp_path, junk=True)
+    out = tmp_path / "mpi"
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "-q", "run", "--config", str(BAD / "run.yaml"),
+                           "--data", str(data), "--stations", "4", "--mapping", "mpi", "-n", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # the truncated miniSEED is damaged data
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(f["path"] for f in summary["skipped_files"]) == sorted(made)
+    assert_each_junk_listed(summary, made)
+    with open_results(out / "results.h5") as res:
+        assert sorted(res.pairs()) == sorted(clean)
