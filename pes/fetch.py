@@ -62,8 +62,9 @@ _MSEED_HEAD = re.compile(rb"^[0-9 \x00]{6}[DRQM][ \x00]")
 def file_problem(path) -> str | None:
     """Why ``path`` cannot be opened as a regular file, or ``None`` if it can.
 
-    Checked without opening it (a FIFO would block the reader): a link to nothing, a link
-    loop, a directory, a FIFO/socket/device, an empty file, no permission to read.
+    Checked with ``stat`` first, so that only regular files are ever opened (opening a
+    FIFO would block the reader): a link to nothing, a link loop, a directory, a
+    FIFO/socket/device, an empty file, no permission to read (tried by opening it).
     """
     path = str(path)
     try:
@@ -121,8 +122,11 @@ def index_file(path):
     try:
         st = read(path, headonly=True)
     except Exception as exc:  # any reader failure: the file is named, the run goes on
-        with open(path, "rb") as fh:
-            sid = _miniseed_id(fh.read(20))
+        try:
+            with open(path, "rb") as fh:
+                sid = _miniseed_id(fh.read(20))
+        except OSError:  # vanished or locked since the reader tried: reported as unreadable
+            sid = None
         what = f"damaged miniSEED of {sid}" if sid else "not readable waveform data"
         return None, {"path": path, "reason": f"{what} ({type(exc).__name__}: {str(exc)[:200]})",
                       "damaged": sid is not None}
