@@ -135,8 +135,18 @@ class GenericPE:
         -------
         dict or None
             Optionally ``{output name: item}``; each entry is written.
+
+        Notes
+        -----
+        As in dispel4py, the default calls ``self._process(inputs)`` when the subclass
+        defines ``_process``, so PEs written for dispel4py that define only ``_process``
+        port unchanged.
         """
-        raise NotImplementedError(f"PE '{self.name}' does not implement process()")
+        hook = getattr(self, "_process", None)
+        if hook is None:
+            raise NotImplementedError(
+                f"PE '{self.name}' does not implement process() or _process(inputs)")
+        return hook(inputs)
 
     def postprocess(self):
         """Called once per instance after all upstream instances finished (default: ``_postprocess()``)."""
