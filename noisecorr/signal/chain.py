@@ -35,10 +35,10 @@ import numpy as np
 
 from noisecorr.signal.correlate import (accumulate_cross_spectra, correlate, cross_spectra_to_lags,
                                         lag_axis)
-from noisecorr.signal.normalize import time_normalize, whiten
+from noisecorr.signal.normalize import time_normalize, whiten, whitening_taper
 from noisecorr.signal.params import CorrelationParams
 from noisecorr.signal.preprocess import ProcessedTrace
-from noisecorr.signal.spectra import band_indices, rfft_windows
+from noisecorr.signal.spectra import band_indices, rfft_frequencies, rfft_windows
 from noisecorr.signal.stack import stack, substack
 from noisecorr.signal.windows import common_windows, cut_windows, detrend_windows, taper_windows
 
@@ -123,6 +123,22 @@ def station_spectra(trace: ProcessedTrace, params: CorrelationParams) -> Station
                           win.n_candidates, dict(win.rejected))
 
 
+def cc_band_weights(params: CorrelationParams, nfft: int) -> np.ndarray | None:
+    """Band taper re-applied to coherency and deconvolution cross-spectra (one per bin).
+
+    The whitening taper (:func:`noisecorr.signal.normalize.whitening_taper`) over
+    ``freqmin``-``freqmax`` on the ``nfft // 2 + 1`` bins; None for ``cc_method="xcorr"``,
+    whose whitened spectra keep the taper. Coherency and deconvolution divide by the
+    spectral amplitude and so divide the taper out (see
+    :func:`noisecorr.signal.correlate.source_factor`); without whitening the band taper
+    still limits them to the band the bandpass kept, instead of flattening the filtered-out
+    noise up to the water level.
+    """
+    if params.cc_method == "xcorr":
+        return None
+    return whitening_taper(rfft_frequencies(nfft, params.sampling_rate), params.freqmin, params.freqmax)
+
+
 def _shared(src: StationSpectra, rcv: StationSpectra) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if src.nfft != rcv.nfft or src.sampling_rate != rcv.sampling_rate:
         raise ValueError(f"{src.seed_id} and {rcv.seed_id} spectra differ in nfft or sampling rate")
@@ -139,7 +155,8 @@ def correlate_pair(src: StationSpectra, rcv: StationSpectra,
     s, r, t = _shared(src, rcv)
     ccfs, lags = correlate(s, r, src.nfft, src.sampling_rate, params.maxlag, params.cc_method,
                            smoothspect_N=params.smoothspect_N,
-                           water_level=params.spectral_water_level)
+                           water_level=params.spectral_water_level,
+                           band_weights=cc_band_weights(params, src.nfft))
     return ccfs, t, lags
 
 
@@ -156,9 +173,11 @@ def correlate_and_stack(src: StationSpectra, rcv: StationSpectra,
             b = band_indices(src.nfft, src.sampling_rate, params.freqmin, params.freqmax)
             pad = params.smoothspect_N + 1
             band = slice(max(b.start - pad, 0), min(b.stop + pad, s.shape[1]))
+        w = cc_band_weights(params, src.nfft)
         part, n = accumulate_cross_spectra(s[:, band], r[:, band], params.cc_method,
                                            smoothspect_N=params.smoothspect_N,
-                                           water_level=params.spectral_water_level)
+                                           water_level=params.spectral_water_level,
+                                           band_weights=None if w is None else w[band])
         total = np.zeros(s.shape[1], dtype=part.dtype)
         total[band] = part
         ccf = cross_spectra_to_lags(total / max(n, 1), src.nfft, L).astype(np.float32)

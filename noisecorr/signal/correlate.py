@@ -95,7 +95,8 @@ def lag_axis(maxlag_samples: int, sampling_rate: float) -> np.ndarray:
     return np.arange(-L, L + 1, dtype=np.float64) / float(sampling_rate)
 
 
-def _scaled(spectra: np.ndarray, power: int, smoothspect_N: int, water_level: float) -> np.ndarray:
+def _scaled(spectra: np.ndarray, power: int, smoothspect_N: int, water_level: float,
+            weights: np.ndarray | None = None) -> np.ndarray:
     x = np.asarray(spectra)
     dtype = np.complex128 if x.dtype == np.complex128 else np.complex64
     den = floor_denominator(smooth_amplitude(x, smoothspect_N), water_level)
@@ -103,11 +104,16 @@ def _scaled(spectra: np.ndarray, power: int, smoothspect_N: int, water_level: fl
         den = den * den
     out = np.zeros(x.shape, dtype=dtype)
     np.divide(x, den, out=out, where=den > 0)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float32 if dtype == np.complex64 else np.float64)
+        if w.shape != x.shape[-1:]:
+            raise ValueError(f"band_weights have shape {w.shape}, expected ({x.shape[-1]},)")
+        out *= w
     return out
 
 
 def source_factor(spectra: np.ndarray, cc_method: str = "xcorr", *, smoothspect_N: int = 0,
-                  water_level: float = 1e-3) -> np.ndarray:
+                  water_level: float = 1e-3, band_weights: np.ndarray | None = None) -> np.ndarray:
     """Per-station factor of the virtual source in ``C(f) = source_factor * receiver_factor``.
 
     * ``"xcorr"``: ``conj(S)``
@@ -119,6 +125,15 @@ def source_factor(spectra: np.ndarray, cc_method: str = "xcorr", *, smoothspect_
     so the result is finite everywhere; a window whose spectrum is zero in every bin
     (e.g. outside a whitened band) gives zeros, never NaN.
 
+    Dividing by the amplitude also divides out the cosine band taper that whitening put
+    on the spectra (:func:`noisecorr.signal.normalize.whitening_taper`): the cross-spectrum
+    would be flat up to the band edges and then jump to zero, which rings in the lag
+    domain. ``band_weights`` (real, one per bin, e.g. that taper) re-applies a band taper
+    to the cross-spectrum: coherency multiplies each factor by ``sqrt(W)`` (so the source
+    factor stays the conjugate of the receiver factor), deconvolution multiplies the
+    source factor by ``W``; the cross-spectrum then carries ``W`` once. Ignored for xcorr,
+    whose whitened spectra already carry the taper.
+
     Parameters
     ----------
     spectra : ndarray, shape (n_windows, n_freq), complex
@@ -126,6 +141,8 @@ def source_factor(spectra: np.ndarray, cc_method: str = "xcorr", *, smoothspect_
     smoothspect_N : int
     water_level : float
         Relative floor in (0, 1).
+    band_weights : ndarray, shape (n_freq,), optional
+        Band taper re-applied for coherency and deconv (see above).
 
     Returns
     -------
@@ -137,32 +154,38 @@ def source_factor(spectra: np.ndarray, cc_method: str = "xcorr", *, smoothspect_
         dtype = np.complex128 if x.dtype == np.complex128 else np.complex64
         return np.conj(x).astype(dtype, copy=False)
     power = 1 if cc_method == "coherency" else 2
-    return np.conj(_scaled(x, power, smoothspect_N, water_level))
+    w = None
+    if band_weights is not None:
+        w = np.sqrt(np.asarray(band_weights, dtype=np.float64)) if power == 1 else band_weights
+    return np.conj(_scaled(x, power, smoothspect_N, water_level, w))
 
 
 def receiver_factor(spectra: np.ndarray, cc_method: str = "xcorr", *, smoothspect_N: int = 0,
-                    water_level: float = 1e-3) -> np.ndarray:
-    """Per-station factor of the receiver: ``R`` (xcorr, deconv) or ``R / A_R`` (coherency).
+                    water_level: float = 1e-3, band_weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-station factor of the receiver: ``R`` (xcorr, deconv) or ``R sqrt(W) / A_R`` (coherency).
 
-    See :func:`source_factor` for ``A_R``, ``smoothspect_N`` and ``water_level``.
+    See :func:`source_factor` for ``A_R``, ``smoothspect_N``, ``water_level`` and
+    ``band_weights`` (``W``; 1 when not given).
     """
     _check_method(cc_method)
     x = np.asarray(spectra)
     if cc_method == "coherency":
-        return _scaled(x, 1, smoothspect_N, water_level)
+        w = None if band_weights is None else np.sqrt(np.asarray(band_weights, dtype=np.float64))
+        return _scaled(x, 1, smoothspect_N, water_level, w)
     dtype = np.complex128 if x.dtype == np.complex128 else np.complex64
     return np.array(x, dtype=dtype, copy=True)
 
 
 def cross_spectrum(source: np.ndarray, receiver: np.ndarray, cc_method: str = "xcorr", *,
-                   smoothspect_N: int = 0, water_level: float = 1e-3) -> np.ndarray:
+                   smoothspect_N: int = 0, water_level: float = 1e-3,
+                   band_weights: np.ndarray | None = None) -> np.ndarray:
     """Per-window cross-spectra ``source_factor(S) * receiver_factor(R)``.
 
     Parameters
     ----------
     source, receiver : ndarray, shape (n_windows, n_freq), complex
         Spectra of the same windows (same start times) of the two stations.
-    cc_method, smoothspect_N, water_level
+    cc_method, smoothspect_N, water_level, band_weights
         See :func:`source_factor`.
 
     Returns
@@ -173,12 +196,13 @@ def cross_spectrum(source: np.ndarray, receiver: np.ndarray, cc_method: str = "x
     r = np.asarray(receiver)
     if s.shape != r.shape:
         raise ValueError(f"source spectra {s.shape} and receiver spectra {r.shape} differ in shape")
-    return (source_factor(s, cc_method, smoothspect_N=smoothspect_N, water_level=water_level)
-            * receiver_factor(r, cc_method, smoothspect_N=smoothspect_N, water_level=water_level))
+    kw = dict(smoothspect_N=smoothspect_N, water_level=water_level, band_weights=band_weights)
+    return source_factor(s, cc_method, **kw) * receiver_factor(r, cc_method, **kw)
 
 
 def accumulate_cross_spectra(source: np.ndarray, receiver: np.ndarray, cc_method: str = "xcorr", *,
                              smoothspect_N: int = 0, water_level: float = 1e-3,
+                             band_weights: np.ndarray | None = None,
                              out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Sum of the per-window cross-spectra over windows (for a linear stack).
 
@@ -188,7 +212,7 @@ def accumulate_cross_spectra(source: np.ndarray, receiver: np.ndarray, cc_method
     Parameters
     ----------
     source, receiver : ndarray, shape (n_windows, n_freq)
-    cc_method, smoothspect_N, water_level
+    cc_method, smoothspect_N, water_level, band_weights
         See :func:`source_factor`.
     out : ndarray, shape (n_freq,), optional
         Running sum to add to (in place; it is the caller's accumulator). The
@@ -201,7 +225,7 @@ def accumulate_cross_spectra(source: np.ndarray, receiver: np.ndarray, cc_method
         ``sum`` has shape (n_freq,); divide by the total count for the mean.
     """
     c = cross_spectrum(source, receiver, cc_method, smoothspect_N=smoothspect_N,
-                       water_level=water_level)
+                       water_level=water_level, band_weights=band_weights)
     total = c.sum(axis=0, dtype=np.complex128 if out is None else out.dtype)
     if out is None:
         return total, c.shape[0]
@@ -276,7 +300,8 @@ def cross_spectra_to_lags(cross_spectra: np.ndarray, nfft: int, maxlag_samples: 
 
 def correlate(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate: float,
               maxlag: float, cc_method: str = "xcorr", *, smoothspect_N: int = 0,
-              water_level: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+              water_level: float = 1e-3, band_weights: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Per-window cross-correlations of two stations' spectra.
 
     Parameters
@@ -287,7 +312,7 @@ def correlate(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate
         Hz.
     maxlag : float
         Largest lag in seconds (rounded to the nearest whole sample).
-    cc_method, smoothspect_N, water_level
+    cc_method, smoothspect_N, water_level, band_weights
         See :func:`source_factor`.
 
     Returns
@@ -297,5 +322,5 @@ def correlate(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate
     """
     L = int(round(float(maxlag) * float(sampling_rate)))
     c = cross_spectrum(source, receiver, cc_method, smoothspect_N=smoothspect_N,
-                       water_level=water_level)
+                       water_level=water_level, band_weights=band_weights)
     return cross_spectra_to_lags(c, nfft, L), lag_axis(L, sampling_rate)

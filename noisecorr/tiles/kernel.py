@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from noisecorr.signal.chain import cc_band_weights
 from noisecorr.signal.correlate import receiver_factor, source_factor
 from noisecorr.signal.spectra import band_indices
 
@@ -72,7 +73,9 @@ def station_factors(spectra: np.ndarray, params, nfft: int) -> tuple:
     wide = slice(max(band.start - pad, 0), min(band.stop + pad, n_freq))
     inner = slice(band.start - wide.start, band.stop - wide.start)
     xw = x[:, wide]
-    kw = dict(smoothspect_N=params.smoothspect_N, water_level=params.spectral_water_level)
+    w = cc_band_weights(params, nfft)
+    kw = dict(smoothspect_N=params.smoothspect_N, water_level=params.spectral_water_level,
+              band_weights=None if w is None else w[wide])
     rcv = receiver_factor(xw, params.cc_method, **kw)[:, inner]
     rcv = np.ascontiguousarray(rcv, dtype=np.complex64)
     src = None
