@@ -172,7 +172,7 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
 
         spec = graph.describe(inputs)
         workers = module.default_workers(processes) if hasattr(module, "default_workers") else (processes or 1)
-        plan = make_plan(spec, workers, single_instance=(name == "sequential"))
+        plan = make_plan(spec, 1 if name == "sequential" else workers)
         if _is_root(module):
             click.echo(plan.describe())
     try:

@@ -34,47 +34,46 @@ class Plan:
         return "\n".join(lines)
 
 
-def make_plan(spec, workers, single_instance=False):
-    """Decide instance counts and placement.
+def instance_counts(spec) -> dict:
+    """How many instances each PE has: a property of the graph, not of the run.
 
     Rules: a source (no inputs) has one instance, so iterations are not multiplied; a PE
     whose input streams are all ``global`` (the grouping given to ``connect``, else the
-    port's) has one instance (the others would idle); a PE with a
-    ``numprocesses`` hint gets that many; the remaining workers are shared evenly among the
-    other PEs (at least one instance each, the remainder going to the earliest PEs in
-    topological order). Instances are dealt to workers round robin in topological order,
-    so several instances share a worker when there are more instances than workers and
-    every worker is used when there are at least as many instances as workers.
+    port's) has one instance (the others would idle); a PE with a ``numprocesses`` hint
+    has exactly that many; any other PE has one. The counts never depend on the number of
+    processes or ranks, so every mapping (sequential included) enacts the same instances
+    and a broadcast (``"all"``) or a stateful PE gives the same outputs everywhere. To run
+    a PE in parallel, give it a hint (the seismology workflow sets them from ``-n``).
+    """
+    into = {}
+    for e in spec.edges:
+        into.setdefault(e.dest, []).append(e.grouping)
+    counts = {}
+    for pe in spec.pes:
+        groupings = into.get(pe.name) or list(pe.inputs.values())
+        if pe.is_source or all(g[0] == "global" for g in groupings):
+            counts[pe.name] = 1
+        else:
+            counts[pe.name] = pe.numprocesses or 1
+    return counts
+
+
+def make_plan(spec, workers):
+    """Instance counts (:func:`instance_counts`) and their placement on ``workers``.
+
+    Instances are dealt to workers round robin in topological order, so several instances
+    share a worker when there are more instances than workers, and some workers idle when
+    there are fewer. The sequential mapping is ``workers=1``: all instances in one process.
 
     Parameters
     ----------
     spec : GraphSpec
     workers : int
         Number of worker processes or ranks (>= 1).
-    single_instance : bool
-        One instance per PE (the sequential mapping's reference semantics).
     """
     if not isinstance(workers, int) or workers < 1:
         raise GraphError(f"the number of processes must be a positive integer, got {workers!r}")
-    counts = {}
-    flexible = []
-    # a stream's grouping is its edge's (connect(grouping=...) overrides the port's)
-    into = {}
-    for e in spec.edges:
-        into.setdefault(e.dest, []).append(e.grouping)
-    for pe in spec.pes:
-        groupings = into.get(pe.name) or list(pe.inputs.values())
-        if single_instance or pe.is_source or all(g[0] == "global" for g in groupings):
-            counts[pe.name] = 1
-        elif pe.numprocesses is not None:
-            counts[pe.name] = pe.numprocesses
-        else:
-            flexible.append(pe.name)
-    if flexible:
-        free = max(0, workers - sum(counts.values()))
-        share, extra = divmod(free, len(flexible))
-        for i, name in enumerate(flexible):
-            counts[name] = max(1, share + (1 if i < extra else 0))
+    counts = instance_counts(spec)
     placement = {}
     slot = 0
     for pe in spec.pes:

@@ -1,4 +1,4 @@
-"""The sequential mapping: every PE instance in this process, one instance per PE.
+"""The sequential mapping: every PE instance in this process.
 
 It runs the very same loop as the parallel mappings (:class:`~noisecorr.engine.runtime.Worker`)
 with a transport that has no remote workers, so debugging a workflow here debugs the real
@@ -25,7 +25,7 @@ def enact(spec, processes=None, mapping_name=NAME, progress=None, provenance=Non
     if options:
         raise TypeError(f"unknown option(s) for the sequential mapping: {sorted(options)}")
     t0 = time.perf_counter()
-    plan = make_plan(spec, 1, single_instance=True)
+    plan = make_plan(spec, 1)
     hook = ProgressAggregator(progress) if progress is not None else None
     summary = Worker(spec, plan, 0, progress=hook, provenance=provenance).run()
     return merge_summaries(spec, plan, [summary], NAME, time.perf_counter() - t0)

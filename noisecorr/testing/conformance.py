@@ -379,6 +379,54 @@ def multiset(items):
     return Counter(canonical(x) for x in items)
 
 
+class KeyedRange(ProducerPE):
+    """Writes ``(i % 7, i)`` for ``i = 0 .. n - 1``: a key for group-by and a value."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def _process(self, inputs):
+        for i in range(self.n):
+            self.write("output", (i % 7, i))
+
+
+class SeenPerInstance(GenericPE):
+    """Writes ``("item", x)`` for every item and ``("seen", n)`` once per instance at the end,
+    so outputs depend on how many instances exist (a broadcast multiplies items, every
+    instance flushes its own count)."""
+
+    def __init__(self, name, grouping, hint):
+        super().__init__()
+        self.name = name
+        self._add_input("input", grouping=grouping)
+        self._add_output("output")
+        self.numprocesses = hint
+        self.balanced = grouping is None or grouping == "local"
+        self.grouped = isinstance(grouping, list)
+        self.seen = 0
+        self.keys = set()
+
+    def process(self, inputs):
+        self.seen += 1
+        self.keys.add(inputs["input"][0])
+        self.write("output", ("item", inputs["input"]))
+
+    def postprocess(self):
+        if self.grouped:
+            # which instance owns a key is the mapping's choice (Storm hashes fields itself);
+            # that each key has exactly one owner is checked by GroupingMatrix.check
+            self.write("output", ("keys", tuple(sorted(self.keys))))
+        else:
+            # shuffle and local may balance the same items differently over the same instances
+            self.write("output", ("seen", "balanced" if self.balanced else self.seen))
+
+
+#: (name, grouping) of every grouping, with the hints the grouping matrix gives each.
+GROUPINGS = [("shuffle", None), ("groupby", [0]), ("all", "all"), ("global", "global"), ("local", "local")]
+MATRIX_HINTS = (1, 3, 5)
+
+
 # -- the cases ------------------------------------------------------------------------------
 class Case:
     name = "case"
@@ -438,7 +486,6 @@ class GroupByStringKeysManyProducers(Case):
 
 class BroadcastAll(Case):
     name = "broadcast_all"
-    per_instance = True
 
     def build(self):
         g = WorkflowGraph()
@@ -717,6 +764,45 @@ class GeneratorFails(Case):
         assert "step 1 of item 37 fails" in str(err)
 
 
+class GroupingMatrix(Case):
+    """Every grouping with instance hints below and above the process counts used (2-4):
+    a stateful PE per (grouping, hint) behind one source. Instance counts are the graph's,
+    so every mapping gives the same outputs, item for item, as the sequential mapping."""
+
+    name = "grouping_matrix_instance_hints"
+    n = 30
+
+    def build(self):
+        g = WorkflowGraph()
+        src = KeyedRange(self.n)
+        for gname, grouping in GROUPINGS:
+            for hint in MATRIX_HINTS:
+                g.connect(src, "output", SeenPerInstance(f"{gname}_{hint}", grouping, hint), "input")
+        return g, {}
+
+    def check(self, result):
+        items = Counter((i % 7, i) for i in range(self.n))
+        for gname, _ in GROUPINGS:
+            for hint in MATRIX_HINTS:
+                pe = f"{gname}_{hint}"
+                instances = 1 if gname == "global" else hint
+                assert result.plan[pe] == instances, (pe, result.plan[pe])
+                rows = result.outputs[(pe, "output")]
+                got = Counter(x for tag, x in rows if tag == "item")
+                ends = [x for tag, x in rows if tag in ("seen", "keys")]
+                copies = instances if gname == "all" else 1
+                assert got == Counter({k: v * copies for k, v in items.items()}), pe
+                assert len(ends) == instances, (pe, ends)          # every instance flushed once
+                if gname in ("all", "global"):
+                    assert ends == [self.n] * instances, (pe, ends)
+                elif gname == "groupby":
+                    owned = [k for keys in ends for k in keys]
+                    assert sorted(owned) == list(range(7)), f"{pe}: a key reached two instances: {ends}"
+
+    def comparable(self, items):
+        return [("keys", "partition") if tag == "keys" else (tag, x) for tag, x in items]
+
+
 CASES = [
     WordCount(),
     GroupByStringKeysManyProducers(),
@@ -737,6 +823,7 @@ CASES = [
     GeneratorSteps(),
     FailingPE(),
     GeneratorFails(),
+    GroupingMatrix(),
 ]
 
 

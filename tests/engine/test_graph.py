@@ -177,7 +177,9 @@ def test_pe_failure_in_sequential_carries_traceback_and_item():
     with pytest.raises(PEError) as info:
         run(g)
     err = info.value
-    assert (err.pe, err.instance, err.item, err.phase) == ("FailOn", 0, "7", "process")
+    # FailOn's hint gives it 2 instances in every mapping, sequential included; shuffle deals
+    # items 0..9 round robin, so item 7 reaches instance 1
+    assert (err.pe, err.instance, err.item, err.phase) == ("FailOn", 1, "7", "process")
     assert "refusing item 7" in err.remote_traceback and "conformance.py" in err.remote_traceback
 
 
@@ -266,13 +268,34 @@ def test_expensive_items_flow_through_instead_of_piling_up():
     g.connect(Range(30), "output", Big(), "input")
     g.connect(g.pes[1], "output", Watch(), "input")
     spec = g.describe()
-    worker = Worker(spec, make_plan(spec, 1, single_instance=True))
+    worker = Worker(spec, make_plan(spec, 1))
     buffers = next(r for r in worker.runners if r.name == "Watch").buffers
     watch = next(r for r in worker.runners if r.name == "Watch")
     watch.fast_fn = lambda item: waiting.append(len(buffers["input"]))
     worker.run()
     assert len(waiting) == 30
     assert max(waiting) <= 3, f"up to {max(waiting)} large items waited for the next PE"
+
+
+def test_instance_counts_come_from_the_graph_not_the_workers():
+    """Hints give exactly their count, unhinted PEs one, sources and all-global PEs one,
+    for 1, 2 or 7 workers alike; only the placement changes."""
+    from noisecorr.engine.plan import make_plan
+    from noisecorr.testing.conformance import Broadcast, GlobalCollect
+
+    g = WorkflowGraph()
+    src, sq, free, bc, col = Range(10), Square(numprocesses=5), Square(name="Free"), Broadcast(), GlobalCollect()
+    g.connect(src, "output", sq, "input")
+    g.connect(sq, "output", free, "input")
+    g.connect(free, "output", bc, "input")
+    g.connect(bc, "output", col, "input")
+    spec = g.describe({})
+    want = {"Range": 1, "Square": 5, "Free": 1, "Broadcast": 3, "GlobalCollect": 1}
+    for workers in (1, 2, 7):
+        plan = make_plan(spec, workers)
+        assert plan.instances == want
+        assert sorted(plan.placement) == sorted((pe, i) for pe, n in want.items() for i in range(n))
+        assert set(plan.placement.values()) == set(range(min(workers, sum(want.values()))))
 
 
 def test_connect_grouping_overrides_a_global_port_in_the_plan():

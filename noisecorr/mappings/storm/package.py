@@ -66,7 +66,8 @@ class Package:
 
 
 def default_tasks(processes):
-    """Total task budget for :func:`~noisecorr.engine.plan.make_plan` (``-n``, else CPUs)."""
+    """Worker slots the plan places instances on (``-n``, else CPUs); instance counts, and so
+    each component's parallelism, come from the graph alone (:func:`~noisecorr.engine.plan.instance_counts`)."""
     return processes or os.cpu_count() or 1
 
 
@@ -80,8 +81,9 @@ def package(spec, out_dir, processes=None, name=None, python="python3", output_d
     out_dir : path
         Created if missing; files of an earlier package there are replaced.
     processes : int, optional
-        Task budget shared among PEs by :func:`~noisecorr.engine.plan.make_plan` (PE hints
-        win); the parallelism of each component. Default: the number of CPUs.
+        Worker slots (default: the number of CPUs). Each component's parallelism is its PE's
+        instance count (:func:`~noisecorr.engine.plan.instance_counts`: the ``numprocesses``
+        hint, else 1), the same as under every other mapping.
     name : str, optional
         Topology name (default ``noisecorr-<first PE names>``).
     python : str
