@@ -9,6 +9,8 @@ topology unchanged.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 
 import cloudpickle
@@ -16,6 +18,8 @@ import cloudpickle
 from .errors import GraphError
 from .pe import GenericPE, ProducerPE, SimpleFunctionPE
 from .routing import normalize_grouping
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,28 @@ class WorkflowGraph:
         self._edges: list[tuple] = []  # (src_pe, src_port, dst_pe, dst_port, grouping or None)
 
     # -- building ----------------------------------------------------------------------
+    def _name_default_named(self):
+        """Give unique names to PEs that kept their class's default name (dispel4py names
+        every instance uniquely, so graphs that use one class twice are normal there).
+
+        Deterministic: in the order the PEs were added, the first keeps the class name and
+        the next get ``Class1``, ``Class2``, ... (skipping names already taken). PEs whose
+        name was set explicitly are never renamed, so two equal explicit names stay an error.
+        """
+        defaulted = [pe for pe in self._pes if getattr(pe, "_default_name", None) is not None
+                     and pe.name == pe._default_name]
+        taken = {pe.name for pe in self._pes if all(pe is not d for d in defaulted)}
+        for pe in defaulted:
+            base, k, name = pe._default_name, 0, pe._default_name
+            while name in taken:
+                k += 1
+                name = f"{base}{k}"
+            if name != pe.name:
+                log.info("PE %s used more than once: this one is named '%s'", base, name)
+                pe.name = name
+                pe._default_name = name   # still a default name: describe() is idempotent
+            taken.add(name)
+
     def add(self, pe):
         """Add a PE (or every PE of a composite) that may have no connections."""
         if isinstance(pe, CompositePE):
@@ -213,6 +239,7 @@ class WorkflowGraph:
         """
         if not self._pes:
             raise GraphError("the workflow graph is empty")
+        self._name_default_named()
         names = {}
         for pe in self._pes:
             if not isinstance(pe.name, str) or not pe.name:

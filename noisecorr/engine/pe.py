@@ -57,7 +57,11 @@ class GenericPE:
     Attributes
     ----------
     name : str
-        Unique name in a graph; defaults to the class name.
+        Unique name in a graph; defaults to the class name. When several PEs in a graph
+        kept the default name of one class (dispel4py graphs use a class twice), the graph
+        names them ``Class``, ``Class1``, ``Class2``, ... in the order they were added, the
+        same in every process; explicitly given names are kept, and two equal explicit
+        names are an error.
     numprocesses : int or None
         Hint for the number of parallel instances (``None``: the mapping decides).
     instance : int
@@ -75,6 +79,8 @@ class GenericPE:
 
     def __init__(self):
         self.name = type(self).__name__
+        # the default name; a graph renames PEs that kept it when one class is used twice
+        self._default_name = self.name
         self.inputconnections: dict[str, dict] = {}
         self.outputconnections: dict[str, dict] = {}
         self.numprocesses = None

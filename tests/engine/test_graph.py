@@ -41,15 +41,32 @@ def test_unknown_input_port_is_named():
         g.connect(NumberSource(), "output", Doubler(), "data")
 
 
-def test_duplicate_names_are_rejected():
+def test_one_class_twice_gets_unique_names_but_explicit_duplicates_are_rejected():
     g = WorkflowGraph()
-    d1, d2 = Doubler(), Doubler()
+    d1, d2, d3 = Doubler(), Doubler(), Doubler()
     g.connect(NumberSource(), "output", d1, "input")
     g.connect(d1, "output", d2, "input")
-    with pytest.raises(GraphError, match="two PEs are named 'Doubler'"):
-        g.describe()
-    d2.name = "Doubler2"
-    g.describe()
+    g.connect(d2, "output", d3, "input")
+    spec = g.describe()
+    assert [d1.name, d2.name, d3.name] == ["Doubler", "Doubler1", "Doubler2"]
+    assert g.describe().pes == spec.pes           # naming is idempotent
+    # an explicit name is kept and a default name steps around it
+    g2 = WorkflowGraph()
+    e1, e2, e3 = Doubler(), Doubler(), Doubler()
+    e1.name = "Doubler1"
+    g2.connect(NumberSource(), "output", e1, "input")
+    g2.connect(e1, "output", e2, "input")
+    g2.connect(e2, "output", e3, "input")
+    g2.describe()
+    assert [e1.name, e2.name, e3.name] == ["Doubler1", "Doubler", "Doubler2"]
+    # two equal explicit names stay an error
+    g3 = WorkflowGraph()
+    f1, f2 = Doubler(), Doubler()
+    f1.name = f2.name = "Twice"
+    g3.connect(NumberSource(), "output", f1, "input")
+    g3.connect(f1, "output", f2, "input")
+    with pytest.raises(GraphError, match="two PEs are named 'Twice'"):
+        g3.describe()
 
 
 def test_cycle_is_rejected_naming_pes():
