@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 
 from .config import DEFAULT_OUT, ConfigError
-
-
-def _progress_printer():
-    """A progress line on stderr: channel-chunks preprocessed and pairs stacked."""
-    state = {"last": 0.0, "total": None}
-    tty = sys.stderr.isatty()
-
-    def show(counts):
-        now = time.monotonic()
-        if not tty and now - state["last"] < 10:
-            return
-        state["last"] = now
-        pre = counts.get("Preprocess", {}).get("in", 0)
-        fetch_total = state["total"]
-        # the per-pair path emits one item per pair and chunk, the tiled path one per tile
-        correlated = sum(counts.get(pe, {}).get("out", 0) for pe in ("CrossCorrelate", "TileCorrelatePE"))
-        written = counts.get("WriteResults", {}).get("in", 0)
-        text = (f"preprocessed {pre}{'/' + str(fetch_total) if fetch_total else ''} channel-chunks, "
-                f"{correlated} correlation batches, {written} written")
-        click.echo(("\r" + text) if tty else text, err=True, nl=not tty)
-
-    return show, state
+from .progress import ProgressPrinter
 
 
 @click.command("run")
@@ -88,7 +66,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
         code = relaunch(config.processes)
         if code is not None:
             return code
-    show, _ = _progress_printer()
+    show = ProgressPrinter()
     try:
         report = run_workflow(config, progress=show)
     except (ConfigError, FileExistsError, OutputLocked) as exc:
@@ -97,8 +75,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
         raise click.UsageError(str(exc)) from None
     if report is None:
         return 0
-    if sys.stderr.isatty():
-        click.echo("", err=True)
+    show.finish(report)
     click.echo(report.table())
     click.echo(report.out)
     return 3 if report.had_skips else 0

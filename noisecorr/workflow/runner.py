@@ -145,6 +145,8 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
             from noisecorr.engine.result import RunResult
 
             return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
+        if progress is not None and hasattr(progress, "start"):
+            progress.start(sum(len(v) for v in wf.inputs.values() if isinstance(v, (list, tuple))))
         prov = provenance_options(config)
         options = dict(mapping_options or {})
         if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "simple", "multi"):
