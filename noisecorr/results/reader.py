@@ -365,11 +365,30 @@ class Results:
     def stack(self, source: str, receiver: str, component: str = "ZZ"):
         """``(lags_seconds, ccf)`` of a pair.
 
-        If only the reverse pair is stored, returns it time-reversed (and
-        with the component letters swapped), since C_BA(tau) = C_AB(-tau).
+        If only the reverse pair is stored, returns it time-reversed with the component
+        letters swapped, since in a fixed frame C_BA^YX(tau) = C_AB^XY(-tau). ENZ is such a
+        frame. R and T are not: reversing the pair turns the radial (source to receiver)
+        and transverse directions around at both stations, so a component with exactly one
+        of R, T and one Z (RZ, ZR, TZ, ZT) also changes sign; RR, RT, TR, TT and ZZ do not
+        (each R/T letter contributes a factor -1).
         Substacks come back as a 2-D array ``(n_substacks, n_lags)``.
+
+        Raises
+        ------
+        KeyError
+            Neither the pair nor its reverse is stored.
+        ValueError
+            Only the reverse of a deconvolution (``cc_method="deconv"``) is stored: R/S is
+            not S/R reversed in time, so it cannot be derived.
         """
         (f, (row, ds)), reverse = self._locate(source, receiver, component)
+        if reverse:
+            method = (self.params.get("processing") or self.params).get("cc_method", "xcorr")
+            if method == "deconv":
+                raise ValueError(
+                    f"only {receiver} -> {source} {check_component(component)[::-1]} is stored in "
+                    f"{self.path}, and a deconvolution cannot be reversed (R/S is not S/R in "
+                    f"reverse time): read that pair instead")
         data = f.data(row, ds)
         if row is None:  # version 1: attributes
             fs = float(ds.attrs["sampling_rate"])
@@ -380,7 +399,7 @@ class Results:
         h = data.shape[-1] // 2  # lags depend on the length and fs only
         lags = lag_axis(h / fs, fs)
         if reverse:
-            data = data[..., ::-1].copy()
+            data = data[..., ::-1] * np.float32(reversal_sign(component))
         return lags, data
 
     def meta(self, source: str, receiver: str, component: str = "ZZ") -> dict:
@@ -495,6 +514,23 @@ class Results:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def reversal_sign(component: str) -> int:
+    """Sign of the time-reversed reverse pair in a component: ``C_AB^XY(t) = sign *
+    C_BA^YX(-t)``.
+
+    In the RTZ frame of a pair the radial and transverse directions point the other way
+    when source and receiver swap, at both stations (Lin et al. 2008's frame follows the
+    great circle from source to receiver), so each R or T letter contributes -1: RZ, ZR,
+    TZ and ZT change sign, RR, RT, TR, TT and ZZ do not. ENZ components are in a fixed
+    frame: +1.
+
+    >>> [reversal_sign(c) for c in ("RR", "RZ", "ZT", "TT", "ZZ", "EZ")]
+    [1, -1, -1, 1, 1, 1]
+    """
+    c = check_component(component)
+    return -1 if sum(letter in "RT" for letter in c) == 1 else 1
 
 
 def open_results(path) -> Results:
