@@ -116,6 +116,8 @@ class CorrelationParams:
     pre_filt : tuple of 4 float or None
         Corner frequencies (Hz) of the cosine pre-filter applied during response
         removal, increasing, the last at most the Nyquist frequency of ``sampling_rate``.
+        None (default): derived from the band, flat over ``freqmin``-``freqmax``
+        (:func:`noisecorr.signal.preprocess.default_pre_filt`).
     response_output : {"VEL", "DISP", "ACC", "NONE"}
         Physical quantity after response removal; "NONE" skips response removal.
     zero_pad : bool

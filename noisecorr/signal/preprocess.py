@@ -54,6 +54,7 @@ __all__ = [
     "ProcessedTrace",
     "merge_with_gap_mask",
     "default_margin",
+    "default_pre_filt",
     "fetch_pad",
     "resample",
     "antialias_fir",
@@ -560,7 +561,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         Required unless ``response_output == "NONE"``.
     response_output : {"VEL", "DISP", "ACC", "NONE"}
     pre_filt : 4 floats or None
-        Hz, see :meth:`obspy.core.trace.Trace.remove_response`.
+        Hz, see :meth:`obspy.core.trace.Trace.remove_response`; None: from the band,
+        :func:`default_pre_filt`.
     water_level : float or None
         dB.
     seed_id : str, optional
@@ -654,6 +656,8 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
 
     tstart = t1 + k0 / fs
     if response_output.upper() != "NONE":
+        if pre_filt is None:
+            pre_filt = default_pre_filt(freqmin, freqmax, fs)
         y = remove_response(y, sid, tstart, fs, inventory, output=response_output.upper(),
                             pre_filt=pre_filt, water_level=water_level)
     if y.size <= 6 * (2 * corners + 1):  # sosfiltfilt's padding needs this many samples
@@ -675,6 +679,24 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         raise PreprocessError(sid, "preprocessing produced NaN or inf")
     return ProcessedTrace(seed_id=sid, starttime=float(t1.timestamp), sampling_rate=fs,
                           data=out, gap_mask=out_mask)
+
+
+def default_pre_filt(freqmin: float, freqmax: float, sampling_rate: float) -> tuple:
+    """The response-removal pre-filter used when ``pre_filt`` is None (Hz, 4 corners).
+
+    ``(freqmin / 2, freqmin, f3, f4)`` with ``f3 = min(2 freqmax, (freqmax + nyquist) / 2)``
+    and ``f4 = min(4 freqmax, nyquist)``: flat over the whole ``freqmin``-``freqmax`` band
+    (so the band is untouched), tapering to zero an octave below it and towards Nyquist, so
+    the water level is not the only thing holding back the inverted response where the
+    instrument has no gain (long periods; above the anti-alias corner).
+
+    >>> default_pre_filt(0.05, 2.0, 20.0)
+    (0.025, 0.05, 4.0, 8.0)
+    """
+    nyquist = float(sampling_rate) / 2.0
+    f3 = min(2.0 * freqmax, 0.5 * (freqmax + nyquist))
+    f4 = min(4.0 * freqmax, nyquist)
+    return (0.5 * freqmin, float(freqmin), f3, f4)
 
 
 def default_margin(freqmin: float) -> float:

@@ -150,3 +150,25 @@ def test_freqmax_above_antialias_passband_warns(caplog):
     with caplog.at_level(logging.WARNING, logger="noisecorr.signal.params"):
         CorrelationParams(sampling_rate=20.0, freqmax=7.0)
     assert "anti-alias" not in caplog.text
+
+
+def test_default_pre_filt_follows_the_band():
+    """pre_filt None used no pre-filter at all; it now tapers outside the band."""
+    from pathlib import Path
+
+    from obspy import read_inventory
+    from obspy.clients.filesystem.sds import Client
+
+    from noisecorr.signal.preprocess import default_pre_filt
+
+    data = Path(__file__).resolve().parents[2] / "station_data"
+    inv = read_inventory(str(data / "stations.xml"))
+    t1 = UTCDateTime(2024, 1, 1, 22, 40)
+    st = Client(str(data / "SDS")).get_waveforms("XS", "S0001", "", "BHZ", t1 - 100, t1 + 1900)
+    kw = dict(sampling_rate=20.0, freqmin=0.05, freqmax=2.0, inventory=inv, response_output="VEL")
+    auto = preprocess_stream(st, t1, t1 + 1800, **kw)
+    explicit = preprocess_stream(st, t1, t1 + 1800, pre_filt=default_pre_filt(0.05, 2.0, 20.0), **kw)
+    np.testing.assert_array_equal(auto.data, explicit.data)
+    f = default_pre_filt(0.05, 2.0, 20.0)
+    assert f[0] < f[1] <= 0.05 and 2.0 < f[2] < f[3] <= 10.0
+    assert default_pre_filt(0.1, 9.0, 20.0)[2:] == (9.5, 10.0)       # freqmax near Nyquist
