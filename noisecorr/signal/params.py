@@ -1,8 +1,13 @@
 """Typed, validated processing parameters for ambient-noise cross-correlation.
 
-Field names follow NoisePy (Jiang & Denolle 2020, SRL 91(3)) so that a NoisePy
-``fft_cc`` parameter dictionary translates one-to-one; every field is used by the
-functions in :mod:`noisecorr.signal` and does what its name says.
+Field names follow NoisePy (Jiang & Denolle 2020, SRL 91(3)); every field is used by the
+functions in :mod:`noisecorr.signal` and does what its name says. A NoisePy ``fft_cc``
+dictionary translates name for name with one exception in meaning: ``smoothspect_N``
+counts bins of the spectrum noisecorr computes, which is zero-padded to at least
+``2 n - 1`` samples for a linear correlation (``zero_pad``, the default), so one bin is
+half as wide in Hz as NoisePy's (which does not pad) and the same ``smoothspect_N``
+smooths over half the bandwidth. For NoisePy's smoothing width, double ``smoothspect_N``
+or set ``zero_pad: false``.
 
 Examples
 --------
@@ -93,6 +98,8 @@ class CorrelationParams:
     smoothspect_N : int
         Half-width in frequency bins of the spectral smoothing for ``freq_norm="rma"``
         and for the denominators of ``cc_method`` "coherency"/"deconv" (0: no smoothing).
+        Bins of the FFT of length ``nfft``: ``sampling_rate / nfft`` Hz each, half
+        NoisePy's bin width when ``zero_pad`` is on (see the module notes).
     cc_method : {"xcorr", "coherency", "deconv"}
         Cross-correlation flavour, see :func:`noisecorr.signal.correlate.cross_spectrum`.
     maxlag : float
