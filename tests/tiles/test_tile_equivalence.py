@@ -45,9 +45,11 @@ def tiled(p, items, block, workers=1, n_chunks=None, stations=None, mapping="seq
     route = tc._resolve_input("input")[0]
     res = run(g, inputs={route: [{"input": it} for it in items]}, mapping=mapping, **kw)
     (outs,) = [v for (pe, port), v in res.outputs.items() if pe in ("TileStackPE", "StackPE")]
-    (stats,) = res.outputs[("TileCorrelatePE", "stats")]
+    # one stats item per TileCorrelatePE instance: the plan's workers, in every mapping
+    stats = res.outputs[("TileCorrelatePE", "stats")]
+    assert sorted(s["instance"] for s in stats) == list(range(plan.workers))
     n_chunks_seen = len({it["chunk"] for it in items})
-    assert stats["tiles"] == n_chunks_seen * len(plan.tiles)
+    assert sum(s["tiles"] for s in stats) == n_chunks_seen * len(plan.tiles)
     got = {}
     for it in outs:
         if "keys" in it:
