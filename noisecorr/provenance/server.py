@@ -1,7 +1,9 @@
 """The provenance web service: a JSON API (OpenAPI at ``/openapi.json``) and a browser page.
 
-``noisecorr prov serve [--host 127.0.0.1] [--port N] [--store URL]``; :func:`make_app` builds
-the Flask app for tests and WSGI servers.
+``noisecorr prov serve [STORE] [--host 127.0.0.1] [--port N]``; :func:`make_app` builds
+the Flask app for tests and WSGI servers. The page (``static/``) keeps its state in the URL
+hash (``#/run/<id>``, ``#/entity/<id>``, ``#/lineage/<id>``; see ``static/app.js``), so the
+server has one page route, ``/``.
 
 Safety: ids are checked against :data:`~noisecorr.provenance.ids.ID_PATTERN` before any
 query, depths and page sizes are bounded, request bodies are capped
@@ -180,6 +182,11 @@ def make_app(store_url):
     @app.get("/")
     def index():
         return send_from_directory(STATIC, "index.html")
+
+    @app.get("/favicon.ico")
+    def favicon():
+        # the page links static/favicon.svg; this answers clients that ask for /favicon.ico anyway
+        return send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
 
     @app.get("/static/<path:name>")
     def static_file(name):
