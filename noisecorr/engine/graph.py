@@ -122,7 +122,8 @@ class WorkflowGraph:
         """
         defaulted = [pe for pe in self._pes if getattr(pe, "_default_name", None) is not None
                      and pe.name == pe._default_name]
-        taken = {pe.name for pe in self._pes if all(pe is not d for d in defaulted)}
+        renamable = {id(pe) for pe in defaulted}
+        taken = {pe.name for pe in self._pes if id(pe) not in renamable}
         for pe in defaulted:
             base, k, name = pe._default_name, 0, pe._default_name
             while name in taken:

@@ -284,7 +284,7 @@ def _join_short_gaps(offsets: list[int], segs: list[np.ndarray], max_gap_fill: i
     """
     if max_gap_fill < 0:
         return list(zip(offsets, segs)), 0
-    out: list[list] = []
+    out: list[tuple[int, np.ndarray]] = []
     n_filled = 0
     for off, seg in zip(offsets, segs):
         if out:
@@ -301,10 +301,10 @@ def _join_short_gaps(offsets: list[int], segs: list[np.ndarray], max_gap_fill: i
                     n_filled += gap
                 else:
                     joined = np.concatenate([prev[:prev.size + gap], seg])
-                out[-1] = [prev_off, joined]
+                out[-1] = (prev_off, joined)
                 continue
-        out.append([off, seg])
-    return [(o, d) for o, d in out], n_filled
+        out.append((off, seg))
+    return out, n_filled
 
 
 # ---------------------------------------------------------------------------- resampling

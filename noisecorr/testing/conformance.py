@@ -12,8 +12,9 @@ the Storm harness and third-party mappings can run exactly the same cases::
 
 A case is a class with ``build() -> (graph, inputs)`` and ``check(result)``; ``run_case``
 enacts it, runs ``check`` and compares the outputs with the sequential mapping's as
-multisets. Cases whose outputs depend on the number of instances by design (``"all"``
-broadcast) say so with ``per_instance = True`` and are compared instance-aware.
+multisets. Every mapping enacts the same instances, so broadcasts compare exactly too;
+cases whose per-instance outputs depend on how shuffle balanced the items (e.g. a count
+per instance) say so with ``per_instance = True`` and are compared as sets.
 """
 
 from __future__ import annotations

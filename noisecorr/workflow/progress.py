@@ -58,7 +58,7 @@ class ProgressPrinter:
         self.t0 = None
         self.last = None
         self.counts = {}
-        self.drawn = False
+        self._width_drawn = 0   # length of the line now on the terminal, to overwrite it
 
     def start(self, total_chunks: int) -> None:
         """Set the number of channel-chunks the run will preprocess."""
@@ -108,7 +108,7 @@ class ProgressPrinter:
     def _emit(self, text: str, final: bool = False) -> None:
         if self.tty:
             # pad to overwrite a longer previous line; the terminal's own \r, no escapes
-            self.stream.write("\r" + text.ljust(getattr(self, "_width_drawn", 0)) + ("\n" if final else ""))
+            self.stream.write("\r" + text.ljust(self._width_drawn) + ("\n" if final else ""))
             self._width_drawn = 0 if final else len(text)
         else:
             self.stream.write(text + "\n")
