@@ -183,11 +183,13 @@ def merge_command(tasks, out, start, end, expected, no_plot):
     TASKS are task folders (each with results.h5) or folders of task-NNNN folders. Linear
     stacks are weighted by their window counts; the task spans must tile the span.
     """
+    from noisecorr.workflow.lock import OutputLockError
+
     from .merge import merge_tasks
 
     try:
         report = merge_tasks(tasks, out, start=start, end=end, expected=expected, plot=not no_plot)
-    except MergeError as exc:
+    except (MergeError, OutputLockError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(report.table())
     return 0

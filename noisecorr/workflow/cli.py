@@ -43,7 +43,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
     from noisecorr.mappings import load
 
     from .config import load_config
-    from .runner import OutputLocked, run_workflow
+    from .runner import OutputLockError, run_workflow
     from .sources import resolve
 
     overrides = dict(data=data, inventory=inventory, fdsn=fdsn, start=start, end=end, stations=stations,
@@ -69,7 +69,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
     show = ProgressPrinter()
     try:
         report = run_workflow(config, progress=show)
-    except (ConfigError, FileExistsError, OutputLocked) as exc:
+    except (ConfigError, FileExistsError, OutputLockError) as exc:
         raise click.UsageError(str(exc)) from None
     except MappingError as exc:
         raise click.UsageError(str(exc)) from None

@@ -87,6 +87,10 @@ class WorkflowConfig:
         patterns), ``metadata`` (item keys kept on entities), ``store`` (``PE`` or
         ``PE.port`` patterns whose items are stored in full); ``None``: every PE, the
         domain metadata keys, and the stacks.
+    lock_stale_after : float
+        Seconds without heartbeat after which the output lock of a run on *another host* is
+        taken over as stale (600 by default; a lock of this host is stale as soon as its
+        process is gone). See :mod:`noisecorr.workflow.lock`.
     processing : CorrelationParams
         The science parameters (NoisePy names).
     """
@@ -113,6 +117,7 @@ class WorkflowConfig:
     memory: str | None = None
     scratch: str | None = None
     tiled: bool = True
+    lock_stale_after: float = 600.0
     processing: CorrelationParams = field(default_factory=CorrelationParams)
 
     def __post_init__(self):
@@ -153,6 +158,9 @@ class WorkflowConfig:
                 raise ConfigError(f"memory: {exc}") from None
         if self.scratch is not None and not (isinstance(self.scratch, str) and self.scratch.strip()):
             raise ConfigError(f"scratch: must be a folder path or null, got {self.scratch!r}")
+        if isinstance(self.lock_stale_after, bool) or not (isinstance(self.lock_stale_after, (int, float))
+                                                           and self.lock_stale_after > 0):
+            raise ConfigError(f"lock_stale_after: must be a positive number of seconds, got {self.lock_stale_after!r}")
         if not isinstance(self.tiled, bool):
             raise ConfigError(f"tiled: must be true or false, got {self.tiled!r}")
         if self.compression not in (None, "gzip", "lzf"):

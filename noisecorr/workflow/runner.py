@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -16,16 +15,12 @@ from noisecorr.engine import run
 
 from .build import Workflow, build_workflow
 from .config import WorkflowConfig
+from .lock import LOCK, OutputLocked, OutputLockError, output_lock  # noqa: F401 (public here too)
 
 log = logging.getLogger(__name__)
 
 RECORD_SECTION = "record_section.png"
 SUMMARY = "summary.json"
-LOCK = ".noisecorr.lock"
-
-
-class OutputLocked(RuntimeError):
-    """Another run is writing to the same output folder."""
 
 
 @dataclass
@@ -49,6 +44,10 @@ class Report:
     #: waveform data is also in ``skipped`` (exit status 3); other files (notes, zips, other
     #: formats, links, folders) are only listed here.
     skipped_files: list = field(default_factory=list)
+    #: ``{"chosen": {station: [seed_id, ...]}, "dropped": [{"seed_id", "station", "chosen",
+    #: "reason"}, ...]}``: the channel group kept per station (``channel_priority``,
+    #: ``location_priority``) and the channels left out for it (not skips: exit status 0).
+    channel_selection: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     provenance: dict | None = None
@@ -66,6 +65,7 @@ class Report:
             f"{'files skipped':<22}{len(self.skipped_files)}",
             *[f"{'':<24}{f['path']}: {f['reason']}" for f in self.skipped_files[:5]],
             *([f"{'':<24}... all {len(self.skipped_files)} in summary.json"] if len(self.skipped_files) > 5 else []),
+            *self._dropped_lines(),
             f"{'windows used':<22}{self.windows_used}",
             f"{'windows rejected':<22}{rejected}",
             f"{'pairs written':<22}{self.pairs_written} of {self.pairs_expected}"
@@ -80,30 +80,13 @@ class Report:
             lines.append(f"{'provenance':<22}run {self.provenance['run_id']} in {self.provenance['store']}")
         return "\n".join(lines)
 
-
-class output_lock:
-    """Exclusive lock on an output folder: two runs never write the same results."""
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / LOCK
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(self.fd, 100).decode(errors="replace").strip()
-            os.close(self.fd)
-            raise OutputLocked(f"{self.path.parent} is in use by another run ({holder or 'unknown process'}); "
-                               "wait for it or choose another --out") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"pid {os.getpid()}".encode())
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    def _dropped_lines(self) -> list:
+        dropped = self.channel_selection.get("dropped", [])
+        if not dropped:
+            return []
+        return [f"{'channels dropped':<22}{len(dropped)} (another channel of the station kept)",
+                *[f"{'':<24}{d['seed_id']}: {d['reason']}" for d in dropped[:5]],
+                *([f"{'':<24}... all {len(dropped)} in summary.json"] if len(dropped) > 5 else [])]
 
 
 def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | None = None,
@@ -120,7 +103,9 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
     FileExistsError
         Results exist in ``config.out`` and ``config.resume`` is false.
     OutputLocked
-        Another run writes to ``config.out``.
+        Another live run writes to ``config.out`` (see :mod:`noisecorr.workflow.lock`).
+    OutputLockError
+        The lock file in ``config.out`` cannot be created (read-only or full file system...).
     """
     out = Path(config.out)
     root = _is_root(config.mapping)
@@ -128,7 +113,7 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
         results = out / "results.h5"
         if not config.resume and (results.exists() or Path(str(results) + ".parts").exists()):
             raise FileExistsError(f"{results} exists; use --resume to continue it or choose another --out")
-    lock = output_lock(out) if root else _NoLock()
+    lock = output_lock(out, stale_after=config.lock_stale_after) if root else _NoLock()
     with lock:
         t0 = time.perf_counter()
         wf = workflow or build_workflow(config)
@@ -238,6 +223,7 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         pairs_expected=wf.n_pairs, pairs_written=written, pairs_resumed=len(wf.completed),
         windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
         skipped=skipped, skipped_files=skipped_files, wall_seconds=wall,
+        channel_selection=sources.channel_selection(),
         timings={**{k: round(v, 3) for k, v in result.timings.items()},
                  **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
         provenance=provenance or None,
