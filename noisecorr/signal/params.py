@@ -145,6 +145,17 @@ class CorrelationParams:
         Relative tolerance between the header sampling rates of one channel (100.0 and
         100.00001 Hz are one rate); a rate this close to an integer multiple of
         ``sampling_rate`` decimates as that multiple. Must be in ``[0, 1e-3]``.
+    joint_normalisation : {"auto", "horizontal", "all", "none"}
+        Which channels of a sensor share the weights of ``time_norm`` and ``freq_norm``
+        (:func:`noisecorr.signal.normalize.joint_time_normalize`,
+        :func:`~noisecorr.signal.normalize.joint_whiten`): "horizontal": E and N are
+        divided by one weight from the quadratic mean of their amplitudes (sample by
+        sample, bin by bin), Z on its own; "all": E, N and Z share one weight; "none":
+        every channel on its own (NoisePy). Per-channel weights change the E/N amplitude
+        ratio and leak R into T after rotation (TT/RR about 0.07 for a purely radial
+        wave); common weights do not. "auto" (default): "horizontal" when an R or T
+        component is requested, else "none" (see :attr:`joint_mode`). Joint channels
+        keep only the windows all of them accepted.
     """
 
     sampling_rate: float = 20.0
@@ -171,6 +182,7 @@ class CorrelationParams:
     components: tuple[str, ...] = field(default=("ZZ",))
     max_gap_fill: int = 5
     rate_tolerance: float = 1e-5
+    joint_normalisation: str = "auto"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:  # noqa: C901 - a flat list of checks reads best
@@ -197,6 +209,9 @@ class CorrelationParams:
                 or not 0 <= self.rate_tolerance <= 1e-3):
             raise ValueError(f"rate_tolerance must be a relative tolerance in [0, 1e-3], got {self.rate_tolerance!r}")
         _set("rate_tolerance", float(self.rate_tolerance))
+        if self.joint_normalisation not in ("auto", "horizontal", "all", "none"):
+            raise ValueError(f"joint_normalisation={self.joint_normalisation!r} is not one of "
+                             "['auto', 'horizontal', 'all', 'none']")
         for name in ("substack", "zero_pad"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -317,6 +332,14 @@ class CorrelationParams:
     def maxlag_samples(self) -> int:
         """Largest lag in samples."""
         return int(round(self.maxlag * self.sampling_rate))
+
+    @property
+    def joint_mode(self) -> str:
+        """``joint_normalisation`` with "auto" resolved: "horizontal" when a requested
+        component pair has R or T, else "none"."""
+        if self.joint_normalisation != "auto":
+            return self.joint_normalisation
+        return "horizontal" if any(c in "RT" for pair in self.components for c in pair) else "none"
 
     @property
     def nfft(self) -> int:
