@@ -43,12 +43,13 @@ def cli(ctx, verbose, quiet):
 
 
 # -- loading a graph from a module or file ------------------------------------------------------
-def load_target(target, registry=None):
+def load_target(target, registry=None, trust_unsigned=False):
     """Load ``MODULE[:ATTR]``, ``path/to/file.py[:ATTR]`` or ``registry:WS.WORKFLOW[@VERSION]``
     and return the workflow graph.
 
     A ``registry:`` target is loaded from the registry at ``registry`` (a URL; default
-    ``$NOISECORR_REGISTRY``, else the default SQLite file, see :mod:`noisecorr.registry`).
+    ``$NOISECORR_REGISTRY``, else the default SQLite file, see :mod:`noisecorr.registry`);
+    it must be signed by a trusted key unless ``trust_unsigned`` (this load only).
 
     Without ``ATTR`` the module's ``graph`` attribute is used, else its only
     :class:`~noisecorr.engine.WorkflowGraph`. A callable attribute is called with no arguments
@@ -60,7 +61,7 @@ def load_target(target, registry=None):
     if target.startswith("registry:"):
         from noisecorr.registry.cli import load_registry_target
 
-        return load_registry_target(target, registry)
+        return load_registry_target(target, registry, allow_unsigned=trust_unsigned)
     module_part, _, attr = target.partition(":")
     if target.count(":") > 1 or (os.name == "nt" and len(module_part) == 1):
         module_part, _, attr = target.rpartition(":")
@@ -149,11 +150,13 @@ def _print_result(result, show):
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True, help="Output items to print per output.")
 @click.option("--registry", "registry_url", default=None, metavar="URL",
               help="Registry of registry:WS.WORKFLOW targets (default: $NOISECORR_REGISTRY or the default file).")
+@click.option("--trust-unsigned", is_flag=True,
+              help="Run a registry: target even if it is unsigned or signed by a key you do not trust (this run only).")
 @click.option("--provenance", is_flag=True, help="Record W3C-PROV lineage (default store: see `noisecorr prov --help`).")
 @click.option("--provenance-store", metavar="URL", default=None,
               help="Record provenance to this store (path, sqlite:///path, postgresql://...); implies --provenance.")
-def enact(target, mapping, processes, iterations, data, data_file, show_plan, show, registry_url, provenance,
-          provenance_store):
+def enact(target, mapping, processes, iterations, data, data_file, show_plan, show, registry_url, trust_unsigned,
+          provenance, provenance_store):
     """Enact the workflow graph TARGET (MODULE[:ATTR], FILE.py[:ATTR] or registry:WS.WORKFLOW[@V])."""
     from noisecorr.engine import run
     from noisecorr.mappings import canonical_name, load
@@ -165,7 +168,7 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
         code = relaunch(processes, argv=click.get_current_context().find_root().obj.get("argv"))
         if code is not None:
             raise SystemExit(code)
-    graph = load_target(target, registry=registry_url)
+    graph = load_target(target, registry=registry_url, trust_unsigned=trust_unsigned)
     inputs = parse_inputs(graph, iterations, data, data_file)
     if show_plan:
         from noisecorr.engine.plan import make_plan

@@ -1,15 +1,18 @@
 """Registry bundles: a JSON file with entries and their sources, to move them between registries.
 
-Format (``"format": "noisecorr-registry-bundle"``, ``"format_version": 1``)::
+Format (``"format": "noisecorr-registry-bundle"``, ``"format_version": 2``)::
 
-    {"format": ..., "format_version": 1, "exported_at": ISO time, "noisecorr": version,
+    {"format": ..., "format_version": 2, "exported_at": ISO time, "noisecorr": version,
      "sources": {sha256: module source, ...},
      "entries": [{"workspace", "name", "version", "kind", "module", "package", "qualname",
                   "filename", "sha256", "summary", "doc", "ports", "requirements", "uses",
-                  "created_at", "tags"}, ...]}
+                  "created_at", "tags", "signature", "signer_key", "signer_name"}, ...]}
+
+Version 1 bundles (before signatures) are read too: their entries are unsigned.
 
 Reading checks that every source hashes to its key and that every entry's source is present,
-before anything is stored or run.
+before anything is stored or run; :meth:`~noisecorr.registry.Registry.import_bundle` then
+checks each signature against its entry.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from .names import check_identifier, check_version
 from .store import utcnow
 
 FORMAT = "noisecorr-registry-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Entry fields that version 1 bundles lack (they were unsigned).
+_SIGNATURE_FIELDS = ("signature", "signer_key", "signer_name")
 
 
 def write_bundle(path, entries, sources):
@@ -64,9 +69,10 @@ def read_bundle(path):
         raise RegistryError(f"cannot read bundle {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RegistryError(f"{path} is not a noisecorr registry bundle (no \"format\": \"{FORMAT}\")")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise RegistryError(f"bundle {path} has format_version {doc.get('format_version')!r}; this noisecorr "
-                            f"reads version {FORMAT_VERSION}")
+    format_version = doc.get("format_version")
+    if format_version not in (1, FORMAT_VERSION):
+        raise RegistryError(f"bundle {path} has format_version {format_version!r}; this noisecorr "
+                            f"reads versions 1 and {FORMAT_VERSION}")
     sources, entries = doc.get("sources"), doc.get("entries")
     if not isinstance(sources, dict) or not isinstance(entries, list):
         raise RegistryError(f"bundle {path}: \"sources\" must be an object and \"entries\" a list")
@@ -81,6 +87,8 @@ def read_bundle(path):
                                  "not match its hash; the bundle was changed after export, nothing imported")
     wanted = {f.name for f in fields(Entry)} - {"id"}
     out = []
+    if format_version == 1:
+        entries = [{**e, **{f: None for f in _SIGNATURE_FIELDS}} if isinstance(e, dict) else e for e in entries]
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or set(e) != wanted:
             missing = sorted(wanted - set(e)) if isinstance(e, dict) else sorted(wanted)

@@ -1,4 +1,5 @@
-"""``noisecorr registry ...``: add, list, show, remove, export and import registry entries.
+"""``noisecorr registry ...``: add, list, show, sign, remove, export and import registry entries,
+and manage your signing key and trusted keys (``keygen``, ``trust``, ``trusted``, ``untrust``).
 
 Mounted by :mod:`noisecorr.cli` through :func:`commands`. ``noisecorr enact registry:ws.wf``
 goes through :func:`load_registry_target`.
@@ -12,6 +13,7 @@ import json
 import click
 
 from .errors import RegistryError
+from .signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, default_signing_key_path, default_trusted_keys_path
 from .store import ENV_VAR, default_path
 
 REGISTRY_HELP = (f"Registry: a SQLite file, sqlite:///path or postgresql://user@host:port/db "
@@ -42,11 +44,15 @@ def _errors_to_click(fn):
     return wrapper
 
 
-def load_registry_target(target, url=None):
-    """The workflow graph of ``registry:ws.workflow[@version]`` (for ``noisecorr enact``)."""
+def load_registry_target(target, url=None, allow_unsigned=False):
+    """The workflow graph of ``registry:ws.workflow[@version]`` (for ``noisecorr enact``).
+
+    ``allow_unsigned`` (``enact --trust-unsigned``) runs it even if it is unsigned or signed
+    by a key you do not trust, for this load only.
+    """
     ref = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target
     try:
-        return _open(url).load_workflow(ref)
+        return _open(url).load_workflow(ref, allow_unsigned=allow_unsigned)
     except RegistryError as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from exc
 
@@ -124,9 +130,12 @@ def show_command(ref, with_source, as_json, url):
     reg = _open(url)
     entry, source = reg.source(ref) if with_source else (reg.get(ref), None)
     versions = [e.version for e in reg.versions(ref)]
+    trust = reg.trust_of(entry)
     if as_json:
         d = entry.to_dict()
         d["versions"] = versions
+        d["signer_id"] = entry.signer_id
+        d["trust"] = trust.state
         if with_source:
             d["source"] = source
         click.echo(json.dumps(d, indent=1))
@@ -135,6 +144,7 @@ def show_command(ref, with_source, as_json, url):
     click.echo(f"  versions:     {', '.join(map(str, versions))}")
     click.echo(f"  module:       {entry.module} ({entry.filename or 'no file name'}), attribute {entry.qualname}")
     click.echo(f"  sha256:       {entry.sha256}")
+    click.echo(f"  signature:    {trust.describe()}")
     click.echo(f"  added:        {entry.created_at}")
     click.echo(f"  tags:         {', '.join(entry.tags) or '-'}")
     unmet = set(unmet_requirements(entry.requirements))
@@ -163,6 +173,86 @@ def show_command(ref, with_source, as_json, url):
     if with_source:
         click.echo("")
         click.echo(source, nl=not source.endswith("\n"))
+
+
+@registry.command("sign")
+@click.argument("refs", nargs=-1, required=True, metavar="WS.NAME[@VERSION]...")
+@click.option("--replace", is_flag=True, help="Replace a signature by another key with yours.")
+@registry_option
+@_errors_to_click
+def sign_command(refs, replace, url):
+    """Sign stored entries with your key: you vouch for their source, so read it first
+    (`noisecorr registry show REF --source`)."""
+    reg = _open(url)
+    for ref in refs:
+        added = reg.sign(ref, replace=replace)
+        click.echo(_row(added.entry, added.status))
+
+
+@registry.command("keygen")
+@click.option("--name", default=None, help="Your name, recorded in every entry you sign (default: user@host).")
+@click.option("--force", is_flag=True, help="Replace an existing key.")
+@_errors_to_click
+def keygen_command(name, force):
+    """Make your Ed25519 signing key and add its public key to your trusted keys."""
+    from .signing import TrustedKeys, generate_key
+
+    key = generate_key(name=name, force=force)
+    trusted = TrustedKeys()
+    trusted.add(key.public)
+    click.echo(f"signing key {key.public.key_id} ({key.public.name}) written to {key.path}")
+    click.echo(f"public key (give it to those who should trust you): {key.path}.pub")
+    click.echo(f"  {key.public.line()}")
+    click.echo(f"your own key is now in your trusted keys ({trusted.path})")
+
+
+keygen_command.help = (f"Make your Ed25519 signing key (${SIGNING_KEY_ENV}, else {default_signing_key_path()}; "
+                       "mode 0600) and add its public key to your trusted keys.")
+
+
+@registry.command("trust")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False),
+                metavar="PUBKEY_FILE...")
+@click.option("--name", default=None, help="Name to trust the key as (default: the name in the file).")
+@_errors_to_click
+def trust_command(files, name):
+    """Trust the public key(s) in PUBKEY_FILE (a signing_key.pub from `keygen`): entries they
+    sign will run when loaded. Get the file over a channel you trust, not from the registry."""
+    from .signing import TrustedKeys, read_public_key_file
+
+    trusted = TrustedKeys()
+    for path in files:
+        key = read_public_key_file(path, name=name)
+        new = trusted.add(key)
+        click.echo(f"{'trusted' if new else 'already trusted'}  {key.key_id}  {key.name}")
+
+
+trust_command.help += f" Trusted keys: ${TRUSTED_KEYS_ENV}, else {default_trusted_keys_path()}."
+
+
+@registry.command("trusted")
+@_errors_to_click
+def trusted_command():
+    """List your trusted keys: key id, name and public key."""
+    from .signing import TrustedKeys
+
+    trusted = TrustedKeys()
+    keys = trusted.keys()
+    for key in keys:
+        click.echo(f"{key.key_id}  {key.name:<30} {key.b64}")
+    if not keys:
+        click.echo(f"no trusted keys in {trusted.path}", err=True)
+
+
+@registry.command("untrust")
+@click.argument("key_id")
+@_errors_to_click
+def untrust_command(key_id):
+    """Stop trusting the key KEY_ID (as listed by `noisecorr registry trusted`)."""
+    from .signing import TrustedKeys
+
+    key = TrustedKeys().remove(key_id)
+    click.echo(f"untrusted  {key.key_id}  {key.name}")
 
 
 @registry.command("remove")

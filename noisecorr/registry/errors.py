@@ -20,3 +20,17 @@ class IntegrityError(RegistryError):
 
     Raised before any of that source is executed.
     """
+
+
+class SignatureError(IntegrityError):
+    """An entry's signature does not match it: source or metadata changed after signing.
+
+    Raised before any of that source is executed; no option overrides it.
+    """
+
+
+class UntrustedError(RegistryError):
+    """An entry is unsigned, or signed by a key that is not in your trusted keys.
+
+    Raised before any of that source is executed, unless that load passes ``allow_unsigned``.
+    """

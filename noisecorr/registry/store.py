@@ -120,6 +120,13 @@ def migrations(dialect):
             "CREATE INDEX tags_by_tag ON tags (tag)",
             "CREATE INDEX entries_by_sha256 ON entries (sha256)",
         ]),
+        # Entries from before are left unsigned (NULL): loading them is refused until they
+        # are signed (`noisecorr registry sign`) or a load passes --trust-unsigned.
+        (3, "Ed25519 signature and signer of each entry", [
+            "ALTER TABLE entries ADD COLUMN signature TEXT",
+            "ALTER TABLE entries ADD COLUMN signer_key TEXT",
+            "ALTER TABLE entries ADD COLUMN signer_name TEXT",
+        ]),
     ]
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -94,6 +95,24 @@ def workflow_file(tmp_path):
     return path
 
 
+@pytest.fixture(autouse=True)
+def keys(tmp_path_factory, monkeypatch):
+    """Each test signs with a fresh key that it trusts, in files outside ``~/.config``.
+
+    Set through the environment, so ``noisecorr`` subprocesses use the same files.
+    """
+    from noisecorr.registry.signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, TrustedKeys, generate_key
+
+    folder = tmp_path_factory.mktemp("keys")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder / "config"))  # never the real one
+    key = generate_key(folder / "signing_key", name="Test Author")
+    trusted = TrustedKeys(folder / "trusted_keys")
+    trusted.add(key.public)
+    monkeypatch.setenv(SIGNING_KEY_ENV, str(key.path))
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, str(trusted.path))
+    return SimpleNamespace(key=key, trusted=trusted, folder=folder)
+
+
 def pg_admin_url():
     url = os.environ.get(PG_ENV)
     if not url:
@@ -153,6 +172,13 @@ def raw_execute(url, sql, params=()):
         return cur.fetchall() if cur.description else cur.rowcount
     finally:
         conn.close()
+
+
+def downgrade_to_unsigned_schema(url):
+    """Make a registry look as one from before signatures (schema 2): drop their columns."""
+    for column in ("signature", "signer_key", "signer_name"):
+        raw_execute(url, f"ALTER TABLE entries DROP COLUMN {column}")
+    raw_execute(url, "DELETE FROM schema_version WHERE version > 2")
 
 
 def run_cli(*args, env=None, timeout=120):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from noisecorr.engine import run
-from noisecorr.registry import ConflictError, IntegrityError, Registry, RegistryError
+from noisecorr.registry import ConflictError, IntegrityError, Registry, RegistryError, UntrustedError
 
 from conftest import WORKFLOW_SOURCE
 
@@ -35,8 +35,13 @@ def test_round_trip_keeps_versions_sources_and_metadata(source_registry, registr
         [("sum", sum((i + 1) ** 2 for i in range(10)))]
     # importing again changes nothing; into another workspace copies
     assert {a.status for a in registry.import_bundle(bundle)} == {"unchanged"}
+    assert {e.signer_name for e in registry.list(all_versions=True)} == {"Test Author"}  # signatures kept
+    # a signature covers the workspace: copies elsewhere arrive unsigned until someone signs them
     copies = registry.import_bundle(bundle, workspace="copy")
-    assert {a.entry.workspace for a in copies} == {"copy"}
+    assert {a.entry.workspace for a in copies} == {"copy"} and {a.entry.signature for a in copies} == {None}
+    with pytest.raises(UntrustedError, match=r"copy\.Numbers@1 is not signed"):
+        registry.load_pe("copy.Numbers@1")
+    assert registry.sign("copy.Numbers@1").status == "signed"
     assert registry.load_pe("copy.Numbers@1")(2).n == 2
 
 

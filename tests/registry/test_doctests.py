@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["noisecorr.registry", "noisecorr.registry.core", "noisecorr.registry.names"])
+@pytest.mark.parametrize("module", ["noisecorr.registry", "noisecorr.registry.core", "noisecorr.registry.names",
+                                    "noisecorr.registry.signing"])
 def test_docstring_examples(module, tmp_path, monkeypatch):
     monkeypatch.setenv("NOISECORR_REGISTRY", str(tmp_path / "never-used.sqlite"))
     failures, tried = doctest.testmod(importlib.import_module(module))

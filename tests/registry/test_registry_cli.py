@@ -82,4 +82,4 @@ def test_export_import_and_add_builtin(registry_url, tmp_path, workflow_file, ca
     assert "added     noisecorr.CrossCorrelatePE@1" in capsys.readouterr().out
     assert main(["registry", "info", "--registry", registry_url]) == 0
     out = capsys.readouterr().out
-    assert "schema version: 2 (latest 2)" in out and "workspaces:     noisecorr" in out
+    assert "schema version: 3 (latest 3)" in out and "workspaces:     noisecorr" in out

@@ -7,7 +7,7 @@ import pytest
 from noisecorr.registry import Registry, RegistryError, default_path, default_url
 from noisecorr.registry.store import latest_schema_version, migrations, open_backend
 
-from conftest import raw_execute
+from conftest import downgrade_to_unsigned_schema, raw_execute
 
 
 def test_default_location(monkeypatch, tmp_path):
@@ -43,6 +43,7 @@ def test_schema_created_and_migrated_in_order(registry_url):
     rows = raw_execute(registry_url, "SELECT version, description FROM schema_version ORDER BY version")
     assert [tuple(r) for r in rows] == [(v, d) for v, d, _ in migrations("sqlite")]
     # a registry left at version 1 is brought up to date when next opened
+    downgrade_to_unsigned_schema(registry_url)
     raw_execute(registry_url, "DROP INDEX tags_by_tag")
     raw_execute(registry_url, "DROP INDEX entries_by_sha256")
     raw_execute(registry_url, "DELETE FROM schema_version WHERE version > 1")
