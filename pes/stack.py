@@ -1,6 +1,7 @@
 """Stack the per-window correlations of each station pair and component over all chunks.
 
-Thin over :func:`noisecorr.signal.stack.stack` and :func:`~noisecorr.signal.stack.substack`.
+Thin over :class:`noisecorr.signal.stack.StackState` (mergeable partial stacks) and
+:func:`noisecorr.signal.stack.substack_states` (the calendar grid of sub-stacks).
 
 Items
 -----
@@ -9,17 +10,27 @@ input : dict (grouped by ``"key"``)
 output : dict
     ``{"key", "source", "receiver", "component", "source_id", "receiver_id", "lags",
     "stack" float32, "n_windows", "stack_method", "substacks", "substack_starts",
-    "substack_counts", "distance_km", "azimuth", "back_azimuth", "sampling_rate",
-    "params"}``; the substack fields are None unless ``params.substack``.
+    "substack_counts", "substack_len", "substack_origin", "substack_linear",
+    "substack_phasor", "distance_km", "azimuth", "back_azimuth", "sampling_rate",
+    "params"}``. ``stack`` is always the stack over every window of the pair. The substack
+    fields are None unless ``params.substack``: then ``substacks`` ``(n_spans, n_lags)``
+    float32 are the stacks of the spans of the grid that hold windows, ``substack_starts``
+    their start times (POSIX s, on the grid ``origin + k * substack_len``),
+    ``substack_counts`` their window counts, and, for ``pws`` only, ``substack_linear``
+    (float32, the linear mean per span) and ``substack_phasor`` (complex64, the mean unit
+    phasor per span), from which sub-stacks can be merged exactly later
+    (:func:`noisecorr.results.substacks.combine`).
 """
 
 from __future__ import annotations
+
+from functools import reduce
 
 import numpy as np
 
 from noisecorr.engine import GenericPE
 from noisecorr.signal.params import CorrelationParams
-from noisecorr.signal.stack import stack, substack
+from noisecorr.signal.stack import StackState, substack_states
 
 __all__ = ["StackPE"]
 
@@ -30,8 +41,13 @@ _META = ("key", "source", "receiver", "component", "source_id", "receiver_id", "
 class StackPE(GenericPE):
     """Collect per-window correlations per ``key`` and stack them at the end.
 
-    A linear stack without sub-stacks keeps only a running sum (constant memory);
-    phase-weighted and robust stacks and sub-stacks keep every window.
+    Each pair keeps one :class:`~noisecorr.signal.stack.StackState` per sub-stack span
+    (one in all without sub-stacks), merged as chunks arrive, and the full stack is the
+    merge of its spans' states. Memory per pair and span: linear ``8 * n_lags`` bytes,
+    pws ``24 * n_lags`` (sum and phasor sum), whatever the number of windows; robust keeps
+    one robust stack (``8 * n_lags``) per input item and span (one chunk of the pair, or
+    its part in a span), see :class:`~noisecorr.signal.stack.StackState` for what that
+    means for the result.
     """
 
     def __init__(self, params: CorrelationParams, name: str | None = None):
@@ -43,24 +59,21 @@ class StackPE(GenericPE):
         self.params = params
         self.state = {}
 
-    @property
-    def _running_sum(self) -> bool:
-        return self.params.stack_method == "linear" and not self.params.substack
-
     def process(self, inputs):
         item = inputs["input"]
+        p = self.params
         st = self.state.get(item["key"])
         if st is None:
-            st = self.state[item["key"]] = {"meta": {k: item[k] for k in _META}, "sum": None,
-                                            "n": 0, "ccfs": [], "starttimes": []}
+            st = self.state[item["key"]] = {"meta": {k: item[k] for k in _META}, "spans": {}}
         ccfs = np.asarray(item["ccfs"])
-        if self._running_sum:
-            total = ccfs.sum(axis=0, dtype=np.float64)
-            st["sum"] = total if st["sum"] is None else st["sum"] + total
-            st["n"] += ccfs.shape[0]
+        if p.substack:
+            new = substack_states(ccfs, item["starttimes"], p.substack_len, p.stack_method,
+                                  origin=p.substack_origin_seconds)
         else:
-            st["ccfs"].append(ccfs)
-            st["starttimes"].append(np.asarray(item["starttimes"]))
+            new = {0: StackState.from_windows(ccfs, p.stack_method, item.get("starttimes"))}
+        spans = st["spans"]
+        for k, state in new.items():
+            spans[k] = state if k not in spans else spans[k].merge(state)
 
     # Provenance: a stack derives from its own pair-component's correlations only.
     def provenance_input_keys(self, port, item):
@@ -74,20 +87,27 @@ class StackPE(GenericPE):
         for key in sorted(self.state):
             st = self.state.pop(key)
             out = dict(st["meta"], stack_method=p.stack_method, params=p.to_dict(),
-                       substacks=None, substack_starts=None, substack_counts=None)
+                       substacks=None, substack_starts=None, substack_counts=None,
+                       substack_len=None, substack_origin=None, substack_linear=None,
+                       substack_phasor=None)
             nlag = len(out["lags"])
-            if self._running_sum:
-                n = st["n"]
-                out["stack"] = (st["sum"] / n if n else np.zeros(nlag)).astype(np.float32)
-                out["n_windows"] = n
-            else:
-                ccfs = np.concatenate(st["ccfs"]) if st["ccfs"] else np.zeros((0, nlag), np.float32)
-                t = np.concatenate(st["starttimes"]) if st["starttimes"] else np.zeros(0)
-                order = np.argsort(t, kind="stable")
-                ccfs, t = ccfs[order], t[order]
-                out["stack"], out["n_windows"] = stack(ccfs, p.stack_method, pws_power=p.pws_power)
-                if p.substack:
-                    subs, starts, counts = substack(ccfs, t, p.substack_len, p.stack_method,
-                                                    pws_power=p.pws_power)
-                    out.update(substacks=subs, substack_starts=starts, substack_counts=counts)
+            keys = sorted(st["spans"])  # merged in time order: the same sum in every mapping
+            states = [st["spans"][k] for k in keys]
+            full = reduce(StackState.merge, states, StackState.empty(p.stack_method, nlag))
+            stack, n = full.result(p.pws_power)
+            out["stack"], out["n_windows"] = stack.astype(np.float32), n
+            if p.substack:
+                out.update(
+                    substacks=np.array([s.result(p.pws_power)[0] for s in states],
+                                       dtype=np.float32).reshape(len(states), nlag),
+                    substack_starts=p.substack_origin_seconds
+                    + np.asarray(keys, dtype=np.float64) * p.substack_len,
+                    substack_counts=np.array([s.n for s in states], dtype=np.int64),
+                    substack_len=p.substack_len,
+                    substack_origin=p.substack_origin or "1970-01-01T00:00:00.000000Z")
+                if p.stack_method == "pws":
+                    out["substack_linear"] = np.array(
+                        [s.linear_mean() for s in states], dtype=np.float32).reshape(len(states), nlag)
+                    out["substack_phasor"] = np.array(
+                        [s.phasor_mean() for s in states], dtype=np.complex64).reshape(len(states), nlag)
             self.write("output", out)

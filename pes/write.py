@@ -4,7 +4,8 @@ Items
 -----
 input : dict (grouping ``"global"``: one writer instance owns the file)
     A :class:`pes.stack.StackPE` output: ``source``, ``receiver``, ``component``, ``lags``,
-    ``stack``, ``n_windows``, ``sampling_rate``, optional ``substacks``...; or a batched
+    ``stack``, ``n_windows``, ``sampling_rate``, optional ``substacks``... (stored with the
+    full stack in one dataset, :mod:`noisecorr.results.substacks`); or a batched
     :class:`pes.tiles.TileStackPE` output (``keys``, per-pair lists and a 2-D ``stack``).
 output : tuple
     ``("written", n_pairs)`` once, after the file is complete.
@@ -17,12 +18,14 @@ name and renamed, so a crash loses at most the unfinished batch and ``resume`` c
 from __future__ import annotations
 
 from noisecorr.engine import GenericPE
+from noisecorr.results.substacks import pack as pack_substacks
 from pes.correlate import net_sta
 
 __all__ = ["WriteResultsPE"]
 
 _SKIP_META = {"key", "source", "receiver", "component", "lags", "stack", "params", "substacks",
-              "substack_starts", "substack_counts", "source_id", "receiver_id"}
+              "substack_starts", "substack_counts", "substack_len", "substack_origin",
+              "substack_linear", "substack_phasor", "source_id", "receiver_id"}
 
 
 class WriteResultsPE(GenericPE):
@@ -102,10 +105,11 @@ class WriteResultsPE(GenericPE):
         if key in self.skip:
             return
         meta = {k: v for k, v in item.items() if k not in _SKIP_META and v is not None}
-        data = item["stack"] if item.get("substacks") is None else item["substacks"]
+        data = item["stack"]
         if item.get("substacks") is not None:
-            meta["substack_starts"] = [float(t) for t in item["substack_starts"]]
-            meta["substack_counts"] = [int(n) for n in item["substack_counts"]]
+            # the full stack and the sub-stacks (pws: with their phasors), one dataset
+            data, layout = pack_substacks(item)
+            meta.update(layout)
         self.writer.write_pair(*key, item["lags"], data, meta)
         self.written += 1
 

@@ -46,7 +46,8 @@ def _distances(res, component):
 
 def _read(res, component, pairs, positions):
     """``(lags, ccf)`` of each pair at ``positions`` of ``res.pairs(component)`` (``pairs``
-    lists them), one stack at a time, substacks averaged."""
+    lists them), one stack at a time: the full stack of a pair with sub-stacks (a Results
+    object gives it); rows of any other 2-D array averaged."""
     if hasattr(res, "stacks"):
         items = res.stacks(component, positions)
     else:
@@ -163,26 +164,37 @@ def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.
 
 def pair_ccf(results_or_lags, source=None, receiver=None, component: str = "ZZ",
              ccf=None, travel_time: float | None = None, path=None,
-             figsize=(8, 3)) -> Figure:
+             figsize=(8, 3), counts=None) -> Figure:
     """One pair's CCF against lag.
 
     Call as ``pair_ccf(results, source, receiver, component)`` or
     ``pair_ccf(lags, ccf=ccf)``. ``travel_time`` (s) marks +/- the expected
-    arrival with vertical dotted lines. Substacks are drawn faint behind
-    their mean.
+    arrival with vertical dotted lines. Sub-stacks are drawn faint behind the
+    full stack: from a results file, the stored full stack over every window;
+    for a 2-D ``ccf`` (one sub-stack per row), their mean weighted by ``counts``
+    (windows per row; default equal weights).
     """
+    faint = None
     if hasattr(results_or_lags, "stack"):
         lags, data = results_or_lags.stack(source, receiver, component)
         label = f"{source} -> {receiver} {component}"
+        if hasattr(results_or_lags, "substacks") and "substack_counts" in \
+                results_or_lags.meta(source, receiver, component):
+            faint = results_or_lags.substacks(source, receiver, component).stacks
     else:
         lags, data = np.asarray(results_or_lags), np.asarray(ccf)
         label = f"{source or ''} -> {receiver or ''} {component}".strip()
+    if data.ndim == 2:
+        faint = data
+        w = np.ones(len(data)) if counts is None else np.asarray(counts, dtype=np.float64)
+        if w.shape != (len(data),) or not w.sum() > 0:
+            raise ValueError(f"counts must give {len(data)} non-negative window counts, not all 0, "
+                             f"got {counts!r}")
+        data = w / w.sum() @ data
     fig = _figure(figsize)
     ax = fig.add_subplot(1, 1, 1)
-    if data.ndim == 2:
-        for row in data:
-            ax.plot(lags, row, color="0.75", linewidth=0.5)
-        data = data.mean(axis=0)
+    for row in () if faint is None else faint:
+        ax.plot(lags, row, color="0.75", linewidth=0.5)
     ax.plot(lags, data, color="k", linewidth=0.8)
     if travel_time is not None:
         for t in (-travel_time, travel_time):

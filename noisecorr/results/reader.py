@@ -15,6 +15,7 @@ Version-1 files (metadata as dataset attributes) are read as before.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import index as ix
 from .layout import check_component, from_attr, lag_axis, pair_path
+from .substacks import Substacks, combine, full_stack, unpack
 from .writer import list_parts, read_stations
 
 
@@ -276,6 +278,7 @@ class Results:
         at a time. A stack stored as one range of the file is read with one ``pread``,
         the next ones announced to the kernel beforehand (``posix_fadvise``), so reads
         from disk overlap. The ``lags`` arrays are shared between pairs and read-only.
+        A pair stored with sub-stacks gives its full stack (see :meth:`stack`).
         """
         rows = self._pair_rows(check_component(component))[0]
         tab = self._table()
@@ -289,6 +292,8 @@ class Results:
             if lags is None:
                 lags = lags_of[key] = lag_axis(key[0] / fs, fs)
                 lags.flags.writeable = False
+            if data.ndim == 2:  # sub-stacks: the metadata says which row is the full stack
+                data = full_stack(data, ix.row_meta(tab, t), self.params)
             yield lags, data
 
     #: Stacks located and announced to the kernel ahead of reading them.
@@ -371,7 +376,11 @@ class Results:
         and transverse directions around at both stations, so a component with exactly one
         of R, T and one Z (RZ, ZR, TZ, ZT) also changes sign; RR, RT, TR, TT and ZZ do not
         (each R/T letter contributes a factor -1).
-        Substacks come back as a 2-D array ``(n_substacks, n_lags)``.
+
+        With sub-stacks (``substack: true``) the full stack over every window comes back
+        (its sub-stacks: :meth:`substacks`); a file written before the full stack was
+        stored gives the window-weighted mean of its sub-stacks (exact for linear stacks,
+        logged as an approximation otherwise); any other 2-D dataset comes back as stored.
 
         Raises
         ------
@@ -398,9 +407,78 @@ class Results:
             fs = float(f.columns()["sampling_rate"][row][0])
         h = data.shape[-1] // 2  # lags depend on the length and fs only
         lags = lag_axis(h / fs, fs)
+        if data.ndim == 2:
+            data = full_stack(data, self._stored_meta(f, row, ds), self.params)
         if reverse:
             data = data[..., ::-1] * np.float32(reversal_sign(component))
         return lags, data
+
+    @staticmethod
+    def _stored_meta(f, row, ds) -> dict:
+        if row is None:  # version 1: attributes
+            return {k: from_attr(v) for k, v in ds.attrs.items()}
+        return f.row(row)
+
+    def substacks(self, source: str, receiver: str, component: str = "ZZ") -> Substacks:
+        """The sub-stacks of a pair (a run with ``substack: true``), as a
+        :class:`noisecorr.results.substacks.Substacks`: ``stacks`` ``(K, n_lags)`` in time
+        order, ``starts`` (POSIX s, on the grid of ``substack_origin`` and
+        ``substack_len`` shared by every pair), window ``counts``, the stored full
+        ``stack``, and for pws the ``linear`` means and mean unit ``phasor`` of each span.
+
+        A reverse pair is reversed as in :meth:`stack` (the phasors conjugated too: the
+        analytic signal of ``x(-t)`` is the conjugate of that of ``x`` at ``-t``).
+
+        Raises
+        ------
+        KeyError
+            Neither the pair nor its reverse is stored.
+        ValueError
+            The pair was stored without sub-stacks.
+        """
+        lags, _ = self.stack(source, receiver, component)  # also refuses a reversed deconv
+        (f, (row, ds)), reverse = self._locate(source, receiver, component)
+        meta = self._stored_meta(f, row, ds)
+        sub = unpack(lags, f.data(row, ds), meta, self.params)
+        if not reverse:
+            return sub
+        sign = np.float32(reversal_sign(component))
+
+        def flip(a):
+            return None if a is None else a[..., ::-1] * sign
+
+        phasor = None if sub.phasor is None else np.conj(sub.phasor[..., ::-1]) * sign
+        return dataclasses.replace(sub, stack=flip(sub.stack), stacks=flip(sub.stacks),
+                                   linear=flip(sub.linear), phasor=phasor)
+
+    def combine_substacks(self, source: str, receiver: str, component: str = "ZZ", *,
+                          start=None, end=None):
+        """``(lags, stack, n_windows)`` of the sub-stacks of a pair whose spans start in
+        ``[start, end)`` (UTCDateTime, ISO text or POSIX s; default all), weighted by
+        their window counts; for pws the exact PWS of their windows from the stored
+        linear means and phasors (see :func:`noisecorr.results.substacks.combine`). Over
+        all spans it equals the stored full stack (linear, pws).
+
+        Examples
+        --------
+        >>> import tempfile, os, numpy as np
+        >>> from noisecorr.results import ResultsWriter
+        >>> from noisecorr.results.substacks import pack
+        >>> data, layout = pack({"stack": np.full(3, 3.25, "f4"),
+        ...                      "substacks": np.array([[1, 1, 1], [4, 4, 4]], "f4"),
+        ...                      "substack_starts": [0.0, 3600.0], "substack_counts": [1, 3],
+        ...                      "substack_len": 3600.0})
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.h5")
+        >>> with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        ...     w.write_pair("XS.A", "XS.B", "ZZ", 0.1, data, {"n_windows": 4, **layout})
+        >>> with open_results(path) as res:
+        ...     res.stack("XS.A", "XS.B")[1].tolist(), res.combine_substacks("XS.A", "XS.B")[1:]
+        ([3.25, 3.25, 3.25], (array([3.25, 3.25, 3.25]), 4))
+        """
+        sub = self.substacks(source, receiver, component)
+        proc = self.params.get("processing") or self.params
+        stack, n = combine(sub, float(proc.get("pws_power", 2.0)), _posix(start), _posix(end))
+        return sub.lags, stack, n
 
     def meta(self, source: str, receiver: str, component: str = "ZZ") -> dict:
         """Metadata of a pair as a dict of Python values: ``source``,
@@ -458,7 +536,8 @@ class Results:
         station as the "event" (``evla``, ``evlo``, ``kevnm``) and the
         receiver as the station (``stla``, ``stlo``, ``knetwk``, ``kstnm``),
         ``dist`` (km), ``az``, ``baz``, ``kcmpnm = component``,
-        ``user0 = n_windows``. Substacks are averaged. Returns the paths.
+        ``user0 = n_windows``. A pair with sub-stacks gives its full stack (see
+        :meth:`stack`). Returns the paths.
         """
         from obspy.io.sac import SACTrace
 
@@ -514,6 +593,15 @@ class Results:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _posix(t):
+    """POSIX seconds of a UTCDateTime, ISO text or number (None stays None)."""
+    if t is None or isinstance(t, (int, float, np.integer, np.floating)):
+        return None if t is None else float(t)
+    from obspy import UTCDateTime
+
+    return float(UTCDateTime(t).timestamp)
 
 
 def reversal_sign(component: str) -> int:

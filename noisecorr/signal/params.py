@@ -71,6 +71,29 @@ def _whole_samples(name: str, seconds: float, rate: float) -> int:
     return int(round(n))
 
 
+
+def _iso_utc(name: str, value: Any) -> str:
+    """``value`` (ISO 8601 text, or a datetime/date as YAML parses one) as
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC; naive times are UTC."""
+    import datetime as _dt
+
+    if isinstance(value, _dt.datetime):
+        moment = value
+    elif isinstance(value, _dt.date):
+        moment = _dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name} must be an ISO 8601 time such as 2024-01-01T00:00:00Z, "
+                             f"got {value!r}") from None
+    else:
+        raise ValueError(f"{name} must be an ISO 8601 time such as 2024-01-01T00:00:00Z or None, "
+                         f"got {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
 @dataclass(frozen=True)
 class CorrelationParams:
     """Parameters of the processing chain (NoisePy-compatible names).
@@ -111,6 +134,14 @@ class CorrelationParams:
         Length in seconds of the time span grouped into one sub-stack; a multiple of
         ``cc_len`` as in NoisePy (``substack_len == cc_len`` keeps every window).
         Default (None): ``cc_len``.
+    substack_origin : str or None
+        A boundary of the sub-stack grid, an ISO 8601 time (UTC unless it says otherwise;
+        normalised to ``YYYY-MM-DDTHH:MM:SS.ffffffZ``). Sub-stack ``k`` of every pair covers
+        ``[origin + k * substack_len, origin + (k + 1) * substack_len)`` and a window belongs
+        to the one holding its start time. None (default): 1970-01-01T00:00:00Z, a midnight
+        UTC, so daily (or hourly...) sub-stacks start at midnight UTC; set it to shift the
+        grid (e.g. weekly sub-stacks starting on a Monday). See
+        :func:`noisecorr.signal.stack.substack_index`.
     stack_method : {"linear", "pws", "robust"}
         Stacking method (linear mean; phase-weighted, Schimmel & Paulssen 1997;
         robust, Pavlis & Vernon 2010).
@@ -171,6 +202,7 @@ class CorrelationParams:
     maxlag: float = 200.0
     substack: bool = False
     substack_len: float | None = None
+    substack_origin: str | None = None
     stack_method: str = "linear"
     pws_power: float = 2.0
     max_over_std: float = 10.0
@@ -278,6 +310,8 @@ class CorrelationParams:
             )
         if not self.pws_power >= 0:
             raise ValueError(f"pws_power must be >= 0, got {self.pws_power!r}")
+        if self.substack_origin is not None:
+            _set("substack_origin", _iso_utc("substack_origin", self.substack_origin))
         if not self.max_over_std > 0:
             raise ValueError(f"max_over_std must be > 0 (inf disables it), got {self.max_over_std!r}")
         if not 0 < self.spectral_water_level < 1:
@@ -332,6 +366,25 @@ class CorrelationParams:
     def maxlag_samples(self) -> int:
         """Largest lag in samples."""
         return int(round(self.maxlag * self.sampling_rate))
+
+    @property
+    def substack_origin_seconds(self) -> float:
+        """``substack_origin`` as POSIX seconds (0.0, i.e. 1970-01-01T00:00:00Z, if None)."""
+        if self.substack_origin is None:
+            return 0.0
+        import datetime as _dt
+
+        moment = _dt.datetime.fromisoformat(self.substack_origin.replace("Z", "+00:00"))
+        return (moment - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)).total_seconds()
+
+    @property
+    def joint_mode(self) -> str:
+        """``joint_normalisation`` with "auto" resolved: "horizontal" when a requested
+        component pair has R or T, else "none"."""
+        if self.joint_normalisation != "auto":
+            return self.joint_normalisation
+        return "horizontal" if any(c in "RT" for pair in self.components for c in pair) else "none"
+
 
     @property
     def joint_mode(self) -> str:

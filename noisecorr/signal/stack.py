@@ -18,21 +18,58 @@ Examples
 >>> ccfs = np.array([[0., 1., 0.], [0., 3., 0.]], dtype=np.float32)
 >>> linear_stack(ccfs)
 (array([0., 2., 0.], dtype=float32), 2)
+
+Streaming and merging
+---------------------
+:class:`StackState` is the partial stack of any subset of windows, so windows may arrive
+chunk by chunk and partial results of different processes may be merged
+(``a.merge(b)`` or ``a + b``), in any order:
+
+* linear: the window count and the sum of the CCFs;
+* pws: the same plus the sum over windows of the unit phasors ``exp(i phi_j(t))`` of the
+  analytic signals (Schimmel & Paulssen 1997), so the stack is
+  ``linear_mean * |phasor_mean| ** pws_power`` exactly as :func:`pws_stack` over all
+  windows; memory is ``O(n_lags)``, not ``O(n_windows * n_lags)``;
+* robust: the Pavlis & Vernon re-weighting needs every window of the set it stacks, so it
+  cannot be streamed exactly. A state keeps *pieces*: each batch of windows given to
+  :meth:`StackState.from_windows` (one chunk of one pair, or its part in one sub-stack span)
+  is reduced at once to its robust stack and window count; the stack of a state is the
+  robust stack of its pieces, each piece's weight multiplied by its window count
+  (:func:`robust_weights` with ``counts``). This two-level stack is exact when the state holds
+  one piece (e.g. a sub-stack span inside one chunk) and otherwise is the robust stack of
+  robust chunk stacks, as NoisePy's stacking step computes the robust stack of its stored
+  sub-stacks. Memory is ``O(n_pieces * n_lags)``.
+
+Sub-stacks sit on a calendar grid: span ``k`` covers ``[origin + k * substack_len,
+origin + (k + 1) * substack_len)`` and a window belongs to the span holding its start time,
+so span ``k`` of every pair covers the same interval. The default origin is
+1970-01-01T00:00:00 UTC (POSIX 0, a midnight), so spans of a length that divides a day start
+at midnight UTC and every ``substack_len`` after it.
+
+>>> a = StackState.from_windows(ccfs[:1], "pws")
+>>> b = StackState.from_windows(ccfs[1:], "pws")
+>>> (a + b).n, np.allclose((a + b).result(2.0)[0], pws_stack(ccfs)[0])
+(2, True)
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
 
-__all__ = ["STACK_METHODS", "linear_stack", "pws_stack", "robust_stack", "robust_weights",
-           "stack", "substack"]
+__all__ = ["STACK_METHODS", "DEFAULT_SUBSTACK_ORIGIN", "StackState", "linear_stack",
+           "pws_stack", "robust_stack", "robust_weights", "stack", "substack", "substack_index",
+           "substack_states", "unit_phasors"]
 
 logger = logging.getLogger(__name__)
 
 STACK_METHODS = ("linear", "pws", "robust")
+
+#: Origin of the sub-stack grid when none is configured: 1970-01-01T00:00:00 UTC (POSIX s).
+DEFAULT_SUBSTACK_ORIGIN = 0.0
 
 
 def _as_2d(ccfs: np.ndarray) -> np.ndarray:
@@ -96,13 +133,47 @@ def pws_stack(ccfs: np.ndarray, pws_power: float = 2.0, smooth_samples: int = 0)
     return (linear * coherence**pws_power).astype(linear.dtype), n
 
 
-def robust_weights(ccfs: np.ndarray, epsilon: float = 1e-5, maxiter: int = 20) -> tuple[np.ndarray, np.ndarray, int]:
+def unit_phasors(ccfs: np.ndarray) -> np.ndarray:
+    """Unit phasors ``exp(i phi_j(t))`` of the analytic signals of the windows.
+
+    The analytic signal is ``x + i H[x]`` along the lag axis (:func:`scipy.signal.hilbert`);
+    where it is exactly zero the phasor is 0 (it adds no phase to the coherence).
+
+    Parameters
+    ----------
+    ccfs : ndarray, shape (n_windows, n_lags)
+
+    Returns
+    -------
+    ndarray, complex128, shape (n_windows, n_lags), ``|value| = 1`` or 0
+    """
+    x = _as_2d(ccfs)
+    analytic = scipy.signal.hilbert(x.astype(np.float64, copy=False), axis=-1)
+    amp = np.abs(analytic)
+    phasor = np.zeros_like(analytic)
+    np.divide(analytic, amp, out=phasor, where=amp > 0)
+    return phasor
+
+
+def robust_weights(ccfs: np.ndarray, epsilon: float = 1e-5, maxiter: int = 20,
+                   counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Weights of the robust stack (Pavlis & Vernon 2010, eqs. 5-7).
 
     Starting from the median, iterate: ``b = stack / ||stack||``;
     ``w_j = |d_j . b| / (||d_j|| ||d_j - (d_j . b) b||)``, normalised to sum 1;
     ``stack = sum_j w_j d_j``; stop when ``||stack_new - stack_old||_1 /
     (||stack_new||_2 n_windows) < epsilon`` (NoisePy's criterion) or after ``maxiter``.
+
+    Parameters
+    ----------
+    ccfs : ndarray, shape (n_windows, n_lags)
+        The traces ``d_j`` (windows, or stacks of groups of windows).
+    epsilon, maxiter
+        Convergence criterion and iteration limit.
+    counts : ndarray of int, shape (n_windows,), optional
+        Number of windows each row stands for (rows that are stacks themselves): each
+        weight is multiplied by its count before normalisation, so a stack of 40 windows
+        weighs 40 times a single window of the same fit. Default: 1 each.
 
     Returns
     -------
@@ -114,12 +185,18 @@ def robust_weights(ccfs: np.ndarray, epsilon: float = 1e-5, maxiter: int = 20) -
     n = x.shape[0]
     if n == 0:
         raise ValueError("robust_weights needs at least one window")
+    if counts is None:
+        mult = np.ones(n)
+    else:
+        mult = np.asarray(counts, dtype=np.float64)
+        if mult.shape != (n,) or not np.all(mult > 0):
+            raise ValueError(f"counts must be {n} positive numbers, got {counts!r}")
     norms = np.linalg.norm(x, axis=1)
     tiny = np.finfo(np.float64).tiny
     new = np.median(x, axis=0)
     if not np.any(new):
-        new = x.mean(axis=0)
-    w = np.full(n, 1.0 / n)
+        new = mult @ x / mult.sum()
+    w = mult / mult.sum()
     it = 0
     for it in range(1, int(maxiter) + 1):
         old = new
@@ -131,12 +208,12 @@ def robust_weights(ccfs: np.ndarray, epsilon: float = 1e-5, maxiter: int = 20) -
         resid = np.linalg.norm(x - proj[:, None] * b[None, :], axis=1)
         # a window equal to the stack has zero residual: floor it so its weight is large, not inf
         resid = np.maximum(resid, 1e-8 * norms)
-        w = np.abs(proj) / np.maximum(norms * resid, tiny)
+        w = mult * np.abs(proj) / np.maximum(norms * resid, tiny)
         w[norms == 0] = 0.0
         total = w.sum()
         if not total > 0 or not np.isfinite(total):
-            w = np.full(n, 1.0 / n)
-            new = x.mean(axis=0)
+            w = mult / mult.sum()
+            new = w @ x
             break
         w = w / total
         new = w @ x
@@ -170,48 +247,226 @@ def stack(ccfs: np.ndarray, stack_method: str = "linear", *, pws_power: float = 
     raise ValueError(f"stack_method={stack_method!r} is not one of {list(STACK_METHODS)}")
 
 
+@dataclass(frozen=True)
+class StackState:
+    """Mergeable partial stack of a set of windows (see the module notes).
+
+    Build with :meth:`empty` or :meth:`from_windows`, combine with :meth:`merge` (or ``+``),
+    finish with :meth:`result`. States are immutable: merging returns a new state.
+
+    Attributes
+    ----------
+    method : {"linear", "pws", "robust"}
+    n : int
+        Windows in the set.
+    linear_sum : ndarray, float64, shape (n_lags,)
+        Sum of the windows' CCFs (every method keeps it).
+    phasor_sum : ndarray, complex128, shape (n_lags,), or None
+        pws only: sum of the windows' unit phasors (:func:`unit_phasors`).
+    pieces : tuple of (stack, n, first_start)
+        robust only: per batch of windows its robust stack (float64), window count and the
+        start time of its first window (s; NaN if unknown), the order used to combine them.
+
+    Examples
+    --------
+    >>> x = np.array([[0., 1., 0.], [0., 3., 0.], [1., 2., 0.]])
+    >>> s = StackState.from_windows(x[:2], "linear") + StackState.from_windows(x[2:], "linear")
+    >>> s.n, s.result()[0].tolist()
+    (3, [0.3333333333333333, 2.0, 0.0])
+    """
+
+    method: str
+    n: int
+    linear_sum: np.ndarray
+    phasor_sum: np.ndarray | None = None
+    pieces: tuple = ()
+
+    @classmethod
+    def empty(cls, method: str, n_lags: int) -> "StackState":
+        """The state of no windows."""
+        _check_method(method)
+        return cls(method, 0, np.zeros(int(n_lags)),
+                   np.zeros(int(n_lags), dtype=np.complex128) if method == "pws" else None)
+
+    @classmethod
+    def from_windows(cls, ccfs: np.ndarray, method: str, starttimes=None) -> "StackState":
+        """The state of windows ``ccfs`` (shape ``(n_windows, n_lags)``).
+
+        ``starttimes`` (s) only orders the robust pieces (their first start); not needed
+        otherwise.
+        """
+        _check_method(method)
+        x = _as_2d(ccfs)
+        n = x.shape[0]
+        linear_sum = x.sum(axis=0, dtype=np.float64)
+        phasor_sum = unit_phasors(x).sum(axis=0) if method == "pws" else None
+        pieces = ()
+        if method == "robust" and n:
+            t0 = np.nan if starttimes is None or not len(starttimes) \
+                else float(np.min(np.asarray(starttimes, dtype=np.float64)))
+            pieces = ((robust_weights(x)[0], n, t0),)
+        return cls(method, n, linear_sum, phasor_sum, pieces)
+
+    def merge(self, other: "StackState") -> "StackState":
+        """The state of the union of both sets of windows (they must not overlap)."""
+        if other.method != self.method or other.linear_sum.shape != self.linear_sum.shape:
+            raise ValueError(f"cannot merge a {other.method} state of {other.linear_sum.shape[0]} "
+                             f"lags into a {self.method} state of {self.linear_sum.shape[0]} lags")
+        phasor = None if self.phasor_sum is None else self.phasor_sum + other.phasor_sum
+        return StackState(self.method, self.n + other.n, self.linear_sum + other.linear_sum,
+                          phasor, self.pieces + other.pieces)
+
+    __add__ = merge
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the state's arrays."""
+        total = self.linear_sum.nbytes
+        if self.phasor_sum is not None:
+            total += self.phasor_sum.nbytes
+        return total + sum(p[0].nbytes for p in self.pieces)
+
+    def linear_mean(self) -> np.ndarray:
+        """Mean CCF over the windows (zeros if none), float64."""
+        return self.linear_sum / self.n if self.n else np.zeros_like(self.linear_sum)
+
+    def phasor_mean(self) -> np.ndarray:
+        """pws only: mean unit phasor per lag (its modulus is the phase coherence)."""
+        if self.phasor_sum is None:
+            raise ValueError(f"a {self.method} state has no phasor sum")
+        return self.phasor_sum / self.n if self.n else np.zeros_like(self.phasor_sum)
+
+    def result(self, pws_power: float = 2.0, smooth_samples: int = 0) -> tuple[np.ndarray, int]:
+        """``(stack float64, n_windows)`` of the state's method; zeros and 0 if empty.
+
+        ``pws_power`` and ``smooth_samples`` as in :func:`pws_stack` (pws only).
+        """
+        if not self.n:
+            logger.warning("%s stack of zero windows: returning zeros", self.method)
+            return np.zeros_like(self.linear_sum), 0
+        if self.method == "linear":
+            return self.linear_mean(), self.n
+        if self.method == "pws":
+            if pws_power < 0:
+                raise ValueError(f"pws_power must be >= 0, got {pws_power!r}")
+            coherence = np.abs(self.phasor_mean())
+            if smooth_samples:
+                from scipy.ndimage import uniform_filter1d
+
+                coherence = uniform_filter1d(coherence, size=2 * int(smooth_samples) + 1,
+                                             mode="nearest")
+            return self.linear_mean() * coherence**pws_power, self.n
+        # robust: pieces in start-time order (then by size), so the result never depends
+        # on the order in which the pieces arrived
+        pieces = sorted(self.pieces, key=lambda p: (np.inf if np.isnan(p[2]) else p[2], -p[1]))
+        if len(pieces) == 1:
+            return pieces[0][0], self.n
+        stacked, _, _ = robust_weights(np.stack([p[0] for p in pieces]),
+                                       counts=np.array([p[1] for p in pieces]))
+        return stacked, self.n
+
+
+def _check_method(method: str) -> None:
+    if method not in STACK_METHODS:
+        raise ValueError(f"stack_method={method!r} is not one of {list(STACK_METHODS)}")
+
+
+def substack_index(starttimes, substack_len: float,
+                   origin: float | None = None) -> np.ndarray:
+    """Span of the calendar grid holding each window start.
+
+    Span ``k`` is ``[origin + k * substack_len, origin + (k + 1) * substack_len)``; a
+    window belongs to the span that holds its start time (a start within 1e-9 span lengths
+    below a boundary counts as on it, against rounding).
+
+    Parameters
+    ----------
+    starttimes : array_like of float
+        Window start times, POSIX seconds (UTC).
+    substack_len : float
+        Span length, seconds (> 0).
+    origin : float, optional
+        A boundary of the grid, POSIX seconds; default :data:`DEFAULT_SUBSTACK_ORIGIN`
+        (1970-01-01T00:00:00 UTC, so daily spans start at midnight UTC).
+
+    Returns
+    -------
+    ndarray of int64
+        ``k`` per window (negative before the origin).
+
+    Examples
+    --------
+    >>> day = 86400.0
+    >>> substack_index([19000 * day + 10.0, 19000 * day + 3600.0, 19001 * day], day).tolist()
+    [19000, 19000, 19001]
+    """
+    if not substack_len > 0:
+        raise ValueError(f"substack_len must be > 0 s, got {substack_len!r}")
+    t0 = DEFAULT_SUBSTACK_ORIGIN if origin is None else float(origin)
+    t = np.asarray(starttimes, dtype=np.float64)
+    return np.floor((t - t0) / float(substack_len) + 1e-9).astype(np.int64)
+
+
+def substack_states(ccfs: np.ndarray, starttimes, substack_len: float, stack_method: str = "linear",
+                    origin: float | None = None) -> dict:
+    """``{span k: StackState}`` of the windows of each span of the grid (see
+    :func:`substack_index`); spans without windows are absent."""
+    x = _as_2d(ccfs)
+    t = np.asarray(starttimes, dtype=np.float64)
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"starttimes has shape {t.shape}, expected ({x.shape[0]},)")
+    span = substack_index(t, substack_len, origin)
+    out = {}
+    for key in np.unique(span).tolist():
+        rows = span == key
+        out[key] = StackState.from_windows(x[rows], stack_method, t[rows])
+    return out
+
+
 def substack(ccfs: np.ndarray, starttimes: np.ndarray, substack_len: float,
              stack_method: str = "linear", *, pws_power: float = 2.0,
              origin: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stacks over consecutive time spans of ``substack_len`` seconds (NoisePy ``substack``).
+    """Stacks over the spans of a calendar grid of ``substack_len`` seconds (NoisePy ``substack``).
 
-    Window ``j`` belongs to span ``floor((starttimes[j] - origin) / substack_len)``;
+    Window ``j`` belongs to span ``k = floor((starttimes[j] - origin) / substack_len)``
+    (:func:`substack_index`), so span ``k`` covers the same interval for every pair;
     spans without windows are omitted.
 
     Parameters
     ----------
     ccfs : ndarray, shape (n_windows, n_lags)
     starttimes : ndarray, shape (n_windows,)
-        Window start times (POSIX seconds or any consistent seconds).
+        Window start times, POSIX seconds (UTC).
     substack_len : float
         Span length in seconds.
     stack_method, pws_power
         See :func:`stack`.
     origin : float, optional
-        Start of the first span; default the earliest window start.
+        A span boundary, POSIX seconds; default 1970-01-01T00:00:00 UTC (midnight), not the
+        first window, so that spans of different pairs line up.
 
     Returns
     -------
     stacks : ndarray, shape (n_spans, n_lags)
-    span_starts : ndarray, shape (n_spans,), seconds
+    span_starts : ndarray, shape (n_spans,), POSIX seconds
     counts : ndarray of int, shape (n_spans,), windows per span
+
+    Examples
+    --------
+    >>> x = np.array([[1., 0.], [3., 0.], [5., 2.]])
+    >>> subs, starts, counts = substack(x, [3599.0, 3600.0, 5000.0], 3600.0)
+    >>> subs.tolist(), starts.tolist(), counts.tolist()
+    ([[1.0, 0.0], [4.0, 1.0]], [0.0, 3600.0], [1, 2])
     """
     x = _as_2d(ccfs)
-    t = np.asarray(starttimes, dtype=np.float64)
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"starttimes has shape {t.shape}, expected ({x.shape[0]},)")
+    dtype = np.result_type(x.dtype, np.float32)
     if not substack_len > 0:
         raise ValueError(f"substack_len must be > 0 s, got {substack_len!r}")
-    if x.shape[0] == 0:
-        return (np.zeros((0, x.shape[1]), dtype=np.result_type(x.dtype, np.float32)),
-                np.zeros(0), np.zeros(0, dtype=np.int64))
-    t0 = float(t.min()) if origin is None else float(origin)
-    # a tiny tolerance keeps window starts that sit exactly on a span boundary in that span
-    span = np.floor((t - t0) / substack_len + 1e-9).astype(np.int64)
-    keys = np.unique(span)
-    stacks, counts = [], []
-    for key in keys:
-        s, n = stack(x[span == key], stack_method, pws_power=pws_power)
-        stacks.append(s)
-        counts.append(n)
-    return np.stack(stacks), t0 + keys * substack_len, np.asarray(counts, dtype=np.int64)
+    states = substack_states(x, starttimes, substack_len, stack_method, origin)
+    if not states:
+        return np.zeros((0, x.shape[1]), dtype=dtype), np.zeros(0), np.zeros(0, dtype=np.int64)
+    keys = sorted(states)
+    t0 = DEFAULT_SUBSTACK_ORIGIN if origin is None else float(origin)
+    stacks = np.stack([states[k].result(pws_power)[0] for k in keys]).astype(dtype)
+    starts = t0 + np.asarray(keys, dtype=np.float64) * float(substack_len)
+    return stacks, starts, np.array([states[k].n for k in keys], dtype=np.int64)

@@ -88,7 +88,7 @@ def test_substack_groups_by_time_span():
     t = 1000.0 + 450.0 * np.arange(10)           # windows every 450 s
     t = np.delete(t, [4, 5])                      # a data gap: spans may hold fewer windows
     x = np.delete(x, [4, 5], axis=0)
-    subs, starts, counts = substack(x, t, 1800.0)
+    subs, starts, counts = substack(x, t, 1800.0, origin=1000.0)
     # spans [1000, 2800), [2800, 4600), [4600, 6400): windows 0-3 | 6,7 | 8,9 (indices of the originals)
     assert counts.tolist() == [4, 2, 2]
     np.testing.assert_allclose(starts, [1000.0, 2800.0, 4600.0])
