@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ from obspy import Stream, UTCDateTime, read
 
 from noisecorr.engine import IterativePE
 
-__all__ = ["FileClient", "FetchPE", "chunk_requests", "index_file", "read_checked"]
+__all__ = ["ChannelSelection", "FileClient", "FetchPE", "chunk_requests", "has_data", "index_file", "read_checked",
+           "select_channels", "station_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,167 @@ def chunk_requests(seed_ids, starttime, endtime, chunk_length: float = 86400.0) 
                    for sid in seed_ids)
         t = t + chunk_length
     return out
+
+
+#: SEED band codes, best first for ambient noise: higher sampling rate first and, at equal
+#: rate, the broadband code (corner period >= 10 s) before the short-period one (SEED manual
+#: v2.4, appendix A). Used to order channels that match the same ``channel_priority`` pattern.
+BAND_ORDER = "FGCDHEBSMLVURPTQ"
+
+
+def _channel_rank(channel: str, channel_priority) -> tuple | None:
+    """``(pattern index, band rank, channel)`` of a channel code, or ``None`` if no pattern of
+    ``channel_priority`` matches it (smaller is better)."""
+    for i, pattern in enumerate(channel_priority):
+        if fnmatch.fnmatchcase(channel, pattern):
+            band = BAND_ORDER.find(channel[:1])
+            return i, band if band >= 0 else len(BAND_ORDER), channel
+    return None
+
+
+def _location_rank(location: str, location_priority) -> tuple:
+    """``(index in location_priority, location)``; unlisted locations after all listed ones,
+    lexically. ``"--"`` (the FDSN spelling of an empty location) is the empty location."""
+    order = ["" if loc == "--" else loc for loc in location_priority]
+    return (order.index(location) if location in order else len(order)), location
+
+
+def station_code(seed_id: str, all_locations: bool = False) -> str:
+    """The station a channel belongs to: ``NET.STA``, or with ``all_locations``
+    ``NET.STA.LOC`` (``NET.STA`` when the location is empty).
+
+    Examples
+    --------
+    >>> station_code("XS.S0002.10.HHZ"), station_code("XS.S0002.10.HHZ", all_locations=True)
+    ('XS.S0002', 'XS.S0002.10')
+    >>> station_code("XS.S0002..HHZ", all_locations=True)
+    'XS.S0002'
+    """
+    net, sta, loc, _ = seed_id.split(".")
+    return f"{net}.{sta}.{loc}" if all_locations and loc else f"{net}.{sta}"
+
+
+@dataclass(frozen=True)
+class ChannelSelection:
+    """Outcome of :func:`select_channels`.
+
+    Attributes
+    ----------
+    chosen : tuple of str
+        ``NET.STA.LOC.CHA`` kept, sorted.
+    dropped : tuple of dict
+        ``{"seed_id", "station", "chosen", "reason"}`` for every candidate left out:
+        ``chosen`` names the channel group kept instead (``NET.STA.LOC.BI?``, or ``None``
+        when the channel matches no ``channel_priority`` pattern).
+    stations : dict
+        ``{seed_id: station code}`` of the chosen channels (:func:`station_code`).
+    """
+
+    chosen: tuple
+    dropped: tuple
+    stations: dict
+
+
+def select_channels(seed_ids, channel_priority, location_priority, *, all_locations: bool = False,
+                    needed=None, has_data=None) -> ChannelSelection:
+    """Keep one location and one band/instrument per station out of ``seed_ids``.
+
+    A station that recorded the same ground motion on several channels (``HHZ`` and
+    ``BHZ``, or location ``00`` and ``10``) must enter a run once: otherwise two channels
+    claim the same station key. Channels are grouped by station and *channel group*
+    (location and the first two letters of the channel code, e.g. ``00.HH``); the best group
+    is kept whole, so all orientations of a station come from one instrument. Groups are
+    compared by, in this order:
+
+    1. data: a group with data in the archive (``has_data`` true) before one without;
+    2. orientations: a group covering more of ``needed`` first (``HHZ`` alone loses to
+       ``BHZ, BHN, BHE`` when the run needs E, N and Z);
+    3. ``channel_priority``: the first fnmatch pattern matching the channel code, then
+       :data:`BAND_ORDER` (higher rate first) among channels matching the same pattern;
+    4. ``location_priority``: listed locations in order, then the others lexically.
+
+    The channel decides before the location (as in ObsPy's mass downloader): a broadband
+    ``10.HH`` is kept over ``00.LH``. Channels that match no ``channel_priority`` pattern
+    (mass position ``VMZ``, gravimeters, ...) are dropped.
+
+    Parameters
+    ----------
+    seed_ids : iterable of str
+        Candidate ``NET.STA.LOC.CHA`` codes (already filtered by channel pattern, orientation
+        and epoch).
+    channel_priority : sequence of str
+        fnmatch patterns on channel codes, best first (e.g. ``["HH?", "BH?", "EH?"]``).
+    location_priority : sequence of str
+        Location codes, best first (``""`` or ``"--"``: the empty location).
+    all_locations : bool
+        Keep the best channel group of every location, each as its own station
+        ``NET.STA.LOC`` (:func:`station_code`), instead of one location per station.
+    needed : set of str, optional
+        Orientation letters the run uses (``{"Z"}``, ``{"E", "N", "Z"}``).
+    has_data : callable, optional
+        ``has_data(seed_id) -> bool or None``; ``None`` (or no callable): unknown, e.g. FDSN.
+        Only called for stations with more than one group.
+
+    Returns
+    -------
+    ChannelSelection
+
+    Examples
+    --------
+    >>> sel = select_channels(["XS.A..BHZ", "XS.A..HHZ", "XS.B.10.HHZ", "XS.B.00.HHZ"],
+    ...                       ["HH?", "BH?"], ["", "00"])
+    >>> sel.chosen
+    ('XS.A..HHZ', 'XS.B.00.HHZ')
+    >>> [(d["seed_id"], d["reason"]) for d in sel.dropped]  # doctest: +NORMALIZE_WHITESPACE
+    [('XS.A..BHZ', 'XS.A..HH? is earlier in channel_priority'),
+     ('XS.B.10.HHZ', 'XS.B.00.HH? is earlier in location_priority')]
+    """
+    needed = set(needed) if needed is not None else None
+    by_station: dict = {}
+    dropped = []
+    for sid in sorted(set(seed_ids)):
+        net, sta, loc, cha = sid.split(".")
+        code = station_code(sid, all_locations)
+        if _channel_rank(cha, channel_priority) is None:
+            dropped.append({"seed_id": sid, "station": code, "chosen": None,
+                            "reason": f"{cha} matches no channel_priority pattern {list(channel_priority)}"})
+            continue
+        by_station.setdefault(code, {}).setdefault(f"{net}.{sta}.{loc}.{cha[:2]}?", []).append(sid)
+    chosen, stations = [], {}
+    why = ("has data in the archive", "covers more of the orientations needed",
+           "is earlier in channel_priority", "is earlier in location_priority")
+    for code, groups in sorted(by_station.items()):
+        ranks = {}
+        for group, sids in groups.items():
+            loc, cha = sids[0].split(".")[2:]
+            known = [has_data(s) for s in sids] if has_data is not None and len(groups) > 1 else [None]
+            no_data = all(k is False for k in known)
+            orientations = {s[-1] for s in sids}
+            coverage = len(orientations & needed) if needed is not None else len(orientations)
+            ranks[group] = (no_data, -coverage, _channel_rank(cha, channel_priority)[:2],
+                            _location_rank(loc, location_priority), group)
+        best = min(ranks, key=ranks.get)
+        chosen.extend(groups[best])
+        stations.update({s: code for s in groups[best]})
+        for group in sorted(set(groups) - {best}):
+            decisive = next(i for i, (a, b) in enumerate(zip(ranks[best], ranks[group])) if a != b)
+            reason = f"{best} {why[decisive]}" if decisive < len(why) else f"{best} sorts first"
+            dropped.extend({"seed_id": s, "station": code, "chosen": best, "reason": reason}
+                           for s in groups[group])
+    return ChannelSelection(tuple(sorted(chosen)), tuple(sorted(dropped, key=lambda d: d["seed_id"])),
+                            stations)
+
+
+def has_data(client, seed_id: str, starttime, endtime) -> bool | None:
+    """Whether a file-based client holds files of ``seed_id`` in the span.
+
+    ``None`` for clients that cannot tell without fetching (FDSN web services, in-memory
+    clients). For a :class:`FileClient` the folder's header index answers; for ObsPy's SDS
+    client, the day files' names.
+    """
+    net, sta, loc, cha = seed_id.split(".")
+    files = _files_of(client, net, sta, loc, cha, UTCDateTime(starttime), UTCDateTime(endtime))
+    return None if files is None else bool(files)
 
 
 #: Name endings of waveform files: a folder named so is reported, not silently walked into.

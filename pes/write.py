@@ -38,7 +38,10 @@ class WriteResultsPE(GenericPE):
     params : dict
         Processing parameters stored in the file (a resumed file must match them).
     stations : dict
-        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``.
+        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``; keys may be
+        ``NET.STA.LOC`` (every location a station of its own): a correlator key
+        ``NET.STA.LOC`` is written under that code when it is one of these keys, else under
+        ``NET.STA``.
     starttime, endtime : str
         Span of the input data.
     compression : None, "gzip" or "lzf"
@@ -86,13 +89,13 @@ class WriteResultsPE(GenericPE):
     def _write_batch(self, item):
         comp = item["component"]
         rows = [i for i, (a, b) in enumerate(zip(item["source"], item["receiver"]))
-                if (net_sta(a), net_sta(b), comp) not in self.skip]
+                if (self._code(a), self._code(b), comp) not in self.skip]
         if not rows:
             return
         # one bulk call per tile: validation, geometry and buffering run on whole arrays
         stack = item["stack"] if len(rows) == len(item["stack"]) else item["stack"][rows]  # no copy
-        self.writer.write_block([net_sta(item["source"][i]) for i in rows],
-                                [net_sta(item["receiver"][i]) for i in rows], comp, item["lags"],
+        self.writer.write_block([self._code(item["source"][i]) for i in rows],
+                                [self._code(item["receiver"][i]) for i in rows], comp, item["lags"],
                                 stack,
                                 {"sampling_rate": item["sampling_rate"],
                                  "n_windows": [int(item["n_windows"][i]) for i in rows],
@@ -101,7 +104,7 @@ class WriteResultsPE(GenericPE):
 
     def _write_one(self, item):
         # results are keyed by "NET.STA" (the correlator's keys may carry ".LOC")
-        key = (net_sta(item["source"]), net_sta(item["receiver"]), item["component"])
+        key = (self._code(item["source"]), self._code(item["receiver"]), item["component"])
         if key in self.skip:
             return
         meta = {k: v for k, v in item.items() if k not in _SKIP_META and v is not None}
@@ -112,6 +115,11 @@ class WriteResultsPE(GenericPE):
             meta.update(layout)
         self.writer.write_pair(*key, item["lags"], data, meta)
         self.written += 1
+
+    def _code(self, key: str) -> str:
+        """Results code of a correlator key: ``NET.STA.LOC`` if it is a station of the run
+        (every location its own station), else ``NET.STA``."""
+        return key if key in self.stations else net_sta(key)
 
     def postprocess(self):
         # parallel writers leave their parts; whoever ran the graph merges them at the end

@@ -13,14 +13,15 @@ import numpy as np
 FORMAT = "noisecorr.results"
 FORMAT_VERSION = 2
 
-_CODE = re.compile(r"^[A-Za-z0-9_\-]{1,8}\.[A-Za-z0-9_\-]{1,8}$")
+_CODE = re.compile(r"^[A-Za-z0-9_\-]{1,8}\.[A-Za-z0-9_\-]{1,8}(\.[A-Za-z0-9]{1,2})?$")
 _COMP = re.compile(r"^[A-Za-z0-9]{1,4}$")
 
 
 def check_code(code: str) -> str:
-    """Validate a ``"NET.STA"`` code (kept with its ``.``)."""
+    """Validate a ``"NET.STA"`` code (kept with its ``.``), or ``"NET.STA.LOC"`` when every
+    location of a station is a station of its own (``all_locations``)."""
     if not isinstance(code, str) or not _CODE.match(code):
-        raise ValueError(f"station code must look like 'NET.STA', got {code!r}")
+        raise ValueError(f"station code must look like 'NET.STA' or 'NET.STA.LOC', got {code!r}")
     return code
 
 

@@ -522,7 +522,7 @@ class Results:
         if data.ndim != 1:
             data = data.mean(axis=0)
         meta = self.meta(source, receiver, component)
-        net, sta = receiver.split(".")
+        net, sta = receiver.split(".")[:2]  # NET.STA or NET.STA.LOC (all_locations)
         tr = Trace(np.ascontiguousarray(data, dtype=np.float32), header=dict(
             network=net, station=sta, location="CC", channel=("X" + component)[:3],
             sampling_rate=meta["sampling_rate"], starttime=UTCDateTime(float(lags[0]))))

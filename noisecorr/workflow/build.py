@@ -150,7 +150,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     codes = sorted(sources.stations)
     todo_stations = {c for i, a in enumerate(codes) for b in codes[i + 1:] for comp in components
                      if (a, b, comp) not in done for c in (a, b)}
-    seed_ids = [s for s in sources.seed_ids if s.rsplit(".", 2)[0] in todo_stations]
+    seed_ids = [s for s in sources.seed_ids if sources.station_of(s) in todo_stations]
     requests = chunk_requests(seed_ids, sources.start, sources.end, config.chunk_length)
     coordinates = {c: (s["latitude"], s["longitude"]) for c, s in sources.stations.items()}
 

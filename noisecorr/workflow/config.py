@@ -32,6 +32,12 @@ from noisecorr.signal.params import CorrelationParams
 #: Output folder used when ``--out`` is not given (created in the current directory).
 DEFAULT_OUT = "noisecorr_output"
 MAPPINGS = ("sequential", "multiprocess", "mpi", "storm")
+#: Default ``channel_priority``: broadband high-gain seismometers by sampling rate (HH > BH),
+#: then short period (EH > SH), mid and long period (MH > LH), then any other high-gain
+#: seismometer, low-gain seismometer, geophone, accelerometer (instrument codes H, L, P, N).
+DEFAULT_CHANNEL_PRIORITY = ("HH?", "BH?", "EH?", "SH?", "MH?", "LH?", "?H?", "?L?", "?P?", "?N?")
+#: Default ``location_priority``: the empty location, then ``00``, then the others lexically.
+DEFAULT_LOCATION_PRIORITY = ("", "00")
 
 
 class ConfigError(ValueError):
@@ -65,6 +71,19 @@ class WorkflowConfig:
         no ``data`` is given, a synthetic network of N stations is generated and cached.
     network, channel : str
         Selection patterns (``fnmatch``) for networks and channels, e.g. ``"*"``, ``"?HZ"``.
+    channel_priority : list of str or str
+        When a station has several channels of one orientation (``HHZ`` and ``BHZ``), which
+        channel group is kept: fnmatch patterns on channel codes, best first (default
+        :data:`DEFAULT_CHANNEL_PRIORITY`; a string is split at commas); channels matching
+        none are dropped. See :func:`pes.fetch.select_channels`.
+    location_priority : list of str or str
+        Location codes, best first (``""``: the empty location; a string is split at
+        commas: ``",00,10"``); unlisted ones come after, lexically. The channel priority
+        decides before the location.
+    all_locations : bool
+        Keep every location of a station as a station of its own, ``NET.STA.LOC``
+        (``NET.STA`` for the empty location) in pair keys and results; default: one
+        location per station, results keyed ``NET.STA``.
     chunk_length : float
         Seconds of data preprocessed and correlated at once (a "day"; 86400 by default).
     mapping : str
@@ -103,6 +122,9 @@ class WorkflowConfig:
     stations: int | None = None
     network: str = "*"
     channel: str = "*"
+    channel_priority: list = field(default_factory=lambda: list(DEFAULT_CHANNEL_PRIORITY))
+    location_priority: list = field(default_factory=lambda: list(DEFAULT_LOCATION_PRIORITY))
+    all_locations: bool = False
     chunk_length: float = 86400.0
     mapping: str = "sequential"
     processes: int | None = None
@@ -158,6 +180,7 @@ class WorkflowConfig:
                 raise ConfigError(f"memory: {exc}") from None
         if self.scratch is not None and not (isinstance(self.scratch, str) and self.scratch.strip()):
             raise ConfigError(f"scratch: must be a folder path or null, got {self.scratch!r}")
+        self._validate_priorities()
         if isinstance(self.lock_stale_after, bool) or not (isinstance(self.lock_stale_after, (int, float))
                                                            and self.lock_stale_after > 0):
             raise ConfigError(f"lock_stale_after: must be a positive number of seconds, got {self.lock_stale_after!r}")
@@ -186,6 +209,29 @@ class WorkflowConfig:
             if UTCDateTime(str(self.end)) <= UTCDateTime(str(self.start)):
                 raise ConfigError(f"end: {self.end} is not after start {self.start}")
         return self
+
+    def _validate_priorities(self):
+        # a comma-separated string (handy in NOISECORR_* variables and flags) is a list
+        if isinstance(self.channel_priority, str):
+            self.channel_priority = [p.strip() for p in self.channel_priority.split(",")]
+        if isinstance(self.location_priority, str):
+            self.location_priority = [p.strip() for p in self.location_priority.split(",")]
+        cp, lp = self.channel_priority, self.location_priority
+        if not (isinstance(cp, (list, tuple)) and cp and all(isinstance(p, str) and p.strip() for p in cp)):
+            raise ConfigError(f"channel_priority: must be a non-empty list of channel code patterns such as "
+                              f'["HH?", "BH?", "EH?"], got {cp!r}')
+        if not isinstance(lp, (list, tuple)):
+            raise ConfigError(f"location_priority: must be a list of location codes such as [\"\", \"00\", \"10\"], "
+                              f"got {lp!r}")
+        for loc in lp:
+            if not isinstance(loc, str):
+                raise ConfigError(f"location_priority: {loc!r} is not a string; quote location codes in YAML "
+                                  f"(\"00\", not 00, which YAML reads as the number 0)")
+            if loc != "--" and (len(loc) > 2 or not all(c.isalnum() for c in loc)):
+                raise ConfigError(f"location_priority: {loc!r} is not a location code (0 to 2 letters or "
+                                  f"digits, or \"--\" for the empty location)")
+        if not isinstance(self.all_locations, bool):
+            raise ConfigError(f"all_locations: must be true or false, got {self.all_locations!r}")
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -264,6 +310,8 @@ def load_yaml(path) -> dict:
 
 def _coerce(text, example):
     """Parse an environment string into the type of ``example`` (YAML scalar rules)."""
+    if isinstance(example, list) and not text.lstrip().startswith("["):
+        return text  # a comma-separated list ("HH?,BH?"): the field's validation splits it
     value = yaml.safe_load(text)
     if isinstance(example, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -32,9 +32,12 @@ class Sources:
     client : object with ``get_waveforms``
     inventory : obspy.Inventory
     seed_ids : list of str
-        ``NET.STA.LOC.CHA`` of every channel used, sorted.
+        ``NET.STA.LOC.CHA`` of every channel used, sorted: one channel group (location and
+        band/instrument) per station, chosen by ``channel_priority`` and
+        ``location_priority`` (:func:`pes.fetch.select_channels`).
     stations : dict
-        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``.
+        ``{"NET.STA": {"latitude", "longitude", "elevation"}}``; with ``all_locations``
+        the keys are ``NET.STA.LOC`` (``NET.STA`` for the empty location).
     start, end : obspy.UTCDateTime
     description : str
         Where the data came from (printed by the CLI, stored in the results).
@@ -42,6 +45,12 @@ class Sources:
         Travel-time table of a synthetic network, when known.
     skipped : list of (str, str)
         ``(station or channel, reason)`` left out while resolving.
+    channels_dropped : list of dict
+        ``{"seed_id", "station", "chosen", "reason"}``: channels of a used station left out
+        because another channel group of that station was preferred (not a skip: the
+        station is used).
+    station_codes : dict
+        ``{seed_id: station code}`` for every channel in ``seed_ids``.
     """
 
     client: object
@@ -53,6 +62,20 @@ class Sources:
     description: str
     truth: Path | None = None
     skipped: list = field(default_factory=list)
+    channels_dropped: list = field(default_factory=list)
+    station_codes: dict = field(default_factory=dict)
+
+    def station_of(self, seed_id: str) -> str:
+        """The station code (a key of :attr:`stations`) that ``seed_id`` belongs to."""
+        code = self.station_codes.get(seed_id)
+        return code if code is not None else ".".join(seed_id.split(".")[:2])
+
+    def channel_selection(self) -> dict:
+        """``{"chosen": {station: [seed_id, ...]}, "dropped": [...]}`` for the run summary."""
+        chosen = {}
+        for sid in self.seed_ids:
+            chosen.setdefault(self.station_of(sid), []).append(sid)
+        return {"chosen": chosen, "dropped": [dict(d) for d in self.channels_dropped]}
 
 
 def _is_sds(root: Path) -> bool:
@@ -159,7 +182,7 @@ def resolve(config: WorkflowConfig) -> Sources:
         raise ConfigError("start/end: the time span is unknown for this data; give --start and --end")
 
     needed = _needed_orientations(config.processing.components)
-    seed_ids, stations, skipped = [], {}, list(early_skips)
+    candidates, coords, skipped = [], {}, list(early_skips)
     for net in inventory:
         if not fnmatch.fnmatch(net.code, config.network):
             continue
@@ -175,16 +198,46 @@ def resolve(config: WorkflowConfig) -> Sources:
             if not chans:
                 skipped.append((code, f"no channel matching {config.channel!r} with orientation {sorted(needed)}"))
                 continue
-            stations[code] = {"latitude": sta.latitude, "longitude": sta.longitude, "elevation": sta.elevation}
-            seed_ids.extend(sorted(set(chans)))
-    codes = sorted(stations)
+            coords[code] = {"latitude": sta.latitude, "longitude": sta.longitude, "elevation": sta.elevation}
+            candidates.extend(chans)
+    selection = choose_channels(config, candidates, client, start, end, needed)
+    for code in sorted(set(coords) - {".".join(s.split(".")[:2]) for s in selection.chosen}):
+        reasons = sorted({d["reason"] for d in selection.dropped if d["seed_id"].startswith(code + ".")})
+        skipped.append((code, "no channel kept: " + "; ".join(reasons)))
+    codes = sorted(set(selection.stations.values()))
     if config.stations is not None:
         codes = codes[: config.stations]
-        stations = {c: stations[c] for c in codes}
-        seed_ids = [s for s in seed_ids if s.rsplit(".", 2)[0] in stations]
+    stations = {c: coords[".".join(c.split(".")[:2])] for c in codes}
+    seed_ids = [s for s in selection.chosen if selection.stations[s] in stations]
+    dropped = [d for d in selection.dropped if d["station"] in stations]
     if len(stations) < 2:
         raise ConfigError(f"stations: {len(stations)} usable station(s) in {description}; at least 2 are needed")
-    return Sources(client, inventory, sorted(seed_ids), stations, start, end, description, truth, skipped)
+    return Sources(client, inventory, sorted(seed_ids), stations, start, end, description, truth, skipped,
+                   channels_dropped=dropped, station_codes={s: selection.stations[s] for s in seed_ids})
+
+
+def choose_channels(config: WorkflowConfig, candidates, client, start, end, needed):
+    """One channel group per station (or per location, ``config.all_locations``) out of
+    ``candidates`` by ``config.channel_priority`` and ``config.location_priority``; where a
+    station has several groups, those without data in a file archive lose. Logs each choice
+    that dropped channels. Returns a :class:`pes.fetch.ChannelSelection`."""
+    from pes.fetch import has_data, select_channels
+
+    selection = select_channels(candidates, config.channel_priority, config.location_priority,
+                                all_locations=config.all_locations, needed=needed,
+                                has_data=lambda sid: has_data(client, sid, start, end))
+    by_station = {}
+    for d in selection.dropped:
+        by_station.setdefault(d["station"], []).append(d)
+    for code, drops in sorted(by_station.items()):
+        kept = sorted(s for s, c in selection.stations.items() if c == code)
+        log.info("%s: using %s; dropped %s", code, ", ".join(kept) or "no channel",
+                 "; ".join(f"{d['seed_id']} ({d['reason']})" for d in drops))
+    if selection.dropped:
+        log.info("channel selection: %d channel(s) of %d station(s) kept, %d dropped (listed in the run "
+                 "summary under channel_selection)", len(selection.chosen), len(set(selection.stations.values())),
+                 len(selection.dropped))
+    return selection
 
 
 def read_inventories(path: Path):
