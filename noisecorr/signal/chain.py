@@ -35,18 +35,21 @@ import numpy as np
 
 from noisecorr.signal.correlate import (accumulate_cross_spectra, correlate, cross_spectra_to_lags,
                                         lag_axis)
+from noisecorr.signal.noisepy_compat import (noisepy_whiten, noisepy_whitening_bins,
+                                             noisepy_whitening_weights, window_taper)
 from noisecorr.signal.normalize import time_normalize, whiten, whitening_taper
 from noisecorr.signal.params import CorrelationParams
 from noisecorr.signal.preprocess import ProcessedTrace
 from noisecorr.signal.spectra import band_indices, rfft_frequencies, rfft_windows
 from noisecorr.signal.stack import stack, substack
-from noisecorr.signal.windows import common_windows, cut_windows, detrend_windows, taper_windows
+from noisecorr.signal.windows import Windows, common_windows, cut_windows, detrend_windows
 
-__all__ = ["StationSpectra", "PairResult", "station_spectra", "correlate_pair", "correlate_and_stack"]
+__all__ = ["StationSpectra", "PairResult", "station_spectra", "correlate_pair", "correlate_and_stack",
+           "window_and_normalise", "whiten_spectra", "whitened_band", "cc_band_weights"]
 
 logger = logging.getLogger(__name__)
 
-#: Fraction of each window tapered at both ends before normalisation and FFT.
+#: Default fraction of each window tapered at both ends (``params.window_taper``).
 WINDOW_TAPER = 0.05
 
 
@@ -105,20 +108,55 @@ class PairResult:
     substack_counts: np.ndarray | None = None
 
 
-def station_spectra(trace: ProcessedTrace, params: CorrelationParams) -> StationSpectra:
-    """Windows -> detrend -> taper -> time normalisation -> rfft -> whitening."""
+def window_and_normalise(trace: ProcessedTrace, params: CorrelationParams) -> tuple[Windows, np.ndarray]:
+    """Cut ``trace`` into windows, reject bad ones, detrend, taper, time-normalise.
+
+    Returns the accepted :class:`~noisecorr.signal.windows.Windows` and their processed
+    samples, float32 ``(n_windows, cc_len_samples)``: mean and linear trend removed,
+    tapered by :func:`noisecorr.signal.noisepy_compat.window_taper` (``window_taper``,
+    ``window_taper_max``), then ``time_norm``.
+    """
     if abs(trace.sampling_rate - params.sampling_rate) > 1e-9 * params.sampling_rate:
         raise ValueError(f"{trace.seed_id}: sampling rate {trace.sampling_rate} Hz differs from "
                          f"params.sampling_rate {params.sampling_rate} Hz")
     win = cut_windows(trace.data, trace.sampling_rate, params.cc_len, params.step,
                       starttime=trace.starttime, gap_mask=trace.gap_mask,
-                      max_over_std=params.max_over_std)
-    x = taper_windows(detrend_windows(win.data), WINDOW_TAPER)
-    x = time_normalize(x, params.time_norm, params.smooth_N)
+                      max_over_std=params.max_over_std, outlier_reference=params.outlier_reference)
+    taper = window_taper(params.cc_len_samples, params.window_taper, params.window_taper_max)
+    x = detrend_windows(win.data) * taper
+    return win, time_normalize(x, params.time_norm, params.smooth_N)
+
+
+def whiten_spectra(spectra: np.ndarray, params: CorrelationParams, nfft: int) -> np.ndarray:
+    """Spectral whitening ``freq_norm`` in the shape ``whitening_style`` selects."""
+    fn = noisepy_whiten if params.whitening_style == "noisepy" else whiten
+    return fn(spectra, params.sampling_rate, nfft, params.freqmin, params.freqmax,
+              params.freq_norm, params.smoothspect_N, params.spectral_water_level)
+
+
+def whitened_band(params: CorrelationParams, nfft: int) -> slice:
+    """Spectral bins that can be non-zero after :func:`whiten_spectra` (a slice).
+
+    ``freqmin..freqmax`` for the noisecorr whitening; NoisePy's extends 100 bins beyond
+    each edge (:func:`noisecorr.signal.noisepy_compat.noisepy_whitening_bins`). Every bin
+    for ``freq_norm="none"``.
+    """
+    n_freq = int(nfft) // 2 + 1
+    if params.freq_norm == "none":
+        return slice(0, n_freq)
+    if params.whitening_style == "noisepy":
+        ix00, _, _, ix11 = noisepy_whitening_bins(nfft, params.sampling_rate, params.freqmin,
+                                                  params.freqmax)
+        return slice(ix00, ix11)
+    b = band_indices(nfft, params.sampling_rate, params.freqmin, params.freqmax)
+    return slice(b.start, min(b.stop, n_freq))
+
+
+def station_spectra(trace: ProcessedTrace, params: CorrelationParams) -> StationSpectra:
+    """Windows -> detrend -> taper -> time normalisation -> rfft -> whitening."""
+    win, x = window_and_normalise(trace, params)
     nfft = params.nfft
-    spec = rfft_windows(x, nfft)
-    spec = whiten(spec, params.sampling_rate, nfft, params.freqmin, params.freqmax,
-                  params.freq_norm, params.smoothspect_N, params.spectral_water_level)
+    spec = whiten_spectra(rfft_windows(x, nfft), params, nfft)
     return StationSpectra(trace.seed_id, win.starttimes, spec, params.sampling_rate, nfft,
                           win.n_candidates, dict(win.rejected))
 
@@ -126,16 +164,20 @@ def station_spectra(trace: ProcessedTrace, params: CorrelationParams) -> Station
 def cc_band_weights(params: CorrelationParams, nfft: int) -> np.ndarray | None:
     """Band taper re-applied to coherency and deconvolution cross-spectra (one per bin).
 
-    The whitening taper (:func:`noisecorr.signal.normalize.whitening_taper`) over
-    ``freqmin``-``freqmax`` on the ``nfft // 2 + 1`` bins; None for ``cc_method="xcorr"``,
-    whose whitened spectra keep the taper. Coherency and deconvolution divide by the
-    spectral amplitude and so divide the taper out (see
+    The whitening taper (:func:`noisecorr.signal.normalize.whitening_taper`, or NoisePy's
+    with ``whitening_style="noisepy"``) on the ``nfft // 2 + 1`` bins; None for
+    ``cc_method="xcorr"``, whose whitened spectra keep the taper. Coherency and
+    deconvolution divide by the spectral amplitude and so divide the taper out (see
     :func:`noisecorr.signal.correlate.source_factor`); without whitening the band taper
     still limits them to the band the bandpass kept, instead of flattening the filtered-out
-    noise up to the water level.
+    noise up to the water level. (NoisePy does not re-apply it: its coherency and
+    deconvolution spectra are flat out to its ramps' ends.)
     """
     if params.cc_method == "xcorr":
         return None
+    if params.whitening_style == "noisepy":
+        return noisepy_whitening_weights(nfft, params.sampling_rate, params.freqmin,
+                                         params.freqmax).astype(np.float32)
     return whitening_taper(rfft_frequencies(nfft, params.sampling_rate), params.freqmin, params.freqmax)
 
 
@@ -170,7 +212,7 @@ def correlate_and_stack(src: StationSpectra, rcv: StationSpectra,
         if params.freq_norm != "none":
             # whitened spectra are exactly zero outside the band: only compute inside it
             # (plus the smoothing half-width, so smoothed denominators see the same zeros)
-            b = band_indices(src.nfft, src.sampling_rate, params.freqmin, params.freqmax)
+            b = whitened_band(params, src.nfft)
             pad = params.smoothspect_N + 1
             band = slice(max(b.start - pad, 0), min(b.stop + pad, s.shape[1]))
         w = cc_band_weights(params, src.nfft)

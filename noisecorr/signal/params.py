@@ -7,7 +7,11 @@ counts bins of the spectrum noisecorr computes, which is zero-padded to at least
 ``2 n - 1`` samples for a linear correlation (``zero_pad``, the default), so one bin is
 half as wide in Hz as NoisePy's (which does not pad) and the same ``smoothspect_N``
 smooths over half the bandwidth. For NoisePy's smoothing width, double ``smoothspect_N``
-or set ``zero_pad: false``.
+or set ``zero_pad: false``. Names translate, but noisecorr's defaults differ from NoisePy's
+processing in a few deliberate steps (FFT length, window taper, outlier criterion,
+whitening shape): ``configs/noisepy.yaml`` selects NoisePy's behaviour for each
+(``whitening_style``, ``window_taper_max``, ``outlier_reference``, ``zero_pad``), and
+:mod:`noisecorr.signal.noisepy_compat` tabulates the differences.
 
 Examples
 --------
@@ -187,6 +191,23 @@ class CorrelationParams:
         wave); common weights do not. "auto" (default): "horizontal" when an R or T
         component is requested, else "none" (see :attr:`joint_mode`). Joint channels
         keep only the windows all of them accepted.
+    window_taper : float
+        Fraction of every correlation window tapered at each end before normalisation and
+        FFT, in ``[0, 0.5]`` (a Tukey window; 0.05 by default).
+    window_taper_max : int or None
+        Cap of each taper ramp in samples, with NoisePy's Hann ramps (NoisePy: 20); None
+        (default): no cap. See :func:`noisecorr.signal.noisepy_compat.window_taper`.
+    outlier_reference : {"window", "chunk"}
+        What ``max_over_std`` compares a window's peak with: its own standard deviation
+        (default) or the whole chunk's (NoisePy). See
+        :func:`noisecorr.signal.windows.cut_windows`.
+    whitening_style : {"noisecorr", "noisepy"}
+        Shape of the spectral whitening: "noisecorr" (default) ramps inside the band over
+        10 % of its log width and smooths over ``2 smoothspect_N + 1`` bins
+        (:func:`noisecorr.signal.normalize.whiten`); "noisepy" is NoisePy 0.9.93's, flat
+        between the bins nearest ``freqmin``/``freqmax`` with 100-bin ramps outside the
+        band and a ``smoothspect_N``-bin running mean
+        (:func:`noisecorr.signal.noisepy_compat.noisepy_whiten`).
     """
 
     sampling_rate: float = 20.0
@@ -215,6 +236,10 @@ class CorrelationParams:
     max_gap_fill: int = 5
     rate_tolerance: float = 1e-5
     joint_normalisation: str = "auto"
+    window_taper: float = 0.05
+    window_taper_max: int | None = None
+    outlier_reference: str = "window"
+    whitening_style: str = "noisecorr"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:  # noqa: C901 - a flat list of checks reads best
@@ -241,6 +266,19 @@ class CorrelationParams:
                 or not 0 <= self.rate_tolerance <= 1e-3):
             raise ValueError(f"rate_tolerance must be a relative tolerance in [0, 1e-3], got {self.rate_tolerance!r}")
         _set("rate_tolerance", float(self.rate_tolerance))
+        if (isinstance(self.window_taper, bool) or not isinstance(self.window_taper, (int, float))
+                or not 0 <= self.window_taper <= 0.5):
+            raise ValueError(f"window_taper must be a fraction in [0, 0.5], got {self.window_taper!r}")
+        _set("window_taper", float(self.window_taper))
+        if self.window_taper_max is not None and (
+                isinstance(self.window_taper_max, bool) or not isinstance(self.window_taper_max, int)
+                or self.window_taper_max < 0):
+            raise ValueError("window_taper_max must be a non-negative number of samples or None, "
+                             f"got {self.window_taper_max!r}")
+        for name, allowed in (("outlier_reference", ("window", "chunk")),
+                              ("whitening_style", ("noisecorr", "noisepy"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
         if self.joint_normalisation not in ("auto", "horizontal", "all", "none"):
             raise ValueError(f"joint_normalisation={self.joint_normalisation!r} is not one of "
                              "['auto', 'horizontal', 'all', 'none']")

@@ -31,6 +31,17 @@ time chunk ``[starttime, endtime)`` at the target sampling rate:
 Filter transients near gaps can extend a little beyond the masked ramps; windows
 touching the mask are rejected downstream (:func:`noisecorr.signal.windows.cut_windows`).
 The input Stream is never modified.
+
+Deliberate differences from NoisePy 0.9.93's ``preprocess_raw`` (measured by
+``scripts/compare_noisepy.py``: 0.993 median coefficient of the preprocessed traces, no
+measurable effect on whitened stacks): NoisePy bandpasses ``0.9 freqmin``-``1.1 freqmax``
+(capped at 0.45 of the rate) with the same 4-pole zero-phase Butterworth, resamples with
+ObsPy's FFT ``resample`` and interpolates sub-sample starts in the time domain, and tapers
+the ends of its data but correlates the tapered samples; here the band is exactly
+``freqmin``-``freqmax``, resampling is an anti-aliased FIR with a frequency-domain shift,
+and tapered ramps are masked, so a chunk without data beyond its ends (no fetch pad) loses
+the window that touches each ramp. The default ``pre_filt`` follows the band
+(:func:`default_pre_filt`); NoisePy's is ``(0.9 freqmin, freqmin, freqmax, 1.1 freqmax)``.
 """
 
 from __future__ import annotations

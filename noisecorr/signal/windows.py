@@ -77,7 +77,7 @@ def window_start_indices(npts: int, win_samples: int, step_samples: int) -> np.n
 
 def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: float, *,
                 starttime: float = 0.0, gap_mask: np.ndarray | None = None,
-                max_over_std: float | None = None) -> Windows:
+                max_over_std: float | None = None, outlier_reference: str = "window") -> Windows:
     """Cut a trace into windows and reject bad ones.
 
     Parameters
@@ -98,6 +98,13 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
         Reject as ``"outlier"`` a window with ``max|x - mean| > max_over_std * std``
         (NoisePy's amplitude criterion for earthquakes and glitches). None or inf
         disables it. Windows with zero standard deviation are rejected as ``"flat"``.
+    outlier_reference : {"window", "chunk"}
+        ``"window"`` (default): the criterion above, against the window's own standard
+        deviation. ``"chunk"``: NoisePy's (``cut_trace_make_stat``): reject a window with
+        ``max|x| >= max_over_std * std`` where ``std`` is that of the whole trace (its
+        unmasked samples). The window criterion keeps a long earthquake's coda windows
+        when they are all large; the chunk criterion rejects every window much louder
+        than the chunk, and depends on how loud the rest of the chunk is.
 
     Returns
     -------
@@ -128,9 +135,17 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
     flat = keep & ~(std > 0)
     rejected["flat"] = int(np.count_nonzero(flat))
     keep &= ~flat
+    if outlier_reference not in ("window", "chunk"):
+        raise ValueError(f"outlier_reference={outlier_reference!r} is not one of ['window', 'chunk']")
     if max_over_std is not None and np.isfinite(max_over_std):
-        peak = np.max(np.abs(view - view.mean(axis=1, dtype=np.float64, keepdims=True)), axis=1)
-        outlier = keep & (peak > max_over_std * std)
+        if outlier_reference == "window":
+            peak = np.max(np.abs(view - view.mean(axis=1, dtype=np.float64, keepdims=True)), axis=1)
+            outlier = keep & (peak > max_over_std * std)
+        else:
+            good = x if gap_mask is None else x[~np.asarray(gap_mask, dtype=bool)]
+            chunk_std = float(np.std(good, dtype=np.float64)) if good.size else 0.0
+            peak = np.max(np.abs(view), axis=1)
+            outlier = keep & ~(peak < max_over_std * chunk_std)
         rejected["outlier"] = int(np.count_nonzero(outlier))
         keep &= ~outlier
     if any(rejected.values()):

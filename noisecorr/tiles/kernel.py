@@ -31,9 +31,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from noisecorr.signal.chain import cc_band_weights
+from noisecorr.signal.chain import cc_band_weights, whitened_band
 from noisecorr.signal.correlate import receiver_factor, source_factor
-from noisecorr.signal.spectra import band_indices
 
 __all__ = ["carried_band", "station_factors", "window_grid", "assemble_block",
            "tile_cross_spectra", "tile_pair_index", "pairs_to_lags", "tile_window_ccfs"]
@@ -41,11 +40,7 @@ __all__ = ["carried_band", "station_factors", "window_grid", "assemble_block",
 
 def carried_band(params, nfft: int) -> slice:
     """Spectral bins that can be non-zero after whitening (all bins for ``freq_norm="none"``)."""
-    n_freq = int(nfft) // 2 + 1
-    if params.freq_norm == "none":
-        return slice(0, n_freq)
-    b = band_indices(nfft, params.sampling_rate, params.freqmin, params.freqmax)
-    return slice(b.start, min(b.stop, n_freq))
+    return whitened_band(params, nfft)
 
 
 def station_factors(spectra: np.ndarray, params, nfft: int) -> tuple:
