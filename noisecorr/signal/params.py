@@ -423,15 +423,6 @@ class CorrelationParams:
             return self.joint_normalisation
         return "horizontal" if any(c in "RT" for pair in self.components for c in pair) else "none"
 
-
-    @property
-    def joint_mode(self) -> str:
-        """``joint_normalisation`` with "auto" resolved: "horizontal" when a requested
-        component pair has R or T, else "none"."""
-        if self.joint_normalisation != "auto":
-            return self.joint_normalisation
-        return "horizontal" if any(c in "RT" for pair in self.components for c in pair) else "none"
-
     @property
     def nfft(self) -> int:
         """FFT length used for the windows (see :func:`noisecorr.signal.spectra.choose_nfft`)."""

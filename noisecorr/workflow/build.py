@@ -2,9 +2,13 @@
 
 The graph (each PE thin over :mod:`noisecorr.signal`)::
 
-    Fetch -> Preprocess -> Normalise -> Spectra -> Whiten -> TiledCorrelation -> WriteResults
-      |          |                                   |
-   rejected   rejected                             stats          (collected in the result)
+    Fetch -> Preprocess -> Orient -> Normalise -> Spectra -> Whiten -> TiledCorrelation -> WriteResults
+      |          |           |                                  |
+   rejected   rejected    rejected                            stats    (collected in the result)
+
+``Orient`` (:class:`pes.preprocess.OrientPE`) gathers the channels of each sensor and chunk
+(grouped by sensor, so they meet in one process), rotates 1/2/Z to E/N/Z from the StationXML
+azimuth and dip, and bundles the channels ``joint_normalisation`` normalises together.
 
 ``TiledCorrelation`` (``TileRoute -> TileCorrelate -> TileStack``, see :mod:`pes.tiles`) is the
 block-tiled stage (see :func:`tiled_path`); RTZ components and runs that record provenance use
@@ -135,6 +139,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     """Resolve the data and build the graph for ``config`` (nothing runs yet)."""
     from pes import CrossCorrelatePE, FetchPE, NormalisePE, PreprocessPE, SpectraPE, StackPE, WhitenPE
     from pes.fetch import chunk_requests
+    from pes.preprocess import OrientPE, sensor_of
     from pes.correlate import station_key
     from pes.tiles import TiledCorrelation
     from pes.write import WriteResultsPE
@@ -156,6 +161,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
 
     fetch = FetchPE(sources.client, pad=max(FETCH_PAD, fetch_pad(p)), name="Fetch")
     pre = PreprocessPE(p, inventory=sources.inventory, name="Preprocess")
+    orient = OrientPE(p, channels=seed_ids, name="Orient")
     norm, spec, white = NormalisePE(p, name="Normalise"), SpectraPE(p, name="Spectra"), WhitenPE(p, name="Whiten")
     write = WriteResultsPE(
         results_path, {"processing": p.to_dict(), "chunk_length": config.chunk_length},
@@ -178,7 +184,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     # worker with "local" streams, so a station's data stays in one process from waveforms
     # to spectra; only in-band spectral factors cross to the tile correlators.
     workers = _workers(config)
-    per_station = [fetch, pre, norm, spec, white]
+    per_station = [fetch, pre, orient, norm, spec, white]
     if tiled:
         per_station.append(correlate[0].inputmappings["input"][0])
     for pe in per_station:
@@ -192,8 +198,10 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
                 pe.numprocesses = workers
                 pe.inputconnections["input"]["grouping"] = "local"
     local_into = {pre, norm, spec, white, write} | ({correlate[0]} if tiled else set())
+    if len({sensor_of(s) for s in seed_ids}) == len(seed_ids):
+        local_into.add(orient)   # one channel per sensor (e.g. ZZ only): nothing to gather
     graph = WorkflowGraph()
-    chain = [fetch, pre, norm, spec, white, *correlate, write]
+    chain = [fetch, pre, orient, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):
         graph.connect(a, "output", b, "input", grouping="local" if b in local_into else None)
     pes = {pe.name: pe for pe in graph.pes}

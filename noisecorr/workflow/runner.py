@@ -184,7 +184,7 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         for reason, n in s["rejected"].items():
             rejected_windows[reason] = rejected_windows.get(reason, 0) + n
     skipped = list(sources.skipped)
-    for pe in ("Fetch", "Preprocess"):
+    for pe in ("Fetch", "Preprocess", "Orient"):
         for r in result.outputs.get((pe, "rejected"), []):
             skipped.append((f"{r['seed_id']} chunk {_iso(r['chunk'])}", r["reason"]))
     skipped_files = _skipped_files(result.outputs.get(("Fetch", "skipped_files"), []))
