@@ -119,6 +119,13 @@ class CrossCorrelatePE(GenericPE):
             try:
                 c = self.inventory.get_coordinates(seed_id, UTCDateTime(chunk))
             except Exception as err:  # ObsPy raises a bare Exception when nothing matches
+                # a channel rotated to E/N (from 1/2, pes.preprocess.OrientPE) is not in the
+                # StationXML under its new name: its station's coordinates are
+                net, sta = seed_id.split(".")[:2]
+                stations = [s for n in self.inventory.select(network=net, station=sta, time=UTCDateTime(chunk))
+                            for s in n]
+                if stations:
+                    return stations[0].latitude, stations[0].longitude
                 self.log("no coordinates for %s: %s", seed_id, err, level=logging.DEBUG)
                 return None
             return c["latitude"], c["longitude"]

@@ -217,6 +217,9 @@ def orient_sensor(traces, orientations) -> tuple[list[ProcessedTrace], list[tupl
                 or tr.sampling_rate != ref.sampling_rate):
             raise OrientationError(f"{sensor}: channels {ref.seed_id} and {tr.seed_id} are not on one "
                                    "sample grid; cannot rotate")
+    if "E" in by_letter and "N" in by_letter:
+        for c in [c for c in by_letter if c in "12"]:
+            problems.append((by_letter.pop(c).seed_id, f"{sensor} has E and N channels, which are used"))
     known, unknown = {}, {}
     for letter, tr in by_letter.items():
         try:

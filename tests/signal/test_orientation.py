@@ -100,3 +100,68 @@ def test_lonely_horizontal_is_reported():
                                   {"XX.B..HH1": (30.0, 0.0), "XX.B..HHZ": (0.0, -90.0)})
     assert [t.seed_id for t in out] == ["XX.B..HHZ"]
     assert problems[0][0] == "XX.B..HH1" and "partner is missing" in problems[0][1]
+
+
+def test_east_north_win_over_one_two_of_the_same_sensor():
+    traces = [trace("XX.B..HHE", GROUND[0]), trace("XX.B..HHN", GROUND[1]), trace("XX.B..HH1", record(30, 0))]
+    out, problems = orient_sensor(traces, {"XX.B..HH1": (30.0, 0.0)})
+    assert [t.seed_id for t in out] == ["XX.B..HHE", "XX.B..HHN"]
+    assert problems == [("XX.B..HH1", "XX.B..HH has E and N channels, which are used")]
+
+
+# ---------------------------------------------------------------- through the real chain
+ENZ_PAIRS = tuple(a + b for a in "ENZ" for b in "ENZ")
+RTZ_PAIRS = ("RR", "RT", "TR", "TT", "RZ", "ZR")
+
+
+def _same_stacks(got, ref):
+    """Same pair components, same stacks to 1e-4 of the largest peak (zero components stay ~0)."""
+    assert sorted(got) == sorted(ref)
+    peak = max(np.abs(s["stack"]).max() for s in ref.values())
+    for comp in ref:
+        np.testing.assert_allclose(got[comp]["stack"], ref[comp]["stack"], atol=1e-4 * peak, err_msg=comp)
+        assert got[comp]["n_windows"] == ref[comp]["n_windows"]
+
+
+@pytest.mark.parametrize("joint", ["horizontal", "none"])
+@pytest.mark.parametrize("b_orientation", [((("1", 30.0, 0.0), ("2", 120.0, 0.0))),
+                                           ((("1", 30.0, 0.0), ("2", 125.0, 0.0)))])   # not orthogonal
+def test_one_two_channels_give_the_east_north_correlations(joint, b_orientation):
+    from rtz_synthetic import correlate_network, polarised_network
+
+    overrides = dict(components=ENZ_PAIRS + RTZ_PAIRS, time_norm="one_bit", freq_norm="rma",
+                     joint_normalisation=joint)
+    ref, _ = correlate_network(*polarised_network(77.0, "R"), **overrides)
+    stream, inv = polarised_network(77.0, "R", orientations={"A": (("1", 300.0, 0.0), ("2", 30.0, 0.0)),
+                                                             "B": b_orientation})
+    assert {tr.stats.channel for tr in stream} == {"HH1", "HH2", "HHZ"}
+    got, result = correlate_network(stream, inv, **overrides)
+    assert not result.outputs.get(("OrientPE", "rejected"))
+    _same_stacks(got, ref)
+    assert got["EN"]["receiver_id"] == "XX.B..HHN"
+
+
+def test_vertical_with_dip_plus_90_changes_sign():
+    from rtz_synthetic import DELAY, correlate_network, polarised_network
+
+    overrides = dict(components=("ZZ", "RR"), time_norm="none", freq_norm="rma")
+    ref, _ = correlate_network(*polarised_network(30.0, "R"), **overrides)
+    zz = ref["ZZ"]
+    assert zz["lags"][np.argmax(zz["stack"])] == pytest.approx(DELAY) and zz["stack"].max() > 0
+    stream, inv = polarised_network(30.0, "R", z_dips={"B": 90.0})   # B's Z points down: records -u_Z
+    np.testing.assert_allclose(stream.select(station="B", channel="HHZ")[0].data,
+                               -polarised_network(30.0, "R")[0].select(station="B", channel="HHZ")[0].data)
+    got, _ = correlate_network(stream, inv, **overrides)
+    _same_stacks(got, ref)
+
+
+def test_missing_azimuth_is_reported_and_skips_the_horizontals():
+    from rtz_synthetic import correlate_network, polarised_network
+
+    stream, inv = polarised_network(30.0, "R", orientations={"B": (("1", 30.0, 0.0), ("2", 120.0, 0.0))})
+    inv.select(station="B", channel="HH1")[0][0][0].azimuth = None
+    stacks, result = correlate_network(stream, inv, components=("ZZ", "RR", "NN"))
+    rejected = result.outputs[("OrientPE", "rejected")]
+    assert sorted(r["seed_id"] for r in rejected) == ["XX.B..HH1", "XX.B..HH2"]
+    assert all("XX.B..HH1: the StationXML gives no azimuth" in r["reason"] for r in rejected)
+    assert sorted(stacks) == ["ZZ"]          # RR and NN need B's horizontals; A-B ZZ is still there
