@@ -96,10 +96,14 @@ def _manifest_span(folder: Path):
 
 
 def _needed_orientations(components):
+    """Orientation letters of the channels the components need; E or N also take a sensor's
+    1/2 channels (any azimuth), which :class:`pes.preprocess.OrientPE` rotates to E/N."""
     needed = set()
     for comp in components:
         for c in comp:
             needed |= {"E", "N"} if c in "RT" else {c}
+    if needed & {"E", "N"}:
+        needed |= {"1", "2"}
     return needed
 
 
