@@ -120,12 +120,12 @@ class OrientPE(GenericPE):
 
     def process(self, inputs):
         item = inputs["input"]
-        key = (item["sensor"], item["chunk"])
+        key = (item.get("sensor") or sensor_of(item["seed_id"]), item["chunk"])
         group = self.pending.setdefault(key, {})
         if item["seed_id"] in group:
             raise ValueError(f"{item['seed_id']}: chunk {item['chunk']} received twice")
         group[item["seed_id"]] = item
-        if self.expected is not None and set(group) >= set(self.expected.get(item["sensor"], ())):
+        if self.expected is not None and set(group) >= set(self.expected.get(key[0], ())):
             self._flush(key)
 
     def postprocess(self):
@@ -134,7 +134,7 @@ class OrientPE(GenericPE):
 
     # Provenance: what leaves for a sensor and chunk derives from all its channels of that chunk.
     def provenance_input_keys(self, port, item):
-        return ((item["chunk"], item["sensor"]),)
+        return ((item["chunk"], item.get("sensor") or sensor_of(item["seed_id"])),)
 
     def provenance_output_keys(self, port, item):
         return ((item["chunk"], item.get("sensor") or sensor_of(item["seed_id"])),)

@@ -14,6 +14,13 @@ transverse direction is the radial turned 90 degrees clockwise seen from above:
 * receiver: R = azimuth ``psi + 180``,    T = ``psi + 270``
 
 where a horizontal direction of azimuth ``a`` is ``(E, N) = (sin a, cos a)``.
+
+The E and N inputs are geographic: channels recorded at other azimuths (1/2, misaligned
+E/N, upside-down Z) are rotated to E, N, Z first (:mod:`noisecorr.signal.orientation`),
+and the time normalisation and whitening must use weights common to E and N
+(``joint_normalisation``, :func:`noisecorr.signal.normalize.joint_time_normalize`):
+per-channel weights change the E/N ratio and leak R into T. The rotation itself is linear
+and exact; it commutes with the stacking and with common (but not per-channel) weights.
 Then ``C_pq = sum_ij U_src[p, i] C_ij U_rcv[q, j]`` for p, q in (R, T, Z) and i, j in
 (E, N, Z); e.g. ``RR = -sin(theta) sin(psi) EE - sin(theta) cos(psi) EN
 - cos(theta) cos(psi) NN - cos(theta) sin(psi) NE`` as in Lin et al. (2008).
