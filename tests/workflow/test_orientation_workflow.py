@@ -4,6 +4,7 @@ and the multiprocess mapping (a sensor's channels are fetched by different worke
 meet in one Orient instance)."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,18 +29,23 @@ def write_folder(folder, stream, inv):
     return folder
 
 
+def settings(folder, out, components=COMPONENTS):
+    return {"data": str(folder), "inventory": str(folder / "stations.xml"), "out": str(out),
+            "start": str(T0 + 300), "end": str(T0 + 900), "chunk_length": 600.0,
+            "processing": {**PARAMS, "components": list(components), "time_norm": "one_bit",
+                           "freq_norm": "rma"}}
+
+
+def read(out, components=COMPONENTS):
+    with open_results(out / "results.h5") as res:
+        stacks = {c: res.stack("XX.A", "XX.B", component=c)[1] for c in components if res.pairs(c)}
+    return stacks, json.loads((out / "summary.json").read_text())
+
+
 def run(tmp_path, name, stream, inv, components=COMPONENTS, **overrides):
     folder = write_folder(tmp_path / f"{name}_data", stream, inv)
-    config = load_config(overrides={
-        "data": str(folder), "inventory": str(folder / "stations.xml"), "out": str(tmp_path / name),
-        "start": str(T0 + 300), "end": str(T0 + 900), "chunk_length": 600.0,
-        "processing": {**PARAMS, "components": list(components), "time_norm": "one_bit", "freq_norm": "rma"},
-        **overrides})
-    report = run_workflow(config)
-    with open_results(report.results) as res:
-        stacks = {c: res.stack("XX.A", "XX.B", component=c)[1] for c in components
-                  if res.pairs(c)}
-    return stacks, json.loads((tmp_path / name / "summary.json").read_text())
+    run_workflow(load_config(overrides={**settings(folder, tmp_path / name, components), **overrides}))
+    return read(tmp_path / name, components)
 
 
 @pytest.mark.parametrize("mapping,processes", [("sequential", None), ("multiprocess", 2)])
@@ -61,3 +67,23 @@ def test_missing_azimuth_is_in_the_summary(tmp_path):
     assert sorted(stacks) == ["ZZ"]      # RR needs B's horizontals
     reasons = [why for what, why in summary["skipped"] if what.startswith("XX.B..HH")]
     assert len(reasons) == 2 and all("XX.B..HH2: the StationXML gives no azimuth" in r for r in reasons)
+
+
+@pytest.mark.mpi
+def test_one_two_channels_under_mpi(tmp_path):
+    """The sensor's channels are fetched on different ranks and meet in one Orient instance."""
+    import yaml
+
+    ref, _ = run(tmp_path, "en", *polarised_network(77.0, "R"))
+    folder = write_folder(tmp_path / "mpi_data", *polarised_network(
+        77.0, "R", orientations={"B": (("1", 30.0, 0.0), ("2", 120.0, 0.0))}))
+    cfg = tmp_path / "mpi.yaml"
+    cfg.write_text(yaml.safe_dump(settings(folder, tmp_path / "mpi")))
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "-q", "run", "--config", str(cfg), "--mapping", "mpi",
+                           "-n", "3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got, summary = read(tmp_path / "mpi")
+    assert summary["channels"] == 6
+    peak = np.abs(ref["RR"]).max()
+    for c in COMPONENTS:
+        np.testing.assert_allclose(got[c], ref[c], atol=1e-4 * peak, err_msg=c)
