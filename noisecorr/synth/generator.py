@@ -31,6 +31,19 @@ The data in counts are ``v_k`` convolved with the STS-2 + digitizer response
 of :mod:`noisecorr.synth.response` (applied in the frequency domain with the
 very evalresp values ``remove_response`` inverts).
 
+Dispersive medium (``dispersion=``, default off)
+-------------------------------------------------
+With a :class:`noisecorr.synth.dispersion.DispersionModel` each frequency travels at its
+own phase velocity: the delay factor becomes
+``exp(-2 pi i f (r_ks - r_ref_s) / c(f))`` (the common per-source phase
+``exp(-2 pi i f r_ref_s / c(f))`` dropped is an all-pass filter of a stationary source,
+which changes nothing). Wave-trains then travel at the group velocity
+``U = c / (1 - (f/c) dc/df)``, exact for the model; correlations of a ring of sources tend
+to ``J0(2 pi f d / c(f))`` (:func:`noisecorr.synth.dispersion.diffuse_ccf`). ``velocity`` is
+then unused for propagation, and the truth table's travel time ``d / velocity`` is a
+nominal value: the truth is ``model.group_velocity(f)`` and ``model.phase_velocity(f)``.
+Without ``dispersion`` the output is bit-identical to what it was before the option.
+
 Sign convention and the truth
 -----------------------------
 For stations A (source) and B (receiver),
@@ -219,6 +232,9 @@ class SyntheticNetwork:
         Cylindrical spreading ``1/sqrt(r)`` of source amplitudes.
     ellipticity : float
         Horizontal/vertical amplitude ratio for ``"ZNE"``.
+    dispersion : DispersionModel, optional
+        Propagate each frequency at the model's phase velocity ``c(f)`` (see the module
+        docstring); default ``None``: every frequency at ``velocity``.
     chunk_length : float
         Seconds per FFT chunk.
     chunks_per_batch : int
@@ -247,7 +263,7 @@ class SyntheticNetwork:
                  amplitude: float = 1e-6, spreading: bool = True,
                  ellipticity: float = 0.8, chunk_length: float = 900.0,
                  chunks_per_batch: int = 12, station_block: int = 64,
-                 workers: int = 2):
+                 workers: int = 2, dispersion=None):
         self.seed = int(seed)
         self.velocity = float(velocity)
         self.sampling_rate = float(sampling_rate)
@@ -266,6 +282,7 @@ class SyntheticNetwork:
         self.chunks_per_batch = int(chunks_per_batch)
         self.station_block = int(station_block)
         self.workers = int(workers)
+        self.dispersion = dispersion
         if source_distance_km is None:
             source_distance_km = (3.0 * self.radius_km, 5.0 * self.radius_km)
         self.source_distance_km = tuple(float(x) for x in source_distance_km)
@@ -296,6 +313,12 @@ class SyntheticNetwork:
             raise ValueError("snr must be positive (inf for no local noise)")
         if round(self.chunk_length * self.sampling_rate) < 1 or self.chunks_per_batch < 1:
             raise ValueError("chunk_length and chunks_per_batch must be positive")
+        if self.dispersion is not None:
+            f = np.linspace(self.band[0], self.band[3], 512)
+            c, u = self.dispersion.phase_velocity(f), self.dispersion.group_velocity(f)
+            if not (np.all(np.isfinite(c)) and np.all(c > 0) and np.all(np.isfinite(u)) and np.all(u > 0)):
+                raise ValueError(f"dispersion {self.dispersion.describe()} gives a non-positive "
+                                 f"phase or group velocity in the band {self.band} Hz")
 
     def _rng(self, *ident) -> np.random.Generator:
         return np.random.Generator(np.random.SFC64(
@@ -362,7 +385,12 @@ class SyntheticNetwork:
     def _plan_fft(self):
         fs = self.sampling_rate
         n = self.chunk_samples
-        self.max_delay_samples = int(np.ceil(2 * self.radius_km / self.velocity * fs)) + 1
+        slowest = self.velocity
+        if self.dispersion is not None:  # phase and group delays, over the band
+            f = np.linspace(self.band[0], self.band[3], 512)
+            slowest = float(min(self.dispersion.phase_velocity(f).min(),
+                                self.dispersion.group_velocity(f).min()))
+        self.max_delay_samples = int(np.ceil(2 * self.radius_km / slowest * fs)) + 1
         # impulse response of W * R (normalised) on a long grid -> tail lengths
         lh = scipy.fft.next_fast_len(int(2 ** np.ceil(np.log2(max(4096 * fs, 16 * n)))))
         lh = int(min(lh, 2 ** 22))
@@ -556,15 +584,22 @@ class SyntheticNetwork:
         df = self.sampling_rate / L
         jj = np.arange(_FREQ_SLAB)
         # B[j, k, s] = exp(-2 pi i j df delta_ks), shared by all slabs
-        bmat = np.exp(-2j * np.pi * df * jj[:, None, None] * delta[None]).astype(np.complex64)
+        bmat = (np.exp(-2j * np.pi * df * jj[:, None, None] * delta[None]).astype(np.complex64)
+                if self.dispersion is None else None)
         xb = np.empty((nbnd, ncomp * nst, g), dtype=np.complex64)
         ebuf = np.empty((_FREQ_SLAB, ncomp, nst, self.n_sources), dtype=np.complex64)
         for j0 in range(0, nbnd, _FREQ_SLAB):
             j1 = min(j0 + _FREQ_SLAB, nbnd)
             f0 = (self._m0 + j0) * df
-            a = (pol * np.exp(-2j * np.pi * f0 * delta)[None]).astype(np.complex64)
             e = ebuf[:j1 - j0]
-            np.multiply(bmat[:j1 - j0, None], a[None], out=e)
+            if self.dispersion is None:
+                a = (pol * np.exp(-2j * np.pi * f0 * delta)[None]).astype(np.complex64)
+                np.multiply(bmat[:j1 - j0, None], a[None], out=e)
+            else:  # each frequency at its phase velocity: exp(-2 pi i f dr / c(f))
+                fj = (self._m0 + j0 + jj[:j1 - j0]) * df
+                k = 2 * np.pi * fj / self.dispersion.phase_velocity(fj)  # rad/km
+                dr = delta * self.velocity  # r - r_ref, km
+                np.multiply(pol[None], np.exp(-1j * k[:, None, None] * dr[None])[:, None], out=e)
             np.matmul(e.reshape(j1 - j0, ncomp * nst, self.n_sources), spec_s[j0:j1],
                       out=xb[j0:j1])
         spec = np.zeros((ncomp * nst, g, L // 2 + 1), dtype=np.complex64)
