@@ -413,6 +413,21 @@ class Results:
             data = data[..., ::-1] * np.float32(reversal_sign(component))
         return lags, data
 
+    def dispersion(self, component: str = "ZZ"):
+        """SNR and dispersion curves of every pair of ``component``, as stored by
+        ``noisecorr dispersion`` (:class:`noisecorr.dispersion.table.DispersionTable`;
+        ``KeyError`` if none was made). ``.select(min_snr=...)`` keeps pairs by SNR."""
+        from noisecorr.dispersion.table import read_table
+
+        return read_table(self._files[0], check_component(component))
+
+    def snr(self, component: str = "ZZ") -> dict:
+        """``{(source, receiver): (causal, acausal, symmetric)}`` broadband SNR of the
+        pairs of ``component`` (from :meth:`dispersion`)."""
+        t = self.dispersion(component)
+        return {(s, r): (float(a), float(b), float(c)) for s, r, a, b, c in
+                zip(t.source, t.receiver, t.snr_causal, t.snr_acausal, t.snr_symmetric)}
+
     @staticmethod
     def _stored_meta(f, row, ds) -> dict:
         if row is None:  # version 1: attributes

@@ -65,6 +65,8 @@ def _json_default(o):
         return o.item()
     if isinstance(o, tuple):
         return list(o)
+    if hasattr(o, "kind") and hasattr(o, "describe"):  # a DispersionModel
+        return {"dispersion": o.kind, "params": o.params}
     raise TypeError(f"not JSON serialisable: {o!r}")
 
 

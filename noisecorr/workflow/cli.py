@@ -89,14 +89,26 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
               help="Propagation velocity (km/s).")
 @click.option("--sampling-rate", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
-def synth_command(stations, hours, seed, velocity, sampling_rate, out):
+@click.option("--dispersion", default=None, metavar="C0,SLOPE[,T0]|TABLE.csv",
+              help="Dispersive medium: phase velocity c(T) = C0 + SLOPE (T - T0) km/s, or a CSV table "
+                   "of period,velocity (default: none, every frequency at --velocity).")
+def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersion):
     """Write a synthetic network with known travel times (SDS, StationXML, truth.csv)."""
     from noisecorr.synth import write_network
 
+    extra = {}
+    if dispersion is not None:
+        from noisecorr.synth.dispersion import parse_dispersion
+
+        try:
+            extra["dispersion"] = parse_dispersion(dispersion)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dispersion") from exc
     t0 = time.perf_counter()
     archive = write_network(out, n_stations=stations, hours=hours, seed=seed, velocity=velocity,
-                            sampling_rate=sampling_rate)
-    click.echo(f"{stations} stations, {hours:g} h at {sampling_rate:g} Hz, velocity {velocity:g} km/s "
+                            sampling_rate=sampling_rate, **extra)
+    medium = (f"dispersion {extra['dispersion'].describe()}" if extra else f"velocity {velocity:g} km/s")
+    click.echo(f"{stations} stations, {hours:g} h at {sampling_rate:g} Hz, {medium} "
                f"in {time.perf_counter() - t0:.1f} s")
     click.echo(str(getattr(archive, "root", out)))
     return 0
@@ -198,6 +210,10 @@ def info_command(results):
         windows = [res.meta(s, r, c).get("n_windows", 0) for c in res.components() for s, r in res.pairs(c)]
         if windows:
             click.echo(f"windows/pair   min {min(windows)}, median {sorted(windows)[len(windows) // 2]}, max {max(windows)}")
+        from noisecorr.dispersion.table import info_lines
+
+        for line in info_lines(res):  # SNR and dispersion, once `noisecorr dispersion` ran
+            click.echo(line)
         click.echo("parameters     " + json.dumps(res.params, sort_keys=True))
     summary = path.parent / "summary.json"
     if summary.exists():

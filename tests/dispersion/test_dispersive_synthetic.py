@@ -80,3 +80,16 @@ def test_constant_dispersion_matches_the_non_dispersive_generator():
 def test_dispersion_outside_the_band_is_refused():
     with pytest.raises(ValueError, match="non-positive"):
         SyntheticNetwork(n_stations=2, dispersion=DispersionModel.linear_period(3.0, -1.0))
+
+
+def test_synth_command_dispersion_option(tmp_path, capsys):
+    from noisecorr.cli import main
+
+    out = tmp_path / "net"
+    assert main(["synth", "--stations", "3", "--hours", "0.1", "--sampling-rate", "20",
+                 "--out", str(out), "--dispersion", "3.0,0.03"]) == 0
+    assert "dispersion linear_period" in capsys.readouterr().out
+    manifest = next(p for p in out.iterdir() if p.suffix == ".json").read_text()
+    assert '"dispersion": "linear_period"' in manifest
+    assert main(["synth", "--stations", "3", "--out", str(tmp_path / "x"), "--dispersion", "fast"]) == 2
+    assert "--dispersion" in capsys.readouterr().err
