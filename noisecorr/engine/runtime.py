@@ -3,7 +3,9 @@
 A :class:`Worker` hosts some PE instances (all of them in the sequential mapping, a share of
 them in a worker process or on an MPI rank). It reads items, calls the PEs, routes what they
 write and tells downstream instances when an instance has finished. A mapping only supplies
-a *transport* that moves batches between workers (see :class:`Transport`).
+a *transport* that moves batches between workers (see :class:`Transport`). Under Storm a
+worker hosts one PE instance in one multilang component and its transport routes by stream
+(Storm's groupings choose the receiving task), so the same loop runs there as well.
 
 Items for an instance on the same worker are appended to that instance's input buffer and
 processed in batches, in topological order, so an item written by a PE is processed by the
@@ -105,11 +107,24 @@ class Transport:
     follow the data, ``recv(block)`` returning a list of events, and ``may_produce()``.
     Events are ``("batch", sender, data, eos)``, ``("ack", sender, count)`` and
     ``("stop",)`` (the coordinator says every worker has finished).
+
+    A transport whose system routes items itself (Storm: a component emits on a stream and
+    Storm's groupings choose the receiving task) sets :attr:`routes_streams`: the worker
+    then hands every item written to a connected output port to :meth:`stream_writer`'s
+    callable and announces a finished instance with :meth:`end_of_stream`, instead of
+    choosing destination instances and sending per-instance end-of-stream markers. Such a
+    transport decides when sources run through :meth:`may_iterate` (a Storm spout runs one
+    chunk per ``next`` command).
     """
 
     remote = False
     #: Items per outgoing batch, per destination worker (read on every remote append).
     limits: dict = {}
+    #: True when the transport routes written items itself (see the class docstring).
+    routes_streams = False
+    #: How error messages name the worker ("Storm task 3 of component 'Square'"); None:
+    #: "worker N" for a remote transport, nothing for the sequential one.
+    where = None
 
     def __init__(self):
         #: ``position[0]`` is set to the index of the item being processed in its batch.
@@ -157,6 +172,19 @@ class Transport:
 
     def note_idle(self):
         """Record that no item is being processed."""
+
+    def may_iterate(self):
+        """Whether local sources may run one chunk of iterations now (called once per pass
+        and source, only when the worker's own back-pressure allows it)."""
+        return True
+
+    def stream_writer(self, runner, port):  # pragma: no cover - only with routes_streams
+        """A callable taking one item written by ``runner`` to ``port`` (``routes_streams``)."""
+        raise NotImplementedError("a transport with routes_streams = True must implement stream_writer")
+
+    def end_of_stream(self, runner):  # pragma: no cover - only with routes_streams
+        """Announce that ``runner`` has finished (``routes_streams``)."""
+        raise NotImplementedError("a transport with routes_streams = True must implement end_of_stream")
 
 
 class Runner:
@@ -221,11 +249,14 @@ class Worker:
     provenance : noisecorr.provenance.Session, optional
         Record lineage: the session wraps each instance's writers and ``process``/
         ``postprocess`` once, here, so the loop below is the same with provenance off.
+    source_chunk : int
+        Most iterations, and most items written, per source chunk (one pass).
     """
 
     def __init__(self, spec, plan, worker_id=0, transport=None, window=16, progress=None,
-                 progress_interval=0.5, provenance=None):
+                 progress_interval=0.5, provenance=None, source_chunk=SOURCE_CHUNK):
         self.spec = spec
+        self.source_chunk = int(source_chunk)
         self.progress = progress
         self.progress_interval = progress_interval
         self._last_progress = time.monotonic()
@@ -273,7 +304,11 @@ class Worker:
 
     def _make_writer(self, runner, port):
         routes = []
-        for edge in self.spec.edges_from(runner.name, port):
+        edges = self.spec.edges_from(runner.name, port)
+        if edges and self.transport.routes_streams:
+            routes.append(self.transport.stream_writer(runner, port))
+            edges = ()
+        for edge in edges:
             n = self.plan.instances[edge.dest]
             grouping, indices = edge.grouping, range(n)
             if grouping[0] == "local":  # any instance will do: prefer those in this process
@@ -355,7 +390,7 @@ class Worker:
                 # (a concurrent_inputs PE takes its inputs while its generator is suspended)
             if runner.is_source:
                 if (runner.remaining() > 0 and self.unacked < self.window
-                        and self._backlog_seconds() < SOURCE_AHEAD_SECONDS):
+                        and self._backlog_seconds() < SOURCE_AHEAD_SECONDS and self.transport.may_iterate()):
                     self._iterate(runner)
                     progressed = True
                 if runner.remaining() <= 0:
@@ -394,7 +429,8 @@ class Worker:
         listed = not isinstance(data, int)
         start_written = runner.written()
         t0 = checked = time.perf_counter()
-        n = min(SOURCE_CHUNK, runner.remaining())
+        chunk = self.source_chunk
+        n = min(chunk, runner.remaining())
         try:
             for _ in range(n):
                 inputs = data[runner.position] if listed else {}
@@ -403,7 +439,7 @@ class Worker:
                 if result is not None:
                     write_returned(runner.pe, result)
                 now = time.perf_counter()
-                if (runner.written() - start_written >= SOURCE_CHUNK or self.unacked >= self.window
+                if (runner.written() - start_written >= chunk or self.unacked >= self.window
                         or now - t0 > BATCH_SECONDS):
                     break
                 if now - checked > 0.002:  # the backlog, every 2 ms (cheap sources run on)
@@ -550,6 +586,9 @@ class Worker:
 
     def _ended(self, runner):
         runner.done = True
+        if self.transport.routes_streams:
+            self.transport.end_of_stream(runner)
+            return
         for edge in self.spec.edges_from(runner.name):
             for j in range(self.plan.instances[edge.dest]):
                 target = self.local.get((edge.dest, j))
@@ -576,7 +615,7 @@ class Worker:
             item,
             phase,
             traceback.format_exc(),
-            where=f"worker {self.worker_id}" if self.transport.remote else "",
+            where=self._where(),
             reason=str(exc) if isinstance(exc, TransportError) else "",
         )
 
@@ -615,7 +654,12 @@ class Worker:
         pe = ", ".join(sorted({name for name, _ in writers})) or "?"
         instance = writers[0][1] if len(writers) == 1 else None
         return PEError(pe, instance, getattr(exc, "item", None), "write", "",
-                       where=f"worker {self.worker_id}", reason=str(exc))
+                       where=self._where(), reason=str(exc))
+
+    def _where(self):
+        if self.transport.where:
+            return self.transport.where
+        return f"worker {self.worker_id}" if self.transport.remote else ""
 
     def _handle(self, events):
         for event in events:
