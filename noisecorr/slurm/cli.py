@@ -82,7 +82,7 @@ def _render_and_act(kind, profile, out, config_file, stations, data, inventory, 
         for job in jobs:
             note = ""
             if job.memory_estimated and job.memory_mb:
-                note = f" (memory {job.memory_mb // 1024} GB per node: estimated)"
+                note = f" (memory {job.memory_mb} MB per node, estimated: {job.memory_note})"
             click.echo(f"# ---- {job.filename}{note}")
             click.echo(job.text, nl=False)
         if kind == "array":
@@ -114,9 +114,11 @@ def slurm_group():
     (configs/clusters/): --dry-run prints them, --submit runs sbatch. Every script uses
     `set -euo pipefail`, logs to OUT/logs/%x-%j.out and resumes when run again.
 
-    Memory per node, when --mem is not given, is estimated from the configuration
-    (stations, cc_len, step, sampling rate, maxlag, chunk length): see
-    noisecorr.slurm.options.estimate_memory_mb for the formula.
+    Memory per node, when --mem is not given, comes from the tile plan the run will
+    choose (the run's own memory model; see noisecorr.slurm.memory), divided by 0.8; the
+    job passes 80 % of --mem on to `noisecorr run --memory`, so the run plans within its
+    allocation. Without --mem (whole-node profiles) the run reads its limit from the
+    job's cgroup and SLURM_MEM_PER_NODE / SLURM_MEM_PER_CPU.
     """
 
 

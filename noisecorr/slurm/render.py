@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SlurmOptionError
-from .options import JobOptions, estimate_memory_mb, parse_duration, parse_memory, validate
+from .options import JobOptions, parse_duration, parse_memory, validate
 from .profiles import Profile
 
 KINDS = ("mpi", "multiprocess", "array")
@@ -61,6 +61,9 @@ class Job:
     memory_mb: int | None = None
     memory_estimated: bool = False
     spans: list = field(default_factory=list)   # array: [(start, end)] ISO strings
+    memory_budget: int | None = None  # bytes: the job's noisecorr run --memory (all workers)
+    memory_note: str = ""             # where memory_mb comes from (printed by --dry-run)
+    plan: object = None               # the tile plan the run will choose (TilePlan), if tiled
 
 
 def fill(template: str, values: dict, name: str = "template") -> str:
@@ -190,27 +193,39 @@ def _sbatch_lines(opts: JobOptions, profile: Profile, kind: str, logs: Path, mem
     return "\n".join(f"#SBATCH {line}" for line in lines)
 
 
-def _memory(opts: JobOptions, profile: Profile, config, n_stations, n_chunks, processes_per_node):
-    """``(mb or None, estimated)``: --mem as given, else the estimate (None on whole nodes)."""
-    if opts.mem is not None:
-        return parse_memory(opts.mem), False
-    budget = getattr(config, "memory_budget", None)  # when the workflow grows one, it wins
-    if budget:
-        mb = parse_memory(budget, option="memory_budget (config)")
-    else:
-        mb = estimate_memory_mb(n_stations, config.processing, config.chunk_length, n_chunks,
-                                processes_per_node, opts.nodes)
+def _memory(opts: JobOptions, profile: Profile, config, n_stations, span, n_chunks, workers, workers_per_node):
+    """``(mb or None, estimated, run budget or None, note, plan)`` of a job.
+
+    ``mb``: ``--mem`` as given, else estimated from the tile plan (:mod:`noisecorr.slurm.memory`;
+    None on whole-node profiles, where the run reads the node's limit itself). The run
+    budget is the job's ``noisecorr run --memory`` (bytes, all workers).
+    """
+    from noisecorr.tiles.plan import format_bytes
+
+    from .memory import check_memory, job_memory, run_budget
+
     node_gb = profile.node_memory_gb(opts.partition)
-    if node_gb and mb > node_gb * 1024:
+    if opts.mem is not None:
+        mb = parse_memory(opts.mem)
+        budget = run_budget(config, mb, workers, workers_per_node)
+        plan = check_memory(config, n_stations, span, n_chunks, workers, budget, mb)
+        return mb, False, budget, f"--mem as given; the run plans within {format_bytes(budget)}", plan
+    option = "--nodes" if opts.kind == "mpi" else "--stations"
+    est = job_memory(config, n_stations, span, n_chunks, workers, workers_per_node, opts.nodes,
+                     node_mb=int(node_gb * 1024) if node_gb else None, option=option)
+    if node_gb and est.mb > node_gb * 1024:
         raise SlurmOptionError(
-            "--nodes" if opts.kind == "mpi" else "--stations",
-            f"the run needs about {mb / 1024:.0f} GB per node (estimate, see noisecorr.slurm.options."
-            f"estimate_memory_mb) but a node of {profile.name} has {node_gb} GB: "
-            + ("use more nodes" if opts.kind == "mpi" else "use fewer stations or the mpi job")
+            option,
+            f"the run needs about {est.mb / 1024:.1f} GB per node ({est.how}) but a node of {profile.name} has "
+            f"{node_gb} GB: " + ("use more nodes" if opts.kind == "mpi" else "use fewer stations or the mpi job")
             + ", or give --mem to override")
     if profile.whole_nodes:
-        return None, True
-    return mb, True
+        return None, True, None, est.how, est.plan
+    return est.mb, True, run_budget(config, est.mb, workers, workers_per_node), est.how, est.plan
+
+
+def _memory_arg(budget) -> str:
+    return "" if budget is None else f" --memory {int(budget)}"
 
 
 def render_job(opts: JobOptions, profile: Profile, run: RunSpec, templates: Path | None = None) -> list:
@@ -228,8 +243,8 @@ def render_job(opts: JobOptions, profile: Profile, run: RunSpec, templates: Path
     logs = out / "logs"
     workdir = Path(opts.workdir).resolve() if opts.workdir else Path.cwd()
     args = run_arguments(run)
-    need_stations = opts.mem is None and not getattr(config, "memory_budget", None)
-    start, end, n_stations = _span_and_stations(config, need_stations)
+    start, end, n_stations = _span_and_stations(config, True)
+    span = min(float(config.chunk_length), float(end - start))
     chunks_total = max(1, int(math.ceil((end - start) / config.chunk_length - 1e-9)))
     common = {"SETUP": None, "LOGS": _q(logs), "OUT": _q(out), "WORKDIR": _q(workdir),
               "PYTHON": _q(opts.python) if "/" in opts.python or " " in opts.python else opts.python,
@@ -246,7 +261,8 @@ def render_job(opts: JobOptions, profile: Profile, run: RunSpec, templates: Path
             raise SlurmOptionError("--config", f"processes: {config.processes} in the configuration, but the job "
                                    f"starts {opts.ntasks} MPI rank(s) (--nodes x --tasks-per-node); remove it")
         run_args_start = f" --start {_q(start)} --end {_q(end)}" if run.start or run.end else ""
-        mb, est = _memory(opts, profile, config, n_stations, chunks_total, opts.tasks_per_node)
+        mb, est, budget, note, plan = _memory(opts, profile, config, n_stations, span, chunks_total, opts.ntasks,
+                                              opts.tasks_per_node)
         if opts.launcher == "srun":
             launch = (f'srun --mpi={_q(profile.mpi)} --ntasks="$SLURM_NTASKS" '
                       f'--cpus-per-task="${{SLURM_CPUS_PER_TASK:-1}}"')
@@ -255,18 +271,20 @@ def render_job(opts: JobOptions, profile: Profile, run: RunSpec, templates: Path
         values = dict(common, SBATCH=_sbatch_lines(opts, profile, "mpi", logs, mb),
                       SETUP=_setup_lines(opts, profile, '"${SLURM_CPUS_PER_TASK:-1}"'),
                       NODES=opts.nodes, NTASKS=opts.ntasks, LAUNCHER=opts.launcher, LAUNCH=launch)
-        values["RUN_ARGS"] = run_args_start + values["RUN_ARGS"]
+        values["RUN_ARGS"] = run_args_start + values["RUN_ARGS"] + _memory_arg(budget)
         return [Job("mpi", f"{opts.job_name or 'noisecorr-mpi'}.sbatch", fill(template("mpi"), values, "mpi.sbatch"),
-                    mb, est)]
+                    mb, est, memory_budget=budget, memory_note=note, plan=plan)]
 
     if opts.kind == "multiprocess":
         run_args_start = f" --start {_q(start)} --end {_q(end)}" if run.start or run.end else ""
-        mb, est = _memory(opts, profile, config, n_stations, chunks_total, opts.cpus_per_task + 1)
+        workers = opts.cpus_per_task
+        mb, est, budget, note, plan = _memory(opts, profile, config, n_stations, span, chunks_total, workers, workers)
         values = dict(common, SBATCH=_sbatch_lines(opts, profile, "multiprocess", logs, mb),
                       SETUP=_setup_lines(opts, profile, "1"), CPUS=opts.cpus_per_task)
-        values["RUN_ARGS"] = run_args_start + values["RUN_ARGS"]
+        values["RUN_ARGS"] = run_args_start + values["RUN_ARGS"] + _memory_arg(budget)
         return [Job("multiprocess", f"{opts.job_name or 'noisecorr-multiprocess'}.sbatch",
-                    fill(template("multiprocess"), values, "multiprocess.sbatch"), mb, est)]
+                    fill(template("multiprocess"), values, "multiprocess.sbatch"), mb, est,
+                    memory_budget=budget, memory_note=note, plan=plan)]
 
     # array + merge
     p = config.processing
@@ -277,19 +295,23 @@ def render_job(opts: JobOptions, profile: Profile, run: RunSpec, templates: Path
     chunk = parse_duration(run.chunk) if run.chunk else float(config.chunk_length)
     spans = array_spans(start, end, chunk, float(config.chunk_length))
     per_task_chunks = max(1, int(round(chunk / config.chunk_length)))
-    mb, est = _memory(opts, profile, config, n_stations, per_task_chunks, opts.cpus_per_task + 1)
+    workers = opts.cpus_per_task  # multiprocess with that many workers, or one sequential process
+    mb, est, budget, note, plan = _memory(opts, profile, config, n_stations, min(span, chunk), per_task_chunks,
+                                          workers, workers)
     n = len(spans)
     array = f"0-{n - 1}" + (f"%{opts.max_parallel}" if opts.max_parallel else "")
     tasks_dir = out / "tasks"
     mapping = "multiprocess" if opts.cpus_per_task > 1 else "sequential"
     processes = ' --processes "$SLURM_CPUS_PER_TASK"' if opts.cpus_per_task > 1 else ""
     iso = [(str(a), str(b)) for a, b in spans]
+    common["RUN_ARGS"] += _memory_arg(budget)
     values = dict(common, SBATCH=_sbatch_lines(opts, profile, "array", logs, mb, array=array),
                   SETUP=_setup_lines(opts, profile, "1"), N_TASKS=n, CHUNK=f"{chunk:g}", TASKS_DIR=_q(tasks_dir),
                   STARTS=" ".join(_q(a) for a, _ in iso), ENDS=" ".join(_q(b) for _, b in iso),
                   MAPPING=mapping, PROCESSES=processes)
     array_job = Job("array", f"{opts.job_name or 'noisecorr-array'}.sbatch",
-                    fill(template("array"), values, "array.sbatch"), mb, est, iso)
+                    fill(template("array"), values, "array.sbatch"), mb, est, iso,
+                    memory_budget=budget, memory_note=note, plan=plan)
     merge_opts = JobOptions(kind="merge", out=opts.out, time=opts.time, partition=opts.partition,
                             account=opts.account, qos=opts.qos, modules=opts.modules, activate=opts.activate,
                             python=opts.python, workdir=opts.workdir, sbatch=opts.sbatch,

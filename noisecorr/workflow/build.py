@@ -55,6 +55,8 @@ class Workflow:
     results_path: Path
     completed: set = field(default_factory=set)
     pes: dict = field(default_factory=dict)
+    #: The memory budget and the tile plan chosen within it (summary.json ``memory``).
+    memory: dict = field(default_factory=dict)
 
     @property
     def n_pairs(self) -> int:
@@ -89,33 +91,70 @@ def tiled_path(config: WorkflowConfig) -> bool:
     return config.tiled and not config.provenance and all(c in ENZ_PAIRS for c in p.components)
 
 
-def tile_plan(config: WorkflowConfig, sources: Sources, stations, n_chunks):
-    """Block size and tile owners for ``stations`` (``NET.STA.LOC`` keys) within ``config.memory``
-    (fails before running)."""
+def tile_plan(config: WorkflowConfig, sources: Sources, stations, n_chunks, budget=None):
+    """Block size and tile owners for ``stations`` (``NET.STA.LOC`` keys) within ``budget``
+    (bytes, all workers; default :func:`memory_budget`); fails before running."""
+    span = min(config.chunk_length, float(sources.end - sources.start))
+    budget = memory_budget(config)[0] if budget is None else budget
+    return plan_for(config, len(stations), span, n_chunks, _workers(config), budget)
+
+
+def plan_for(config: WorkflowConfig, n_stations: int, span: float, n_chunks: int, workers: int, budget):
+    """The tile plan of a run of ``n_stations`` over chunks of ``span`` seconds: the one memory
+    model of a run (:func:`noisecorr.tiles.plan.plan_tiles`), used by the run itself and by
+    ``noisecorr slurm`` for the job's ``--mem``. ``budget``: bytes or a size, all workers
+    together; ``None``: no limit (the plan the run prefers).
+
+    Raises
+    ------
+    ConfigError
+        Nothing fits in ``budget`` (the message says what the smallest plan needs).
+    """
     from noisecorr.tiles import plan_tiles
     from noisecorr.tiles.kernel import carried_band
     from noisecorr.tiles.plan import PROCESS_OVERHEAD
 
     p = config.processing
-    span = min(config.chunk_length, float(sources.end - sources.start))
     n_windows = max(1, int((span - p.cc_len) // p.step) + 1)
     band = carried_band(p, p.nfft)
-    workers = _workers(config)
     try:
-        return plan_tiles(len(stations), n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
-                          config.memory or default_memory_budget(), workers=workers,
+        return plan_tiles(n_stations, n_windows, band.stop - band.start, p.nfft, 2 * p.maxlag_samples + 1,
+                          budget, workers=workers,
                           n_factors=2 if p.cc_method == "deconv" else 1, n_chunks=n_chunks,
                           overhead=PROCESS_OVERHEAD)
     except MemoryError as exc:
         raise ConfigError(f"memory: {exc}") from None
 
 
-def default_memory_budget() -> int:
-    """Bytes for the run when no ``memory`` is configured: 40 % of this machine's memory
-    (the rest is left to the page cache, the final merge and the system)."""
-    import os
+def memory_budget(config: WorkflowConfig):
+    """``(bytes, where from)``: the run's memory budget, all workers together.
 
-    return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    ``config.memory`` when set; else :func:`noisecorr.slurm.allocation.default_memory_budget`:
+    inside a SLURM job 80 % of the smallest of the job's cgroup limit and its allocation
+    (``SLURM_MEM_PER_NODE``/``SLURM_MEM_PER_CPU``), shared by the ranks of a node; outside a
+    job 40 % of the physical memory (or 80 % of a smaller cgroup limit).
+    """
+    if config.memory:
+        from noisecorr.tiles.plan import parse_memory
+
+        return parse_memory(config.memory), "memory (configuration, NOISECORR_MEMORY or --memory)"
+    b = default_memory_budget(_workers(config), mpi=config.mapping == "mpi")
+    return b.total_bytes, b.describe()
+
+
+def default_memory_budget(workers: int = 1, mpi: bool = False):
+    """The :class:`~noisecorr.slurm.allocation.MemoryBudget` of a run that configures no
+    ``memory`` (see :mod:`noisecorr.slurm.allocation`)."""
+    from noisecorr.slurm.allocation import default_memory_budget as budget
+
+    return budget(workers, mpi=mpi)
+
+
+def memory_record(plan, budget: int, source: str) -> dict:
+    """What summary.json says about memory: the budget, where it came from, the plan chosen."""
+    return {"budget_bytes": int(budget), "budget_source": source, "workers": plan.workers,
+            "per_worker_budget_bytes": int(budget) // plan.workers, "peak_bytes_per_worker": plan.peak_bytes,
+            "block_size": plan.block_size, "panel_size": plan.panel_size, "store": plan.store}
 
 
 def _workers(config):
@@ -171,8 +210,16 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     n_chunks = max(1, len({r["starttime"] for r in requests}))
     station_keys = sorted({station_key(s) for s in seed_ids})
     tiled = tiled_path(config) and len(station_keys) >= 2
+    memory = {}
     if tiled:
-        plan = tile_plan(config, sources, station_keys, n_chunks)
+        from noisecorr.tiles.plan import format_bytes
+
+        budget, source = memory_budget(config)
+        plan = tile_plan(config, sources, station_keys, n_chunks, budget=budget)
+        memory = memory_record(plan, budget, source)
+        log.info("memory budget %s (%s): tiles of %d stations, panel %d, factors in %s, predicted peak %s per "
+                 "worker (%d worker(s))", format_bytes(budget), source, plan.block_size, plan.panel_size,
+                 plan.store, format_bytes(plan.peak_bytes), plan.workers)
         correlate = [TiledCorrelation(p, station_keys, plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
                                       coordinates=coordinates, scratch=config.scratch,
@@ -205,7 +252,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     for a, b in zip(chain, chain[1:]):
         graph.connect(a, "output", b, "input", grouping="local" if b in local_into else None)
     pes = {pe.name: pe for pe in graph.pes}
-    return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes)
+    return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes,
+                    memory)
 
 
 __all__ = ["Workflow", "build_workflow", "completed_pairs", "RESULTS_FILE"]

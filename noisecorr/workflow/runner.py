@@ -51,6 +51,9 @@ class Report:
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     provenance: dict | None = None
+    #: The memory budget of the run, where it came from and the tile plan chosen within it
+    #: (:func:`noisecorr.workflow.build.memory_record`); empty without the tiled stage.
+    memory: dict = field(default_factory=dict)
 
     @property
     def had_skips(self) -> bool:
@@ -74,6 +77,13 @@ class Report:
             f"{'wall time':<22}{self.wall_seconds:.1f} s",
             f"{'results':<22}{self.results}",
         ]
+        if self.memory:
+            from noisecorr.tiles.plan import format_bytes
+
+            m = self.memory
+            lines.append(f"{'memory':<22}budget {format_bytes(m['budget_bytes'])} ({m['budget_source']}); tiles of "
+                         f"{m['block_size']} stations, factors in {m['store']}, peak "
+                         f"{format_bytes(m['peak_bytes_per_worker'])} per worker")
         if self.plot:
             lines.append(f"{'record section':<22}{self.plot}")
         if self.provenance:
@@ -226,7 +236,7 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
         channel_selection=sources.channel_selection(),
         timings={**{k: round(v, 3) for k, v in result.timings.items()},
                  **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
-        provenance=provenance or None,
+        provenance=provenance or None, memory=dict(wf.memory),
     )
     tmp = Path(config.out) / (SUMMARY + ".tmp")
     tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))

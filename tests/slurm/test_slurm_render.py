@@ -83,8 +83,11 @@ def test_mpi_sbatch_lines_from_options(tmp_path):
     assert "module load gcc/12\nmodule load openmpi\nsource /opt/venv/bin/activate\nset -u" in job.text
     assert 'srun --mpi=pmi2 --ntasks="$SLURM_NTASKS"' in job.text
     assert "mpiexec" not in job.text.split("set -euo pipefail")[1]
+    # the run plans within 80 % of --mem, shared by the 4 ranks of a node, for 12 ranks
+    per_rank = int(0.8 * 6144 * 2**20) // 4
     assert f"--mapping mpi --start 2024-01-01T22:30:00.000000Z --end 2024-01-02T01:30:00.000000Z " \
-           f"--stations 6 --out {out} --resume" in job.text
+           f"--stations 6 --memory {per_rank * 12} --out {out} --resume" in job.text
+    assert job.memory_budget == per_rank * 12
 
 
 def test_mpiexec_launcher_inside_the_allocation(tmp_path):
@@ -147,10 +150,79 @@ def test_supermuc_profile(tmp_path):
     assert "--partition=micro" in _sbatch(default.text)
 
 
-def test_memory_is_estimated_when_not_given(tmp_path):
-    (job,) = _render("mpi", tmp_path, tasks_per_node=2)
-    assert job.memory_estimated and job.memory_mb == 2048
-    assert "--mem=2048M" in _sbatch(job.text)
+def _profile(tmp_path, memory_gb, whole_nodes=False):
+    path = tmp_path / "small.yaml"
+    path.write_text(f"name: small\ndescription: test nodes\nwhole_nodes: {str(whole_nodes).lower()}\n"
+                    f"node: {{cpus: 64, memory_gb: {memory_gb}}}\n")
+    return str(path)
+
+
+def _run_plan(job, config_file, stations, mapping, workers, tmp_path):
+    """The tile plan the job's own run chooses, given the --memory the job passes it."""
+    from noisecorr.workflow.build import build_workflow
+    from noisecorr.workflow.config import load_config
+
+    config = load_config(config_file, overrides=dict(stations=stations, mapping=mapping, processes=workers,
+                                                     memory=str(job.memory_budget), out=str(tmp_path / "run"),
+                                                     **SPAN))
+    return build_workflow(config).memory
+
+
+def test_memory_is_the_tile_plan_of_the_run(tmp_path, config_file):
+    """--mem comes from the planner's model: the run, told 80 % of it, takes the same plan."""
+    from noisecorr.tiles.plan import PROCESS_OVERHEAD
+
+    (job,) = _render("mpi", tmp_path, run=RunSpec(config=config_file, stations=6, **SPAN), tasks_per_node=2)
+    assert job.memory_estimated and job.plan is not None
+    # each rank: the process overhead (1 GB) and a little for 6 stations; 2 ranks / 0.8
+    need = 2 * job.plan.peak_bytes / 0.8 / 2**20
+    assert 2 * PROCESS_OVERHEAD / 0.8 / 2**20 < need <= job.memory_mb < need + 256 and job.memory_mb % 256 == 0
+    assert f"--mem={job.memory_mb}M" in _sbatch(job.text)
+    assert job.memory_budget == 2 * (int(0.8 * job.memory_mb * 2**20) // 2)
+    assert f"--memory {job.memory_budget} " in job.text
+    chosen = _run_plan(job, config_file, 6, "mpi", 2, tmp_path)
+    assert (chosen["block_size"], chosen["panel_size"], chosen["store"]) == \
+        (job.plan.block_size, job.plan.panel_size, job.plan.store)
+    assert chosen["peak_bytes_per_worker"] == job.plan.peak_bytes <= chosen["per_worker_budget_bytes"]
+
+
+def test_a_large_network_fits_the_node_with_factors_on_disk(tmp_path):
+    """1,000 stations for a day: in memory the factors need more than a 6 GB node; the
+    estimate is the best plan within the node (factors on disk), and says so."""
+    profile = _profile(tmp_path, 6)
+    opts = JobOptions(kind="mpi", out=str(tmp_path / "out"), nodes=4, tasks_per_node=2)
+    (job,) = render_job(opts, load_profile(profile), RunSpec(stations=1000, start="2024-01-01", end="2024-01-02"))
+    assert job.plan.store == "disk" and job.memory_mb <= 6 * 1024
+    assert job.memory_mb * 0.8 * 2**20 >= 2 * job.plan.peak_bytes
+    assert "factors in disk" in job.memory_note
+    (free,) = render_job(JobOptions(kind="mpi", out=str(tmp_path / "out"), nodes=4, tasks_per_node=2),
+                         load_profile("generic"), RunSpec(stations=1000, start="2024-01-01", end="2024-01-02"))
+    assert free.plan.store == "memory" and free.memory_mb > 6 * 1024   # no node size known: the preferred plan
+    whole = _profile(tmp_path, 6, whole_nodes=True)
+    (job,) = render_job(JobOptions(kind="mpi", out=str(tmp_path / "out"), nodes=4, tasks_per_node=2),
+                        load_profile(whole), RunSpec(stations=1000, start="2024-01-01", end="2024-01-02"))
+    assert job.memory_mb is None and job.memory_budget is None and " --memory " not in job.text
+
+
+def test_too_little_memory_fails_before_submitting(tmp_path, config_file, capsys):
+    # a node of 1 GB cannot hold even one worker's process overhead
+    assert main(["slurm", "mpi", "--profile", _profile(tmp_path, 1), "--out", str(tmp_path / "o"),
+                 "--config", config_file, "--stations", "6", "--start", SPAN["start"], "--end", SPAN["end"]]) == 2
+    assert "--nodes: the run does not fit within 80% of a node's 1 GB" in capsys.readouterr().err
+    assert main(["slurm", "multiprocess", "--mem", "1G", "--out", str(tmp_path / "o"), "--config", config_file,
+                 "--stations", "6", "--start", SPAN["start"], "--end", SPAN["end"]]) == 2
+    err = capsys.readouterr().err
+    assert "--mem: 1024 MB per node gives the run" in err and "too little" in err
+
+
+def test_the_per_pair_path_keeps_its_own_estimate(tmp_path, config_file):
+    from noisecorr.workflow.config import load_config
+
+    untiled = tmp_path / "untiled.yaml"
+    untiled.write_text(open(config_file).read() + "tiled: false\n")
+    (job,) = _render("mpi", tmp_path, run=RunSpec(config=str(untiled), stations=6, **SPAN), tasks_per_node=2)
+    p = load_config(str(untiled)).processing
+    assert job.plan is None and job.memory_mb == estimate_memory_mb(6, p, 3600.0, 3, 2, nodes=1)
     p = CorrelationParams(cc_len=1800.0, step=1800.0, sampling_rate=20.0, maxlag=200.0)
     one = estimate_memory_mb(1000, p, 86400.0, 1, 48, nodes=1)
     ten = estimate_memory_mb(1000, p, 86400.0, 1, 48, nodes=10)
