@@ -296,20 +296,27 @@ def _one_pass(spectrum, dt, distance, periods, alpha, plan, nt, vmin, vmax, n_ca
     tmax_data = (nt - 1) * dt
     lo = np.ceil(distance / vmax / dtc).astype(np.int64)
     hi = np.minimum(np.floor(distance / vmin / dtc), np.floor(tmax_data / dtc)).astype(np.int64)
-    idx, val = _local_maxima(env, lo, hi, n_candidates)
+    # only the velocity window is searched (pairs come sorted by distance, so the block's
+    # windows overlap and the slice is short)
+    j0 = int(max(lo.min() - 1, 0))
+    j1 = int(min(max(hi.max() + 2, j0 + 3), M))
+    idx, val = _local_maxima(env[..., j0:j1], lo - j0, hi - j0, n_candidates)
+    idx = np.where(idx >= 0, idx + j0, -1)
     t, phase, finst = _refine(z, np.maximum(idx, 1), dtc)
     ok = idx >= 0
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.where(ok & (t > 0), distance[:, None, None] / t, np.nan)
     # signal strength per period: the strongest maximum; start the ridge where it is largest
     # relative to the band's noise (SNR), so that a strong but noisy band does not lead
-    j = np.arange(M)
     n0 = hi + 1
     n1 = np.minimum(n0 + np.ceil(noise_length / dtc).astype(np.int64), int(np.floor(tmax_data / dtc)))
-    nmask = (j[None] >= n0[:, None]) & (j[None] <= n1[:, None])  # (n, M)
+    k0, k1 = int(min(n0.min(), M)), int(min(max(n1.max() + 1, n0.min()), M))
+    j = np.arange(k0, k1)
+    nmask = (j[None] >= n0[:, None]) & (j[None] <= n1[:, None])  # (n, k1 - k0)
     cnt = nmask.sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        noise = np.sqrt(np.einsum("nmk,nk->nm", env ** 2, nmask.astype(env.dtype)) / (2 * cnt[:, None]))
+        e = env[..., k0:k1]
+        noise = np.sqrt(np.einsum("nmk,nk->nm", e * e, nmask.astype(env.dtype)) / (2 * cnt[:, None]))
         snr = np.where(cnt[:, None] >= 3, val.max(axis=-1) / noise, np.nan)
     strength = np.where(np.isfinite(snr), snr, val.max(axis=-1))
     start = np.argmax(strength, axis=-1)
@@ -442,8 +449,9 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
     freqs = np.arange(K) / (nfft * dt)
     out = {k: np.full((n, periods.size), np.nan) for k in ("u", "c", "t", "snr", "tinst")}
     flags = np.zeros((n, periods.size), dtype=np.uint8)
+    by_distance = np.argsort(d, kind="stable")  # similar windows in a block: short searches
     for b0 in range(0, n, block):
-        sl = slice(b0, min(n, b0 + block))
+        sl = by_distance[b0:b0 + block]
         db, ab = d[sl], alpha[sl]
         spec = (2.0 * scipy.fft.rfft(signal[sl], nfft, axis=-1, workers=-1)[:, :K]).astype(np.complex64)
         args = (dt, db, periods, ab, plan, nt, vmin, vmax, n_candidates, max_jump, noise_length)
