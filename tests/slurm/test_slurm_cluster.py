@@ -10,6 +10,10 @@ On the bundled sample (6 stations, 3 hours) with cc_len 900 s and chunk_length 3
   mean) and exactly the same n_windows: the task spans are whole chunks, so every window
   is the same;
 - the multiprocess job gives the sequential stacks to 1e-6 of the peak (summation order).
+- a job with a small --mem tells its run 80 % of it (noisecorr run --memory) and the run
+  takes the tile plan `noisecorr slurm` predicted, within that budget (summary.json memory);
+- a run started inside a job without --memory takes 80 % of SLURM_MEM_PER_NODE as its
+  default budget (this cluster, task/none, sets no cgroup limit).
 
 Jobs are waited for with a bounded timeout (scontrol show job); a failed or late job prints
 its logs. Without NOISECORR_TEST_SLURM these tests FAIL, saying how to run them.
@@ -170,3 +174,55 @@ def test_multiprocess_job_matches_sequential(work, reference):
     ids = _submit("multiprocess", out, config, "--cpus-per-task", "2")
     _wait([ids["multiprocess"]], out)
     _assert_same_stacks(reference, out / "results.h5", exact=False)
+
+
+def _summary_memory(out):
+    import json
+
+    path = Path(out) / "summary.json"
+    assert path.exists(), f"no {path}\n{_logs(out)}"
+    return json.loads(path.read_text())["memory"]
+
+
+def test_job_with_a_small_mem_plans_within_it(work):
+    """--mem=2600M for 2 workers: the job tells its run 80 % of it, the run plans within that
+    (the plan noisecorr slurm predicted) and finishes."""
+    from noisecorr.slurm.memory import run_budget_bytes
+    from noisecorr.slurm.options import JobOptions
+    from noisecorr.slurm.profiles import load_profile
+    from noisecorr.slurm.render import RunSpec, render_job
+
+    root, config = work
+    out = root / "small-mem"
+    ids = _submit("multiprocess", out, config, "--cpus-per-task", "2", "--mem", "2600M")
+    assert _job_field(ids["multiprocess"], "MinMemoryNode") == ["2600M"]
+    _wait([ids["multiprocess"]], out)
+    assert "pairs written         15 of 15" in _logs(out)
+    memory = _summary_memory(out)
+    assert memory["budget_bytes"] == run_budget_bytes(2600, 2, 2) == 2 * (int(0.8 * 2600 * 2**20) // 2)
+    assert memory["budget_source"].startswith("memory (configuration")   # passed as --memory
+    assert memory["workers"] == 2 and memory["peak_bytes_per_worker"] <= memory["per_worker_budget_bytes"]
+    (job,) = render_job(JobOptions(kind="multiprocess", out=str(out), cpus_per_task=2, mem="2600M"),
+                        load_profile("generic"), RunSpec(config=str(config)))
+    assert (memory["block_size"], memory["panel_size"], memory["store"], memory["peak_bytes_per_worker"]) == \
+        (job.plan.block_size, job.plan.panel_size, job.plan.store, job.plan.peak_bytes)
+    assert f"budget {memory['budget_bytes'] / 1e9:.1f} GB" in _logs(out)
+
+
+def test_a_run_inside_a_job_takes_its_default_budget_from_the_allocation(work):
+    """No --memory at all: inside the job the run's default budget is 80 % of
+    SLURM_MEM_PER_NODE (this test cluster sets no cgroup limit), not 40 % of the node."""
+    root, config = work
+    out = root / "default-budget"
+    (out / "logs").mkdir(parents=True)
+    run = (f"{PYTHON} -m noisecorr run --mapping multiprocess --processes 2 --config {config} "
+           f"--out {out}")
+    proc = subprocess.run(["sbatch", "--parsable", "--partition", "debug", "--time", "00:10:00", "--mem", "2500M",
+                           "--cpus-per-task", "2", f"--output={out}/logs/%x-%j.out", f"--chdir={ROOT}",
+                           "--wrap", run], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    _wait([proc.stdout.strip().split(";")[0]], out)
+    memory = _summary_memory(out)
+    assert memory["budget_source"].endswith("(SLURM_MEM_PER_NODE=2500 MB)"), memory
+    assert memory["budget_bytes"] == 2 * (int(0.8 * 2500 * 2**20) // 2)
+    assert memory["peak_bytes_per_worker"] <= memory["per_worker_budget_bytes"]
