@@ -26,8 +26,8 @@ from noisecorr.signal.symmetric import SIDES, sides, snr
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DispersionTable", "measure", "default_periods", "read_table", "write_table",
-           "has_table", "GROUP"]
+__all__ = ["DispersionTable", "measure", "measure_block", "default_periods", "read_table",
+           "write_table", "has_table", "GROUP"]
 
 #: HDF5 group of the tables in a results file.
 GROUP = "dispersion"
@@ -155,9 +155,29 @@ def default_periods(sampling_rate: float, maxlag: float, distances, params: dict
     return np.geomspace(tmin, tmax, n)
 
 
+def measure_block(ccf, sampling_rate: float, distance_km, periods, *, side: str = "symmetric",
+                  vmin: float = 1.5, vmax: float = 5.0, noise_length: float = 100.0,
+                  **ftan_kwargs) -> dict:
+    """SNR of each side and FTAN curves of one block of correlations ``(n, 2 h + 1)``:
+    a dict of arrays (``snr_causal``, ``snr_acausal``, ``snr_symmetric`` ``(n,)``;
+    ``group_velocity``, ``phase_velocity``, ``snr``, ``flags``, ``instantaneous_period``
+    ``(n, m)``) and ``params`` (the FTAN parameters)."""
+    ccf = np.asarray(ccf, dtype=np.float32)
+    s = snr(ccf, sampling_rate, distance_km, vmin=vmin, vmax=vmax, noise_length=noise_length)
+    c, a = sides(ccf)
+    one = {"causal": c, "acausal": a, "symmetric": 0.5 * (c + a)}[side]
+    r = ftan(one, 1.0 / sampling_rate, distance_km, periods, vmin=vmin, vmax=vmax,
+             noise_length=noise_length, **ftan_kwargs)
+    return {**{"snr_" + name: s[name] for name in SIDES},
+            "group_velocity": r.group_velocity, "phase_velocity": r.phase_velocity,
+            "snr": r.snr, "flags": r.flags, "instantaneous_period": r.instantaneous_period,
+            "params": r.params}
+
+
 def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmetric",
             vmin: float = 1.5, vmax: float = 5.0, noise_length: float | None = None,
-            block: int = 2048, **ftan_kwargs) -> DispersionTable:
+            block: int = 2048, mapping: str | None = None, processes: int | None = None,
+            **ftan_kwargs) -> DispersionTable:
     """SNR and FTAN curves of every pair of ``component`` in a results file.
 
     Parameters
@@ -175,6 +195,13 @@ def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmet
         Trailing noise window, s (default 5 x the longest period).
     block : int
         Pairs read and processed together.
+    mapping : str, optional
+        ``None``: blocks are measured here, one after the other, reading one block of
+        stacks at a time. A mapping name (``"sequential"``, ``"multiprocess"``, ``"mpi"``):
+        the blocks travel to :class:`pes.dispersion.DispersionPE` instances (``processes``
+        of them) through the engine; every stack is read first. The table does not depend
+        on the mapping or the block size.
+    processes : int, optional
     **ftan_kwargs
         Passed to :func:`noisecorr.signal.ftan.ftan` (``alpha0``, ``reference``,
         ``n_wavelengths``, ``min_snr``, ``phase_matched``, ...).
@@ -212,30 +239,33 @@ def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmet
         grid = {name: np.full((n, m), np.nan) for name in _GRID_COLS}
         grid["flags"] = np.zeros((n, m), dtype=np.uint8)
         cols["distance_km"] = dist.astype(float)
-        result = None
-        for b0 in range(0, n, block):
+        kw = dict(side=side, vmin=vmin, vmax=vmax, noise_length=noise_length, **ftan_kwargs)
+
+        def read(b0):
             idx = np.arange(b0, min(n, b0 + block))
             stacks = [data for _, data in res.stacks(component, idx)]
             lengths = {s.shape[-1] for s in stacks}
             if len(lengths) != 1:
                 raise ValueError(f"{res.path}: stacks of {component} have different lengths "
                                  f"{sorted(lengths)}; measure them separately")
-            ccf = np.stack(stacks).astype(np.float32)
-            db = dist[idx]
-            s = snr(ccf, fs, db, vmin=vmin, vmax=vmax, noise_length=noise_length)
+            return np.stack(stacks).astype(np.float32)
+
+        if mapping is None:
+            outs = ({"block": b0, **measure_block(read(b0), fs, dist[b0:b0 + block], periods, **kw)}
+                    for b0 in range(0, n, block))
+        else:
+            outs = _through_engine([{"block": b0, "ccf": read(b0), "distance_km": dist[b0:b0 + block],
+                                     "sampling_rate": fs} for b0 in range(0, n, block)],
+                                   periods, kw, mapping, processes)
+        fparams = {}
+        for o in outs:
+            sl = slice(o["block"], o["block"] + len(o["snr_symmetric"]))
             for name in SIDES:
-                cols["snr_" + name][idx] = s[name]
-            c, a = sides(ccf)
-            one = {"causal": c, "acausal": a, "symmetric": 0.5 * (c + a)}[side]
-            result = ftan(one, 1.0 / fs, db, periods, vmin=vmin, vmax=vmax,
-                          noise_length=noise_length, **ftan_kwargs)
-            grid["group_velocity"][idx] = result.group_velocity
-            grid["phase_velocity"][idx] = result.phase_velocity
-            grid["snr"][idx] = result.snr
-            grid["flags"][idx] = result.flags
-            grid["instantaneous_period"][idx] = result.instantaneous_period
-        params = {"side": side, "sampling_rate": fs, "results": str(res.path),
-                  **{k: v for k, v in result.params.items()},
+                cols["snr_" + name][sl] = o["snr_" + name]
+            for name in _GRID_COLS:
+                grid[name][sl] = o[name]
+            fparams = o["params"]
+        params = {"side": side, "sampling_rate": fs, "results": str(res.path), **fparams,
                   "reference": _describe_reference(ftan_kwargs.get("reference"))}
         src = np.array([p[0] for p in pairs])
         rcv = np.array([p[1] for p in pairs])
@@ -245,6 +275,22 @@ def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmet
     finally:
         if own:
             res.close()
+
+
+def _through_engine(items, periods, kw, mapping, processes):
+    """Measure the blocks ``items`` with :class:`pes.dispersion.DispersionPE` under
+    ``mapping``; yields the output items (any order)."""
+    from noisecorr.engine import WorkflowGraph, run
+    from pes.dispersion import DispersionPE
+
+    pe = DispersionPE(periods, **kw)
+    if mapping != "sequential":
+        pe.numprocesses = max(1, processes or 1)
+    g = WorkflowGraph()
+    g.add(pe)
+    result = run(g, inputs={pe: [{"input": it} for it in items]}, mapping=mapping,
+                 **({} if processes is None else {"processes": processes}))
+    return result.outputs[(pe.name, "output")]
 
 
 def _describe_reference(ref):

@@ -444,7 +444,9 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
     if noise_length is None:
         noise_length = 5.0 * periods[-1]
     alpha = alpha_for(d, alpha0, alpha_min)
-    plan = _plan(nt, dt, periods, float(alpha.min()))
+    # the plan depends on the floor alpha_min, not on the pairs: a pair's curve does not
+    # depend on the other pairs of the call (blocks, mappings)
+    plan = _plan(nt, dt, periods, float(alpha_min))
     nfft, K, M, dtc = plan
     freqs = np.arange(K) / (nfft * dt)
     out = {k: np.full((n, periods.size), np.nan) for k in ("u", "c", "t", "snr", "tinst")}

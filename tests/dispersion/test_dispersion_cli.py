@@ -81,3 +81,21 @@ def test_dispersion_command_errors_name_the_problem(results, capsys):
     assert "XS.Q" in capsys.readouterr().err
     with open_results(path) as res, pytest.raises(KeyError, match="noisecorr dispersion"):
         res.dispersion("ZZ")
+
+
+def test_same_curves_under_every_mapping(results):
+    from noisecorr.dispersion.table import measure
+
+    path, ref, d = results
+    periods = [4.0, 5.0, 7.0, 10.0, 14.0, 20.0]
+    refc = (np.array([2.0, 50.0]), np.array([MODEL.phase_velocity(0.5), MODEL.phase_velocity(0.02)]))
+    tables = [measure(path, "ZZ", periods, reference=refc, mapping=m, processes=p, block=b)
+              for m, p, b in ((None, None, 4), ("sequential", None, 1), ("multiprocess", 2, 1),
+                              ("multiprocess", 2, 3))]
+    base = tables[0]
+    assert base.trusted.sum() >= 10
+    for t in tables[1:]:
+        np.testing.assert_array_equal(t.source, base.source)
+        for name in ("group_velocity", "phase_velocity", "snr", "snr_symmetric"):
+            np.testing.assert_allclose(getattr(t, name), getattr(base, name), rtol=1e-6, equal_nan=True)
+        np.testing.assert_array_equal(t.flags, base.flags)
