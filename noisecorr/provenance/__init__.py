@@ -88,9 +88,6 @@ def start_session(provenance, spec, mapping, processes) -> Session:
         options = dict(provenance)
     else:
         raise GraphError(f"provenance must be True, a store URL or a dict of options, got {provenance!r}")
-    if mapping == "storm":
-        raise GraphError("provenance is not recorded under the storm mapping (its components run outside the "
-                         "shared run loop); use sequential, multiprocess or mpi")
     try:
         rules = Rules.from_dict(options.get("rules"))
     except RulesError as exc:

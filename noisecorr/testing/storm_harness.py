@@ -159,14 +159,25 @@ class LocalStormHarness:
     seed : int
         Seed of the shuffle start positions.
     heartbeat_interval : float
-        Seconds between heartbeat tuples to each bolt (Storm: 1 s).
+        Seconds between heartbeat tuples to each bolt (Storm: 1 s). A heartbeat is sent
+        whether or not the bolt is busy with a tuple, as Storm's ``ShellBolt`` timer does.
+    subprocess_timeout : float, optional
+        Seconds a bolt may take to answer a heartbeat before the harness declares it dead,
+        as Storm kills it (default: the topology's ``topology.subprocess.timeout.secs``).
+
+    Attributes
+    ----------
+    heartbeat_answers : list of (int, int)
+        ``(task id, data tuples that bolt held unacked)`` for every heartbeat answered, so
+        tests can see answers given while a PE call was running.
     """
 
-    def __init__(self, package_dir, timeout=120.0, seed=0, heartbeat_interval=1.0):
+    def __init__(self, package_dir, timeout=120.0, seed=0, heartbeat_interval=1.0, subprocess_timeout=None):
         self.root = Path(package_dir)
         self.timeout = timeout
         self.rng = random.Random(seed)
         self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_answers = []
         with open(self.root / "topology.yaml", encoding="utf-8") as f:
             self.topology = yaml.safe_load(f)
         validate_flux(self.topology)
@@ -181,7 +192,8 @@ class LocalStormHarness:
         if not self.output_dir:
             raise EngineError("the topology config has no 'noisecorr.output.dir'; outputs could not be collected")
         self.max_pending = self.conf.get("topology.max.spout.pending")
-        self.subprocess_timeout = float(self.conf.get("topology.subprocess.timeout.secs", 30))
+        self.subprocess_timeout = float(subprocess_timeout if subprocess_timeout is not None
+                                        else self.conf.get("topology.subprocess.timeout.secs", 30))
         self._assign_tasks()
 
     # -- the topology as Storm sees it -------------------------------------------------------
@@ -335,7 +347,7 @@ class LocalStormHarness:
                     s.busy = True
             self._flush()
             try:
-                taskid, msg = self.inbox.get(timeout=0.5)
+                taskid, msg = self.inbox.get(timeout=min(0.5, self.heartbeat_interval))
             except queue.Empty:
                 msg = taskid = None
             if taskid is not None:
@@ -346,19 +358,20 @@ class LocalStormHarness:
                     except queue.Empty:
                         break
                     self._handle(self.tasks[taskid], msg)
-                if not self.inbox.empty() or not self._quiet(spouts):
-                    continue
-            # nothing to read: finished?
-            if not results.missing_results(self.output_dir, self.layout):
-                return
+            # heartbeats go out, and are checked, busy or not (Storm's timer does not wait)
             now = time.monotonic()
-            if now - last_beat >= self.heartbeat_interval:
-                self._heartbeat(bolts)
-                last_beat = now
             for b in bolts:
                 if b.heartbeat_sent is not None and now - b.heartbeat_sent > self.subprocess_timeout:
                     raise EngineError(f"bolt {b.component}[{b.index}] (task {b.taskid}) did not answer a heartbeat "
                                       f"within {self.subprocess_timeout} s{b.proc.stderr_tail()}")
+            if now - last_beat >= self.heartbeat_interval:
+                self._heartbeat(bolts)
+                last_beat = now
+            if taskid is not None and (not self.inbox.empty() or not self._quiet(spouts)):
+                continue
+            # nothing to read: finished?
+            if not results.missing_results(self.output_dir, self.layout):
+                return
             if now > deadline:
                 missing = results.missing_results(self.output_dir, self.layout)
                 raise EngineError(f"the topology did not finish within {self.timeout} s; unfinished tasks: "
@@ -402,7 +415,11 @@ class LocalStormHarness:
                     task.finished = os.path.exists(os.path.join(
                         self.output_dir, f"{task.component}.{task.index}.result"))
             else:
+                if task.heartbeat_sent is None:
+                    raise ProtocolError(f"bolt task {task.taskid} sent sync without a heartbeat to answer")
                 task.heartbeat_sent = None
+                held = sum(1 for target, _ in self.inflight.values() if target == task.taskid)
+                self.heartbeat_answers.append((task.taskid, held))
         elif command == "ack" or command == "fail":
             if task.kind != "bolt":
                 raise ProtocolError(f"spout task {task.taskid} sent {command}")

@@ -189,14 +189,10 @@ def test_harness_reports_a_component_process_that_dies():
         run(g, mapping="storm", harness=True)
 
 
-def test_progress_is_reported_at_the_end_and_provenance_is_refused():
+def test_progress_is_reported_at_the_end():
     seen = []
     run(small_graph(), mapping="storm", harness=True, progress=seen.append)
     assert seen == [{"Range": {"in": 0, "out": 20}, "Square": {"in": 20, "out": 20}}]
-    with pytest.raises(MappingError, match="cannot record provenance"):
-        from noisecorr.mappings.storm import enact
-
-        enact(small_graph().describe(), harness=True, provenance=object())
 
 
 def test_unknown_option_is_refused():

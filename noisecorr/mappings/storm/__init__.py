@@ -7,12 +7,17 @@ packages into a temporary directory and runs it with the ``storm`` command on ``
 (``storm local`` with a bounded ``--local-ttl``), collecting what the output tasks write;
 without a ``storm`` command it fails at once with :class:`MappingError`.
 ``run(graph, mapping="storm", harness=True)`` runs the same package under
-:class:`noisecorr.testing.storm_harness.LocalStormHarness`, which plays Storm's side of the
-multilang protocol, so the generated topology is tested where Storm is not installed.
+:class:`noisecorr.testing.storm_harness.LocalStormHarness`, a protocol harness that plays the
+Java side of Storm's multilang protocol (JSON messages over the components' stdin/stdout,
+each followed by a line ``end``), so the generated topology is tested where Storm is not
+installed. The harness is test tooling: no module of this mapping imports it, except
+:func:`enact` when ``harness=True`` is asked for. It is not a Storm cluster.
 
 Design (details in the submodules):
 
-* Components (:mod:`.component`): one per PE, ``FluxShellSpout`` for PEs without inputs,
+* Components (:mod:`.component`): each task runs the shared run loop
+  (:class:`~noisecorr.engine.runtime.Worker`) over its one PE instance, with a Storm
+  transport (tuples and end-of-stream markers in, emits and acks out); one per PE, ``FluxShellSpout`` for PEs without inputs,
   ``FluxShellBolt`` for the others, parallelism = instance count of
   :func:`~noisecorr.engine.plan.make_plan` (PE hints, else a share of ``processes``). Each
   task hosts one PE instance; its index among the component's tasks is the instance number.
@@ -35,6 +40,7 @@ Design (details in the submodules):
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -78,9 +84,11 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
     progress : callable, optional
         Called once, when the run has finished, with ``{pe: {"in": n, "out": n}}`` (live
         counts of a Storm topology are in the Storm UI, not here).
-    provenance : optional
-        Not supported: the components run in Storm's worker processes, outside the driver's
-        recording session; passing one raises :class:`MappingError` before anything runs.
+    provenance : noisecorr.provenance.Session, optional
+        Record lineage: the session (run id, store URL, rules) goes into the topology config
+        (``noisecorr.provenance``) and every component's worker records into that store, as
+        under the other mappings. The store must be reachable from the components (a file
+        path on this machine for the harness and ``storm local``, PostgreSQL on a cluster).
 
     Raises
     ------
@@ -89,9 +97,14 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
     """
     if options:
         raise TypeError(f"unknown option(s) for the storm mapping: {sorted(options)}")
+    config = None
     if provenance is not None:
-        raise MappingError("the storm mapping cannot record provenance (its PEs run in Storm's worker "
-                           "processes); use the sequential, multiprocess or mpi mapping for a recorded run")
+        from .component import PROVENANCE_KEY, session_config
+
+        entry = session_config(provenance)
+        if "://" not in entry["url"]:  # the components run in resources/: a relative path would move
+            entry["url"] = os.path.abspath(entry["url"])
+        config = {PROVENANCE_KEY: entry}
     storm = None
     if not harness:
         storm = shutil.which(storm_command)
@@ -107,7 +120,7 @@ def enact(spec, processes=None, mapping_name=NAME, harness=False, keep=None, tim
         root = keep
     try:
         # The components run on this machine (harness or storm local): use this interpreter.
-        pkg = package(spec, root, processes=processes, python=sys.executable)
+        pkg = package(spec, root, processes=processes, python=sys.executable, config=config)
         if harness:
             from noisecorr.testing.storm_harness import LocalStormHarness
 
