@@ -281,3 +281,39 @@ class Stepper(GenericPE):
         if x == 3:
             raise ValueError(f"second step refuses {x}")
         yield {"output": -x}
+
+
+class Gather(GenericPE):
+    """``concurrent_inputs``: its generator, started by the first item, waits for three
+    items, which can only arrive while it is suspended (as a tile worker takes spectra)."""
+
+    concurrent_inputs = True
+
+    def __init__(self):
+        super().__init__()
+        self._add_input("input")
+        self._add_output("output")
+        self.items = []
+        self.running = False
+
+    def process(self, inputs):
+        self.items.append(inputs["input"])
+        if self.running:
+            return None
+        self.running = True
+        return self._wait()
+
+    def _wait(self):
+        while len(self.items) < 3:
+            yield
+        yield {"output": sorted(self.items)}
+
+
+def test_concurrent_inputs_arrive_while_the_generator_runs():
+    g = WorkflowGraph()
+    src, gather = Range(3), named(Gather(), "Gather")
+    g.connect(src, "output", gather, "input")
+    with by_value():
+        result = run(g, mapping="storm", harness=True, timeout=120)
+    assert result.outputs[("Gather", "output")] == [[0, 1, 2]]
+    assert result.counts["Gather"]["in"] == {"input": 3}
