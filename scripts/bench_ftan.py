@@ -2,10 +2,10 @@
 """Benchmark: FTAN (two passes, with the phase-matched filter) on many stacks.
 
 Default: 100,000 stacks of the default length (maxlag 200 s at 20 Hz, 8,001 lags),
-20 periods from 1 to 40 s, distances uniform in 20-250 km (the SNR noise window must fit in maxlag). Stacks are diffuse-field
-correlations of a dispersive medium (:func:`noisecorr.synth.dispersion.diffuse_ccf`, 500
-distinct distances, plus independent noise per stack so no two are alike), generated in
-memory block by block; only the SNR and FTAN calls are timed. Prints seconds per run
+20 periods from 1 to 40 s, distances uniform in 20-250 km (the SNR noise window must
+fit in maxlag). Stacks are diffuse-field correlations of a dispersive medium
+(:func:`noisecorr.synth.dispersion.diffuse_ccf`, 500 distinct distances, plus independent
+noise per stack so no two are alike), generated in memory block by block; only the SNR and FTAN calls are timed. Prints seconds per run
 (median of ``--repeat`` runs), stacks per second, and the median group/phase velocity
 error of the trusted values against the exact model as a sanity check. Target (issue 22):
 under 5 minutes on this 2-core machine.

@@ -63,7 +63,7 @@ __all__ = ["FTANResult", "ftan", "gaussian_bank", "narrowband", "ftan_image", "a
 #: Quality flags (bits of ``FTANResult.flags``); 0 means trusted.
 NEAR_FIELD = 1   # distance < n_wavelengths * c * T
 JUMP = 2         # no envelope maximum within max_jump of the tracked ridge
-LOW_SNR = 4      # narrow-band SNR below min_snr
+LOW_SNR = 4      # narrow-band SNR below min_snr, or undefined (noise window beyond the lags)
 NO_PICK = 8      # no local maximum of the envelope inside the velocity window
 OUTSIDE = 16     # the instantaneous period of the picks does not cover this period
 _FLAG_NAMES = {NEAR_FIELD: "near_field", JUMP: "jump", LOW_SNR: "low_snr",
