@@ -1,4 +1,5 @@
-"""Job options of ``noisecorr slurm``: parsing, validation against a profile, memory estimate.
+"""Job options of ``noisecorr slurm``: parsing, validation against a profile, the memory
+estimate of the per-pair path (the tiled path's is in :mod:`noisecorr.slurm.memory`).
 
 Every check names the option it refuses (``--nodes``, ``--time``...), before anything is
 written or submitted.
@@ -191,9 +192,11 @@ def _next_fast_len(n: int) -> int:
 
 def estimate_memory_mb(n_stations: int, processing, chunk_length: float, n_chunks: int,
                        processes_per_node: int, nodes: int = 1) -> int:
-    """Memory per node (MB) that a run needs, when the configuration sets no memory budget.
+    """Memory per node (MB) of a run *without the tiled stage* (RTZ components, provenance,
+    ``tiled: false``), which correlates pair by pair with every channel's full spectra.
 
-    The formula (``noisecorr slurm --help`` points here)::
+    Runs with the tiled stage take ``--mem`` from the tile plan instead
+    (:func:`noisecorr.slurm.memory.job_memory`). The formula of the per-pair path::
 
         c      = n_stations * n_orientations            channels (1 for ZZ, 3 for ENZ/RTZ pairs)
         w      = floor((chunk_length - cc_len) / step) + 1      windows per channel-chunk

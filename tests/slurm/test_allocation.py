@@ -82,8 +82,10 @@ def test_a_container_without_proc_self_cgroup_still_reads_its_top_limit(tmp_path
 
 @pytest.mark.parametrize("env,expected", [
     ({"SLURM_MEM_PER_NODE": "4000"}, (4000 * 2**20, "SLURM_MEM_PER_NODE=4000 MB")),
-    ({"SLURM_MEM_PER_CPU": "1500", "SLURM_CPUS_ON_NODE": "8"}, (12000 * 2**20, "SLURM_MEM_PER_CPU=1500 MB x 8 CPU(s) on the node")),
-    ({"SLURM_MEM_PER_CPU": "1000", "SLURM_JOB_CPUS_PER_NODE": "4(x2),2"}, (4000 * 2**20, "SLURM_MEM_PER_CPU=1000 MB x 4 CPU(s) on the node")),
+    ({"SLURM_MEM_PER_CPU": "1500", "SLURM_CPUS_ON_NODE": "8"},
+     (12000 * 2**20, "SLURM_MEM_PER_CPU=1500 MB x 8 CPU(s) on the node")),
+    ({"SLURM_MEM_PER_CPU": "1000", "SLURM_JOB_CPUS_PER_NODE": "4(x2),2"},
+     (4000 * 2**20, "SLURM_MEM_PER_CPU=1000 MB x 4 CPU(s) on the node")),
     ({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "3", "SLURM_NTASKS_PER_NODE": "2"},
      (6000 * 2**20, "SLURM_MEM_PER_CPU=1000 MB x 6 CPU(s) on the node")),
     ({}, None),

@@ -232,7 +232,7 @@ def test_noisecorr_run_refuses_a_locked_output_naming_the_holder(tmp_path, capsy
     assert f"{blocker / 'out' / LOCK}" in capsys.readouterr().err
 
 
-def test_the_stale_age_comes_from_the_configuration(tmp_path, monkeypatch):
+def test_the_stale_age_comes_from_the_configuration():
     from noisecorr.workflow.config import ConfigError, load_config
 
     assert load_config().lock_stale_after == 600.0
