@@ -135,6 +135,14 @@ def test_mpi_job_with_srun_pmi2_matches_sequential_then_resumes(work, reference)
     assert "pairs written         15 of 15" in log, log
     assert "mapping               mpi" in log
     _assert_same_stacks(reference, out / "results.h5", exact=True)
+    # the estimated --mem, 80 % of it passed on as the budget of the 2 ranks of the node
+    from noisecorr.slurm.options import parse_memory
+
+    (mem,) = _job_field(ids["mpi"], "MinMemoryNode")   # as scontrol writes it, e.g. 2.50G
+    memory = _summary_memory(out)
+    assert memory["workers"] == 2
+    assert memory["budget_bytes"] == 2 * (int(0.8 * parse_memory(mem) * 2**20) // 2)
+    assert memory["peak_bytes_per_worker"] <= memory["per_worker_budget_bytes"]
 
     # the same script again: nothing left to do, results untouched
     before = _sha(out / "results.h5")
