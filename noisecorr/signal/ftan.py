@@ -268,11 +268,12 @@ def _interp_rows(x, y, xq):
     xs = np.take_along_axis(big, order, axis=-1)
     ys = np.take_along_axis(np.where(good, y, np.nan), order, axis=-1)
     cnt = good.sum(axis=-1)
-    # offset rows so that one searchsorted serves them all
-    span = np.nanmax(np.where(good, x, np.nan)) - np.nanmin(np.where(good, x, np.nan)) if good.any() else 1.0
-    width = 2.0 * (abs(span) + np.max(np.abs(xq)) + 1.0)
-    off = (np.arange(n) * width)[:, None]
-    flat = np.where(np.isfinite(xs), xs + off, np.inf).ravel()
+    # offset rows so that one searchsorted serves them all: row i lives in [-A, A] + 4 A i,
+    # its missing values are padded with 2 A + 4 A i, so the flat array stays sorted
+    A = max(float(np.max(np.abs(np.where(good, x, 0.0)))) if x.size else 0.0,
+            float(np.max(np.abs(xq))) if xq.size else 0.0) + 1.0
+    off = (np.arange(n) * 4.0 * A)[:, None]
+    flat = (np.where(np.isfinite(xs), xs, 2.0 * A) + off).ravel()
     q = (xq[None, :] + off)  # (n, q)
     pos = np.searchsorted(flat, q.ravel()).reshape(n, -1) - np.arange(n)[:, None] * m
     k = np.clip(pos, 1, np.maximum(cnt, 2)[:, None] - 1)

@@ -109,7 +109,10 @@ def test_row_interpolation_matches_numpy_per_row():
     x = np.sort(rng.uniform(1, 30, (5, 7)), axis=-1)
     y = rng.normal(size=(5, 7))
     x[2, 3] = np.nan
-    q = np.linspace(0, 31, 40)
+    x[0, :2] = np.nan  # missing values in several rows, one row almost empty
+    x[4, 1:] = np.nan
+    x[1] += 500.0  # rows on very different scales
+    q = np.concatenate([np.linspace(0, 31, 40), np.linspace(500, 531, 40)])
     got = _interp_rows(x, y, q)
     for i in range(5):
         ok = np.isfinite(x[i])
