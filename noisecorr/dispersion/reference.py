@@ -3,11 +3,14 @@ velocities.
 
 The phase of a narrow-band arrival fixes ``k d`` only modulo ``2 pi``: neighbouring
 branches of the phase velocity differ by ``dc / c ~ c T / d``, one over the number of
-wavelengths between the stations (33 % at 3 wavelengths, 3 % at 30). The branch nearest the
-reference is chosen, so the reference must be better than half that spacing: the default
-table (``data/rayleigh_continental.csv``, an *approximation* of an average continental
-fundamental-mode Rayleigh curve, roughly 5 % between 5 and 150 s) suffices up to about 10
-wavelengths; beyond, or for Love waves, oceans or basins, give your own curve
+wavelengths between the stations (33 % at 3 wavelengths, 3 % at 30). FTAN takes the
+branch nearest the reference at the longest far-field period of each pair and follows it
+by continuity to the other periods (:func:`noisecorr.signal.ftan.ftan`, ``branch``), so
+the reference must be better than half the spacing *at that period*, and elsewhere only
+its shape matters. The default table (``data/rayleigh_continental.csv``, an
+*approximation* of an average continental fundamental-mode Rayleigh curve, roughly 5 %
+between 5 and 150 s) suffices where the longest period holds up to about 10 wavelengths;
+for Love waves, oceans, basins or long paths at short periods, give your own curve
 (``reference=`` in :func:`noisecorr.signal.ftan.ftan`, ``--reference FILE.csv`` on the
 command line).
 """

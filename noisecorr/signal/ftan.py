@@ -33,8 +33,11 @@ GJI 173, 281 for the phase):
 
    .. math:: c = \\frac{\\omega d}{\\omega t_g - \\phi(t_g) + \\pi / 4 + 2 \\pi N},
 
-   with ``N`` the integer that puts ``c`` nearest a reference curve at each period
-   (the user's or :func:`noisecorr.dispersion.reference.default_reference`).
+   with ``N`` from a reference curve (the user's or
+   :func:`noisecorr.dispersion.reference.default_reference`): nearest it at the longest
+   far-field period of each pair, where the branches lie furthest apart, then by
+   continuity period by period (``branch="continuity"``, Lin et al. 2008), or nearest it
+   at every period (``branch="reference"``).
 7. Far field: a period is trusted only where ``d >= n_wavelengths * c * T`` (3 by default,
    Bensen et al. 2007); others are flagged :data:`NEAR_FIELD`. Periods where the
    narrow-band SNR (peak envelope in the window over the RMS of a trailing noise window)
@@ -364,7 +367,8 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
          alpha0: float = 20.0, alpha_min: float = 2.0, n_candidates: int = 5,
          max_jump: float = 0.1, phase_matched: bool = True, pmf_window: float = 4.0,
          reference=None, n_wavelengths: float = 3.0, min_snr: float = 5.0,
-         noise_length: float | None = None, block: int = 256) -> FTANResult:
+         noise_length: float | None = None, branch: str = "continuity",
+         block: int = 256) -> FTANResult:
     """Group and phase velocity curves of many one-sided signals.
 
     Parameters
@@ -401,6 +405,13 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
     noise_length : float, optional
         Length of the trailing noise window, s (default: 5 x the longest period, at least
         the signal window's length).
+    branch : {"continuity", "reference"}
+        How ``N`` is chosen. ``"reference"``: at each period, the branch nearest the
+        reference. ``"continuity"`` (Lin et al. 2008): nearest the reference only at the
+        anchor, the longest far-field period of each pair (fewest wavelengths, so the
+        branches lie furthest apart), then period by period the branch nearest the value
+        predicted from the neighbouring measured one and the reference's *relative*
+        change; only the shape of the reference matters away from the anchor.
     block : int
         Pairs per batch.
 
@@ -441,6 +452,8 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
                          f"got {periods.tolist()}")
     if not 0 < vmin < vmax:
         raise ValueError(f"need 0 < vmin < vmax, got {vmin}, {vmax}")
+    if branch not in ("continuity", "reference"):
+        raise ValueError(f"branch must be 'continuity' or 'reference', got {branch!r}")
     ref = _reference(reference)
     if noise_length is None:
         noise_length = 5.0 * periods[-1]
@@ -473,7 +486,9 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
         cref = ref(np.where(np.isfinite(tinst), tinst, periods[None]))
         k0 = (omega * res["t"] - res["phase"] + np.pi / 4)  # + 2 pi N, then / d
         kref = omega * db[:, None] / cref
-        N = np.round((kref - k0) / (2 * np.pi))
+        valid = np.isfinite(k0) & np.isfinite(kref) & (omega > 0)
+        far = db[:, None] >= n_wavelengths * cref * np.where(np.isfinite(tinst), tinst, periods[None])
+        N = _branches(k0, kref, valid, far, branch == "continuity")
         with np.errstate(divide="ignore", invalid="ignore"):
             c = omega * db[:, None] / (k0 + 2 * np.pi * N)
         bad = res["nopick"] | ~np.isfinite(tinst)
@@ -498,11 +513,42 @@ def ftan(signal, dt: float, distance_km, periods, *, vmin: float = 1.5, vmax: fl
     params = {"vmin": vmin, "vmax": vmax, "alpha0": alpha0, "alpha_min": alpha_min,
               "max_jump": max_jump, "phase_matched": phase_matched, "pmf_window": pmf_window,
               "n_wavelengths": n_wavelengths, "min_snr": min_snr, "noise_length": noise_length,
-              "n_candidates": n_candidates}
+              "n_candidates": n_candidates, "branch": branch}
     log.debug("FTAN: %d signals x %d periods, nfft %d, kept bins %d, band samples %d",
               n, periods.size, nfft, K, M)
     return FTANResult(periods, d, out["u"], out["c"], out["t"], out["snr"], flags,
                       out["tinst"], alpha, params)
+
+
+def _branches(k0, kref, valid, far, continuity):
+    """Integers ``N`` (n, m) with ``k d = k0 + 2 pi N`` (see :func:`ftan`, ``branch``).
+
+    ``k0``: measured ``k d`` modulo ``2 pi``; ``kref``: the reference's ``k d`` at the same
+    (instantaneous) frequencies; periods increase along the last axis.
+    """
+    two_pi = 2 * np.pi
+    N = np.round((kref - k0) / two_pi)
+    if not continuity:
+        return N
+    n, m = k0.shape
+    anchor_ok = valid & far
+    last = lambda mask: m - 1 - np.argmax(mask[:, ::-1], axis=-1)  # noqa: E731
+    anchor = np.where(anchor_ok.any(axis=-1), last(anchor_ok), last(valid))
+    rows = np.arange(n)
+    out = N.copy()
+    for direction in (-1, 1):  # to shorter, then to longer periods from the anchor
+        i_prev = anchor.copy()
+        for step in range(1, m):
+            i = anchor + direction * step
+            inside = (i >= 0) & (i < m)
+            ii = np.clip(i, 0, m - 1)
+            ok = inside & valid[rows, ii] & valid[rows, i_prev]
+            # predicted k d: the previous measurement scaled as the reference scales
+            kpred = (k0[rows, i_prev] + two_pi * out[rows, i_prev]) * kref[rows, ii] / kref[rows, i_prev]
+            n_new = np.round((kpred - k0[rows, ii]) / two_pi)
+            out[rows[ok], ii[ok]] = n_new[ok]
+            i_prev = np.where(ok, ii, i_prev)
+    return out
 
 
 def _reference(reference):

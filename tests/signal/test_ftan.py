@@ -67,12 +67,16 @@ def test_non_dispersive_medium_gives_flat_curve_at_generator_velocity():
 
 
 def test_wrong_branch_without_a_good_reference_at_many_wavelengths():
-    """At 40 wavelengths branches are 2.5 % apart: a reference 2.3 % off picks the next one
-    (documented), the true reference recovers the curve."""
+    """At 40 wavelengths branches are 2.5 % apart: a reference 2.3 % off, used period by
+    period, picks the next one (documented); the true reference recovers the curve."""
     model = DispersionModel.constant(3.0)
     d = np.array([480.0])
     ccf = symmetric(diffuse_ccf(d, model, FS, 400.0, band=BAND))
-    bad = ftan(ccf, 1 / FS, d, PERIODS, reference=([1.0, 100.0], [3.07, 3.07]), min_snr=0)
+    bad = ftan(ccf, 1 / FS, d, PERIODS, reference=([1.0, 100.0], [3.07, 3.07]), min_snr=0,
+               branch="reference")
+    # continuity from the longest period (6 wavelengths, branches 16 % apart) stays right
+    cont = ftan(ccf, 1 / FS, d, PERIODS, reference=([1.0, 100.0], [3.07, 3.07]), min_snr=0)
+    assert abs(cont.phase_velocity[0, PERIODS == 4.0][0] / 3.0 - 1) < 0.005
     good = ftan(ccf, 1 / FS, d, PERIODS, reference=([1.0, 100.0], [3.0, 3.0]), min_snr=0)
     at4 = PERIODS == 4.0
     assert abs(good.phase_velocity[0, at4][0] / 3.0 - 1) < 0.005
@@ -128,3 +132,20 @@ def test_batches_do_not_change_results():
     b = ftan(s, 1 / FS, d, PERIODS, block=100, min_snr=0)
     np.testing.assert_allclose(a.group_velocity, b.group_velocity, rtol=1e-5, equal_nan=True)
     np.testing.assert_array_equal(a.flags, b.flags)
+
+
+def test_continuity_keeps_the_branch_where_a_biased_reference_alone_would_not():
+    """A reference 4 % too fast: at 480 km the short periods hold 35-40 wavelengths
+    (branches 2.5-3 % apart), so choosing per period picks wrong branches there; from the
+    longest period (9 wavelengths, 11 % apart) continuity keeps the right one."""
+    model = DispersionModel.linear_period(3.0, 0.03, 1.0)
+    d = np.array([480.0])
+    s = symmetric(diffuse_ccf(d, model, FS, 400.0, band=BAND))
+    biased = lambda t: 1.04 * model.phase_velocity(1.0 / np.asarray(t))  # noqa: E731
+    per_period = ftan(s, 1 / FS, d, PERIODS, reference=biased, branch="reference", min_snr=0)
+    cont = ftan(s, 1 / FS, d, PERIODS, reference=biased, min_snr=0)
+    c = model.phase_velocity(1 / PERIODS)
+    ok = cont.trusted[0]
+    assert ok.sum() >= 5
+    assert np.abs(cont.phase_velocity[0, ok] / c[ok] - 1).max() < 0.005
+    assert np.abs(per_period.phase_velocity[0, ok] / c[ok] - 1).max() > 0.02
