@@ -38,13 +38,16 @@ def _floats(text, name):
 @click.option("--wavelengths", type=float, default=3.0, show_default=True,
               help="Far-field criterion: trust periods with distance >= N wavelengths.")
 @click.option("--no-phase-matched", is_flag=True, help="Skip the phase-matched filter pass.")
+@click.option("--branch", type=click.Choice(["continuity", "reference"]), default="continuity", show_default=True,
+              help="2 pi N of the phase: from the reference at the longest far-field period, then by "
+                   "continuity; or nearest the reference at every period.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the CSV and plots (default: RESULTS's folder, dispersion/).")
 @click.option("--pair", "pairs", multiple=True, metavar="SRC:RCV",
               help="Pair(s) to draw the FTAN image of (default: the pair with the best SNR).")
 @click.option("--no-plots", is_flag=True)
 def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, reference_path, min_snr,
-                       wavelengths, no_phase_matched, out_dir, pairs, no_plots):
+                       wavelengths, no_phase_matched, branch, out_dir, pairs, no_plots):
     """SNR and group/phase velocity curves (FTAN) of every pair of a results file.
 
     The table is stored in RESULTS (group /dispersion/COMPONENT; read it with
@@ -71,7 +74,7 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
         try:
             table = measure(res, component, per, side=side, vmin=vmin, vmax=vmax, alpha0=alpha0,
                             reference=ref, min_snr=min_snr, n_wavelengths=wavelengths,
-                            phase_matched=not no_phase_matched)
+                            phase_matched=not no_phase_matched, branch=branch)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         images = _image_pairs(table, pairs)
