@@ -46,8 +46,13 @@ def _floats(text, name):
 @click.option("--pair", "pairs", multiple=True, metavar="SRC:RCV",
               help="Pair(s) to draw the FTAN image of (default: the pair with the best SNR).")
 @click.option("--no-plots", is_flag=True)
+@click.option("--mapping", type=click.Choice(["sequential", "multiprocess"]), default=None,
+              help="Measure blocks of pairs through the engine (DispersionPE) with this mapping "
+                   "(default: in this process, one block of stacks in memory at a time).")
+@click.option("-n", "--processes", type=click.IntRange(min=1), default=None,
+              help="DispersionPE instances under --mapping multiprocess.")
 def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, reference_path, min_snr,
-                       wavelengths, no_phase_matched, branch, out_dir, pairs, no_plots):
+                       wavelengths, no_phase_matched, branch, out_dir, pairs, no_plots, mapping, processes):
     """SNR and group/phase velocity curves (FTAN) of every pair of a results file.
 
     The table is stored in RESULTS (group /dispersion/COMPONENT; read it with
@@ -74,7 +79,8 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
         try:
             table = measure(res, component, per, side=side, vmin=vmin, vmax=vmax, alpha0=alpha0,
                             reference=ref, min_snr=min_snr, n_wavelengths=wavelengths,
-                            phase_matched=not no_phase_matched, branch=branch)
+                            phase_matched=not no_phase_matched, branch=branch, mapping=mapping,
+                            processes=processes)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         images = _image_pairs(table, pairs)

@@ -38,7 +38,8 @@ def test_dispersion_command_stores_writes_and_plots(results, capsys):
     path, ref, d = results
     periods = [4.0, 5.0, 7.0, 10.0, 14.0, 20.0]
     code = main(["dispersion", str(path), "--periods", ",".join(map(str, periods)),
-                 "--reference", str(ref), "--pair", "XS.A:XS.D", "--branch", "continuity"])
+                 "--reference", str(ref), "--pair", "XS.A:XS.D", "--branch", "continuity",
+                 "--mapping", "multiprocess", "-n", "2"])
     out = capsys.readouterr().out
     assert code == 0, out
     folder = path.parent / "dispersion"
