@@ -37,7 +37,8 @@ def _floats(text, name):
               help="Narrow-band SNR below which a period is flagged.")
 @click.option("--wavelengths", type=float, default=3.0, show_default=True,
               help="Far-field criterion: trust periods with distance >= N wavelengths.")
-@click.option("--no-phase-matched", is_flag=True, help="Skip the phase-matched filter pass.")
+@click.option("--phase-matched", is_flag=True,
+              help="Add a phase-matched filter pass (against arrivals well apart from the main one).")
 @click.option("--branch", type=click.Choice(["continuity", "reference"]), default="continuity", show_default=True,
               help="2 pi N of the phase: from the reference at the longest far-field period, then by "
                    "continuity; or nearest the reference at every period.")
@@ -52,7 +53,7 @@ def _floats(text, name):
 @click.option("-n", "--processes", type=click.IntRange(min=1), default=None,
               help="DispersionPE instances under --mapping multiprocess.")
 def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, reference_path, min_snr,
-                       wavelengths, no_phase_matched, branch, out_dir, pairs, no_plots, mapping, processes):
+                       wavelengths, phase_matched, branch, out_dir, pairs, no_plots, mapping, processes):
     """SNR and group/phase velocity curves (FTAN) of every pair of a results file.
 
     The table is stored in RESULTS (group /dispersion/COMPONENT; read it with
@@ -79,7 +80,7 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
         try:
             table = measure(res, component, per, side=side, vmin=vmin, vmax=vmax, alpha0=alpha0,
                             reference=ref, min_snr=min_snr, n_wavelengths=wavelengths,
-                            phase_matched=not no_phase_matched, branch=branch, mapping=mapping,
+                            phase_matched=phase_matched, branch=branch, mapping=mapping,
                             processes=processes)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
