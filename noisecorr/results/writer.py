@@ -192,6 +192,9 @@ class ResultsWriter:
         self._closed = False
         self._last_checkpoint = time.monotonic()
         self._durable: set = set()
+        # "src|rcv|comp" of the complete pairs queued by this writer: a pair written twice
+        # (two partial stacks of one pair) is refused, not silently last-wins
+        self._written: set = set()
         self._clean_tmp()
         self._load_existing(resume)
 
@@ -305,6 +308,11 @@ class ResultsWriter:
             per row. Any other item is stored, the same for every row, in the
             ``extra`` JSON column.
 
+        Raises
+        ------
+        ValueError
+            Bad rows, or a pair this writer already wrote complete (named in the message).
+
         Examples
         --------
         >>> import tempfile, os, numpy as np
@@ -357,10 +365,27 @@ class ResultsWriter:
         if meta:
             text = json.dumps({k: _jsonable(v) for k, v in meta.items()}, sort_keys=True)
             cols[ix.EXTRA] = np.full(n, text.encode(), dtype=f"S{len(text.encode())}")
+        self._refuse_twice(sources, receivers, comps, cols["complete"])
         self._blocks.append((data, cols))
         self._n_buffered += n
         if self._n_buffered >= self.checkpoint_pairs:
             self.checkpoint()
+
+    def _refuse_twice(self, sources, receivers, comps, complete) -> None:
+        """Raise, naming the pair, if a pair was already written complete by this writer
+        (or is twice in this call); rewriting a pair queued incomplete
+        (``complete=False``) is allowed, and so is rewriting a pair of an earlier session
+        (resume)."""
+        added = set()
+        for s, r, c, ok in zip(sources, receivers, comps, complete.tolist()):
+            key = f"{s}|{r}|{c}"
+            if key in self._written or key in added:
+                raise ValueError(f"pair {s}-{r} {c} written twice to {self.path}: each pair's "
+                                 "stack must reach the writer once (two partial stacks of a "
+                                 "pair would each lack the other's windows)")
+            if ok:
+                added.add(key)
+        self._written |= added
 
     def _fill_geometry(self, cols: dict) -> None:
         missing = np.isnan(cols["distance_km"])

@@ -19,7 +19,8 @@ Memory model of one worker (bytes, see :func:`predict_peak_bytes`):
   *panel* of ``P`` stations ``(n_freq_band, P, n_windows)``, the panel's window-summed
   cross-spectra ``(n_freq_band, B, P)`` complex64;
 * the inverse FFT of a batch of ``pair_batch`` pairs (full one-sided spectra and
-  ``nfft`` real samples) and one output item of at most :data:`OUT_PAIRS` pairs,
+  ``nfft`` real samples) and one output item of at most ``out_pairs`` pairs
+  (:data:`OUT_PAIRS` by default, :attr:`TilePlan.out_pairs`),
   ``n_lags`` float32 each, twice (the correlation sums and the stacks made from them);
 * with several chunks and a linear stack, the running sums of the worker's pairs
   (``n_pairs * n_lags * 8``) if the stack is kept in memory (``n_chunks > 1``);
@@ -61,8 +62,10 @@ __all__ = ["parse_memory", "format_bytes", "n_blocks", "block_range", "tiles", "
 #: Pairs per batched inverse FFT (bounds the irfft buffers, about 50 MB at nfft 72,000).
 PAIR_BATCH = 64
 
-#: Most pairs per output item of a tile worker (bounds the lags held at once: 131 MB of
-#: float32 at 8,001 lags).
+#: Default most pairs per output item of a tile worker and of the tile stack (bounds the
+#: lags held at once: 131 MB of float32 at 8,001 lags); :attr:`TilePlan.out_pairs`.
+#: Nothing downstream may depend on which item a pair travels in: with stations missing
+#: from a chunk, a pair's position among the items changes from chunk to chunk.
 OUT_PAIRS = 4096
 
 #: Bytes of a worker process besides the tiles: interpreter, numpy/scipy/h5py/obspy, one
@@ -159,7 +162,7 @@ def assign_tiles(tile_list, costs, workers: int) -> list:
 def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_band: int,
                        nfft: int, n_lags: int, *, n_factors: int = 1, pair_batch: int = PAIR_BATCH,
                        stack_pairs: int = 0, store: str = "memory", panel: int | None = None,
-                       overhead: int = 0) -> dict:
+                       overhead: int = 0, out_pairs: int = OUT_PAIRS) -> dict:
     """Bytes one worker needs, by item (see the module docstring); ``"total"`` sums them."""
     if store not in STORES:
         raise ValueError(f"store must be one of {STORES}, got {store!r}")
@@ -173,8 +176,8 @@ def predict_peak_bytes(n_resident: int, block_size: int, n_windows: int, n_freq_
         "tile_blocks": f * (b + p) * w * 8,  # source block + one receiver panel
         "tile_cross_spectra": f * b * p * 8,
         "inverse_fft": pb * ((nfft // 2 + 1) * 8 + nfft * 8),
-        # correlation sums + the stacks made of them, OUT_PAIRS pairs at a time
-        "tile_output": 2 * min(b * p, OUT_PAIRS) * n_lags * 4,
+        # correlation sums + the stacks made of them, out_pairs pairs at a time
+        "tile_output": 2 * min(b * p, int(out_pairs)) * n_lags * 4,
         "stack_sums": stack_pairs * n_lags * 8,
         "overhead": int(overhead),
     }
@@ -201,6 +204,9 @@ class TilePlan:
         ``"memory"`` or ``"disk"``: where a worker keeps the station factors it holds.
     panel_size : int
         Receiver stations per cross-spectral product and output item (``<= block_size``).
+    out_pairs : int
+        Most pairs per output item of the tile workers and of the tile stack
+        (:data:`OUT_PAIRS` by default).
     """
 
     n_stations: int
@@ -214,10 +220,13 @@ class TilePlan:
     breakdown: dict = field(default_factory=dict)
     store: str = "memory"
     panel_size: int = 0
+    out_pairs: int = OUT_PAIRS
 
     def __post_init__(self):
         if not self.panel_size:
             object.__setattr__(self, "panel_size", self.block_size)
+        if int(self.out_pairs) < 1:
+            raise ValueError(f"out_pairs must be >= 1, got {self.out_pairs}")
 
     def block_of(self, station: int) -> int:
         return int(station) // self.block_size
@@ -273,7 +282,7 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
                memory_budget=None, workers: int = 1, *, n_factors: int = 1,
                block_size: int | None = None, n_chunks: int = 1,
                max_block: int = 256, store: str | None = None, panel_size: int | None = None,
-               overhead: int = 0) -> TilePlan:
+               overhead: int = 0, out_pairs: int = OUT_PAIRS) -> TilePlan:
     """Choose block size, panel size and factor store, and deal the tiles to workers within
     a memory budget.
 
@@ -311,6 +320,9 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
     overhead : int
         Bytes per worker outside the tiles (:data:`PROCESS_OVERHEAD` for a workflow run;
         0 counts the correlation stage alone).
+    out_pairs : int
+        Most pairs per output item (:data:`OUT_PAIRS`; smaller bounds memory further,
+        tests use a few to make pairs of one panel travel in several items).
 
     Returns
     -------
@@ -326,6 +338,8 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
         raise ValueError(f"need at least 2 stations, got {nst}")
     if store is not None and store not in STORES:
         raise ValueError(f"store must be one of {STORES}, got {store!r}")
+    if int(out_pairs) < 1:
+        raise ValueError(f"out_pairs must be >= 1, got {out_pairs}")
     budget = None if memory_budget is None else parse_memory(memory_budget)
     per_worker = None if budget is None else budget // workers
     if block_size is not None:
@@ -366,11 +380,11 @@ def plan_tiles(n_stations: int, n_windows: int, n_freq_band: int, nfft: int, n_l
             pairs = sum(c for c, o in zip(costs, owners) if o == w) if n_chunks > 1 else 0
             d = predict_peak_bytes(resident[w], bs, n_windows, n_freq_band, nfft, n_lags,
                                    n_factors=n_factors, stack_pairs=pairs, store=where, panel=pn,
-                                   overhead=overhead)
+                                   overhead=overhead, out_pairs=out_pairs)
             if worst is None or d["total"] > worst["total"]:
                 worst = d
         plan = TilePlan(nst, bs, nb, workers, tuple(tl), tuple(owners), worst["total"], budget,
-                        worst, where, pn)
+                        worst, where, pn, int(out_pairs))
         if per_worker is None or worst["total"] <= per_worker:
             return plan
         best = plan if best is None or plan.peak_bytes < best.peak_bytes else best

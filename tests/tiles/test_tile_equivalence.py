@@ -33,18 +33,19 @@ def per_window(p, items):
 
 
 def tiled(p, items, block, workers=1, n_chunks=None, stations=None, mapping="sequential",
-          store=None, panel=None, scratch=None, **kw):
+          store=None, panel=None, scratch=None, out_pairs=4096, **kw):
     stations = stations or stations_of(items)
     band = carried_band(p, items[0]["nfft"])
     plan = plan_tiles(len(stations), 20, band.stop - band.start, items[0]["nfft"],
                       2 * p.maxlag_samples + 1, workers=workers, block_size=block, store=store,
-                      panel_size=panel)
+                      panel_size=panel, out_pairs=out_pairs)
     tc = TiledCorrelation(p, stations, plan, n_chunks=n_chunks, scratch=scratch)
     g = WorkflowGraph()
     g.add(tc)
     route = tc._resolve_input("input")[0]
     res = run(g, inputs={route: [{"input": it} for it in items]}, mapping=mapping, **kw)
-    (outs,) = [v for (pe, port), v in res.outputs.items() if pe in ("TileStackPE", "StackPE")]
+    (outs,) = [v for (pe, port), v in res.outputs.items()
+               if pe in ("TileStackPE", "StackPE") and port == "output"]
     # one stats item per TileCorrelatePE instance: the plan's workers, in every mapping
     stats = res.outputs[("TileCorrelatePE", "stats")]
     assert sorted(s["instance"] for s in stats) == list(range(plan.workers))
@@ -91,13 +92,13 @@ def test_disk_store_and_panels(rma_items, block, panel, tmp_path):
 
 
 @pytest.mark.parametrize("n_chunks", [1, None])
-def test_output_items_split_within_a_panel(rma_items, monkeypatch, n_chunks):
-    """A panel's pairs leave in items of at most OUT_PAIRS pairs; the stacks are the same."""
-    import pes.tiles
-
-    monkeypatch.setattr(pes.tiles, "OUT_PAIRS", 4)
+@pytest.mark.parametrize("mapping", ["sequential", "multiprocess"])
+def test_output_items_split_within_a_panel(rma_items, n_chunks, mapping):
+    """A panel's pairs leave in items of at most ``out_pairs`` pairs (the plan's, so it
+    reaches worker processes too); the stacks are the same."""
     p = params()
-    got = tiled(p, rma_items, 50, panel=7, n_chunks=n_chunks)
+    kw = {"processes": 2, "workers": 2} if mapping == "multiprocess" else {}
+    got = tiled(p, rma_items, 50, panel=7, n_chunks=n_chunks, out_pairs=4, mapping=mapping, **kw)
     assert_same(per_window(p, rma_items), got)
 
 

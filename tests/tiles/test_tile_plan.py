@@ -72,6 +72,17 @@ def test_panel_bounds_cross_spectra():
     assert small["tile_output"] == 2 * 100 * 8001 * 4
 
 
+def test_out_pairs_is_a_plan_parameter():
+    """The part size travels with the plan (to every worker process) and bounds the
+    output items in the prediction."""
+    assert plan_tiles(50, 4, 10, 64, 9, block_size=10).out_pairs == OUT_PAIRS
+    plan = plan_tiles(50, 4, 10, 64, 9, block_size=10, out_pairs=7)
+    assert plan.out_pairs == 7
+    assert plan.breakdown["tile_output"] == 2 * 7 * 9 * 4
+    with pytest.raises(ValueError, match="out_pairs must be >= 1, got 0"):
+        plan_tiles(50, 4, 10, 64, 9, block_size=10, out_pairs=0)
+
+
 def test_refuses_to_start_with_what_it_needs():
     with pytest.raises(MemoryError) as err:
         plan_tiles(**BIG, memory_budget="2GB", workers=2, overhead=PROCESS_OVERHEAD)
