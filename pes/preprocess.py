@@ -16,6 +16,10 @@ rejected : dict
     ``{"seed_id", "chunk", "reason"}`` for data that cannot be processed (no data,
     NaN, missing response, unknown orientation, ...): written, logged, never silently
     dropped.
+PreprocessPE absent : dict
+    The same record, once per channel-chunk :class:`PreprocessPE` rejects, for consumers
+    that must know a channel has nothing for a chunk (:class:`pes.tiles.TileRoutePE`
+    ``absent``: the chunk's tiles need not wait for it).
 OrientPE output : dict
     One channel ``{"seed_id" (``...E``, ``...N`` or ``...Z``), "chunk", "trace", "sensor"}``,
     or, for the channels :attr:`~noisecorr.signal.params.CorrelationParams.joint_mode`
@@ -59,6 +63,7 @@ class PreprocessPE(GenericPE):
         self._add_input("input")
         self._add_output("output")
         self._add_output("rejected")
+        self._add_output("absent")
         self.params = params
         self.inventory = inventory
 
@@ -70,8 +75,9 @@ class PreprocessPE(GenericPE):
                                      inventory=inventory, seed_id=item["seed_id"])
         except PreprocessError as err:
             self.log("rejected %s: %s", item["seed_id"], err.reason, level=logging.WARNING)
-            self.write("rejected", {"seed_id": item["seed_id"], "chunk": item["starttime"],
-                                    "reason": err.reason})
+            record = {"seed_id": item["seed_id"], "chunk": item["starttime"], "reason": err.reason}
+            self.write("rejected", record)
+            self.write("absent", dict(record))
             return None
         self.write("output", {"seed_id": item["seed_id"], "chunk": item["starttime"], "trace": trace,
                               "sensor": sensor_of(item["seed_id"]),

@@ -220,10 +220,14 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         log.info("memory budget %s (%s): tiles of %d stations, panel %d, factors in %s, predicted peak %s per "
                  "worker (%d worker(s))", format_bytes(budget), source, plan.block_size, plan.panel_size,
                  plan.store, format_bytes(plan.peak_bytes), plan.workers)
+        channels = {}
+        for s in seed_ids:  # a station is waited for only on the channels it has
+            c = s[-1].upper()  # (1/2 horizontals reach the tiles rotated to E/N)
+            channels.setdefault(station_key(s), set()).update(c if c in "ENZ" else "EN")
         correlate = [TiledCorrelation(p, station_keys, plan, n_chunks=n_chunks,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
                                       coordinates=coordinates, scratch=config.scratch,
-                                      name="TiledCorrelation")]
+                                      channels=channels, name="TiledCorrelation")]
     else:
         correlate = [CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate"),
                      StackPE(p, name="Stack")]
@@ -251,6 +255,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     chain = [fetch, pre, orient, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):
         graph.connect(a, "output", b, "input", grouping="local" if b in local_into else None)
+    if tiled:  # a station-day the preprocessing rejects does not hold its chunk's tiles
+        graph.connect(pre, "absent", correlate[0], "absent", grouping="local")
     pes = {pe.name: pe for pe in graph.pes}
     return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes,
                     memory)
