@@ -397,7 +397,10 @@ class FetchPE(IterativePE):
 
     Unreadable files (empty, not waveform data, corrupt or truncated miniSEED) and client
     failures are written to ``rejected`` as ``{"seed_id", "chunk", "reason"}`` naming the
-    file, and logged; the readable rest of the channel is still used.
+    file, and logged; the readable rest of the channel is still used. When nothing of the
+    channel-chunk is left (every file refused, the client failed), one
+    ``{"seed_id", "chunk", "reason"}`` also goes to ``absent`` (for
+    :class:`pes.tiles.TileRoutePE`: its tiles need not wait for it).
 
     Every file that cannot be read is also written once per instance to ``skipped_files``
     as ``{"path", "reason", "damaged"}``: the files a :class:`FileClient` left out of its
@@ -412,6 +415,7 @@ class FetchPE(IterativePE):
         if name:
             self.name = name
         self._add_output("rejected")
+        self._add_output("absent")
         self._add_output("skipped_files")
         self._files_reported = 0
         self._file_problems = []
@@ -437,6 +441,8 @@ class FetchPE(IterativePE):
             self.log("%s: %s", sid, problem, level=logging.WARNING)
             self.write("rejected", {"seed_id": sid, "chunk": request["starttime"], "reason": problem})
         if stream is None:
+            self.write("absent", {"seed_id": sid, "chunk": request["starttime"],
+                                  "reason": "; ".join(problems)})
             return None
         inventory = self.inventory
         if self.fetch_inventory:

@@ -255,8 +255,9 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     chain = [fetch, pre, orient, norm, spec, white, *correlate, write]
     for a, b in zip(chain, chain[1:]):
         graph.connect(a, "output", b, "input", grouping="local" if b in local_into else None)
-    if tiled:  # a station-day the preprocessing rejects does not hold its chunk's tiles
-        graph.connect(pre, "absent", correlate[0], "absent", grouping="local")
+    if tiled:  # a station-day fetch or preprocessing leaves out does not hold its chunk's tiles
+        for pe in (fetch, pre):
+            graph.connect(pe, "absent", correlate[0], "absent", grouping="local")
     pes = {pe.name: pe for pe in graph.pes}
     return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes,
                     memory)
