@@ -12,7 +12,9 @@ azimuth and dip, and bundles the channels ``joint_normalisation`` normalises tog
 
 ``TiledCorrelation`` (``TileRoute -> TileCorrelate -> TileStack``, see :mod:`pes.tiles`) is the
 block-tiled stage (see :func:`tiled_path`); RTZ components and runs that record provenance use
-``CrossCorrelate -> Stack`` instead (so does ``tiled: false``).
+``CrossCorrelate -> Stack`` instead (so does ``tiled: false``). Fetch and Preprocess also write
+each channel-chunk they leave out to ``absent``, connected to the tiled stage's ``absent``
+input: that chunk's tiles are computed (and its spectra freed) once the other stations arrived.
 
 Library users build it, swap or insert their own PEs, and enact it with any mapping::
 
