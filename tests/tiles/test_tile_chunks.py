@@ -311,3 +311,34 @@ def test_empty_tile_chunk_completes_the_chunk():
     drive(stack, "input", _tile_item(1.0, ["A|B|ZZ"], 1, 2.0, n=4))
     ((_, it),) = stack.sent
     assert it["keys"] == ["A|B|ZZ"] and it["n_windows"].tolist() == [4]
+
+
+@pytest.mark.mpi
+def test_missing_station_days_under_mpi():
+    """The same multi-day run with missing station-days under ``mpiexec -n 2`` (this file
+    run as a script, below): every pair once, as the per-pair path, no tile at the end."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    assert mpiexec.exists(), f"no mpiexec next to {sys.executable}: pip install -e '.[mpi]'"
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, __file__], capture_output=True,
+                          text=True, timeout=240, cwd=Path(__file__).parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"pairs {N_STATIONS * (N_STATIONS - 1) // 2} tiles_at_end 0" in proc.stdout
+
+
+if __name__ == "__main__":  # one rank of test_missing_station_days_under_mpi
+    from noisecorr.mappings import load
+
+    p = params()
+    items, absent = days(p)
+    plan = tile_plan(p, items[0]["nfft"])
+    g, _, inputs = tiled_graph(p, items, absent, plan, n_chunks=3, report=True)
+    res = run(g, inputs=inputs, mapping="mpi")
+    if load("mpi").is_root():
+        got = collect(res.outputs[("TileStackPE", "output")])
+        assert_same(per_pair(p, items), got)
+        late = sum(s["tiles_at_end"] for s in res.outputs[("TileCorrelatePE", "stats")])
+        print(f"pairs {len(got)} tiles_at_end {late}")
