@@ -11,7 +11,8 @@ import logging
 import os
 import pkgutil
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import loader
@@ -135,7 +136,8 @@ class Trust:
             extra = f"; signed by {signer}, not a trusted key" if signer else ""
             return f"built-in: identical to module {e.module} of the installed noisecorr{extra}"
         if self.state == "untrusted":
-            return f"signed by {signer}, NOT a trusted key (loading needs `noisecorr registry trust` or --trust-unsigned)"
+            return (f"signed by {signer}, NOT a trusted key "
+                    "(loading needs `noisecorr registry trust` or --trust-unsigned)")
         if self.state == "bad":
             return f"BAD SIGNATURE: claims {signer}, but source or metadata changed after signing (never loaded)"
         return "unsigned (loading needs `noisecorr registry sign` or --trust-unsigned)"
@@ -350,8 +352,8 @@ class Registry:
                 conn.execute("INSERT INTO tags (entry_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
                              (existing[2], tag))
             stored = self._entries(conn, "e.id = ?", (existing[2],))[0]
-            same = replace(entry, version=stored.version, created_at=stored.created_at, tags=stored.tags)
-            if signer is not None and stored.signature is None and entry.signature is None and same == stored:
+            if signer is not None and stored.signature is None and entry.signature is None \
+                    and _same_entry(entry, stored):
                 # the same module added again by a key holder: they vouch for exactly this entry
                 return Added(self._sign_stored(conn, stored, source, signer), "signed")
             return Added(stored, "unchanged")
@@ -722,7 +724,8 @@ class Registry:
                                     "cover; it is imported unsigned (check it, then `noisecorr registry sign "
                                     "%s.%s@%d`)", path, entry.ref, workspace, entry.signer_id, workspace,
                                     entry.name, entry.version)
-                    entry = replace(entry, workspace=workspace, signature=None, signer_key=None, signer_name=None)
+                    entry = dataclasses.replace(entry, workspace=workspace, signature=None, signer_key=None,
+                                                signer_name=None)
                 results.append(self._insert(conn, entry, entry.version, source))
         return results
 
@@ -736,6 +739,17 @@ def _signature_fields(values, source, signer):
     fields = {**values, "signer_key": signer.public.b64, "signer_name": signer.public.name}
     return {"signature": signer.sign(signed_payload(fields, source)), "signer_key": signer.public.b64,
             "signer_name": signer.public.name}
+
+
+def _same_entry(a, b):
+    """True when entries ``a`` and ``b`` differ at most in version, creation time and tags."""
+    def comparable(e):
+        d = e.to_dict()
+        for f in ("version", "created_at", "tags"):
+            d.pop(f)
+        return json.loads(json.dumps(d))  # tuples and lists alike, as stored
+
+    return comparable(a) == comparable(b)
 
 
 def _signature_matches(entry, source):
