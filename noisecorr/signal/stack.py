@@ -55,13 +55,14 @@ at midnight UTC and every ``substack_len`` after it.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
 
 __all__ = ["STACK_METHODS", "DEFAULT_SUBSTACK_ORIGIN", "StackState", "linear_stack",
-           "pws_stack", "robust_stack", "robust_weights", "stack", "substack", "substack_index",
+           "pws_stack", "robust_stack", "robust_weights", "stack", "stack_memory_bytes", "substack", "substack_index",
            "substack_states", "unit_phasors"]
 
 logger = logging.getLogger(__name__)
@@ -364,6 +365,49 @@ class StackState:
         stacked, _, _ = robust_weights(np.stack([p[0] for p in pieces]),
                                        counts=np.array([p[1] for p in pieces]))
         return stacked, self.n
+
+
+def stack_memory_bytes(n_pairs: int, n_lags: int, stack_method: str, duration: float,
+                       chunk_length: float, substack_len: float | None = None) -> int:
+    """Bytes the stack states of a run hold (:class:`pes.stack.StackPE`), all pairs together.
+
+    Per pair and sub-stack span a :class:`StackState` holds ``8 * n_lags`` bytes (float64
+    sum), pws ``24 * n_lags`` (plus the complex128 phasor sum); robust adds ``8 * n_lags``
+    per piece (one per chunk and span it touches). The number of windows does not enter.
+
+    Parameters
+    ----------
+    n_pairs : int
+        Pairs times components.
+    n_lags : int
+        ``2 * maxlag_samples + 1``.
+    stack_method : {"linear", "pws", "robust"}
+    duration : float
+        Seconds of data the run stacks (all chunks).
+    chunk_length : float
+        Seconds per chunk (one input item per pair and chunk).
+    substack_len : float, optional
+        Sub-stack span (s); None without sub-stacks (one span).
+
+    Examples
+    --------
+    >>> round(stack_memory_bytes(4950, 4801, "pws", 86400.0, 86400.0) / 2**20)  # MiB, 100 stations
+    544
+    >>> stack_memory_bytes(4950, 4801, "linear", 86400.0, 86400.0, 3600.0) // (8 * 4950 * 4801)
+    25
+    """
+    _check_method(stack_method)
+    n_chunks = max(1, int(math.ceil(duration / chunk_length - 1e-9)))
+    if substack_len:
+        # a span not aligned with the data's start: one more than fits
+        spans = int(math.ceil(duration / substack_len - 1e-9)) + 1
+        spans_per_chunk = int(math.ceil(chunk_length / substack_len - 1e-9)) + 1
+    else:
+        spans, spans_per_chunk = 1, 1
+    per_lag = spans * (24 if stack_method == "pws" else 8)
+    if stack_method == "robust":
+        per_lag += 8 * n_chunks * spans_per_chunk
+    return int(n_pairs) * int(n_lags) * per_lag
 
 
 def _check_method(method: str) -> None:

@@ -139,3 +139,37 @@ def test_substack_each_span_is_the_stack_of_its_windows(method):
     for i, (a, b) in enumerate([(0, 8), (8, 16), (16, 24), (24, 30)]):
         want = {"linear": linear_stack, "pws": pws_stack, "robust": robust_stack}[method](x[a:b])[0]
         np.testing.assert_allclose(subs[i], want, rtol=1e-5, atol=1e-6)
+
+
+def test_substack_origin_from_yaml_is_normalised_and_bad_values_name_the_field(tmp_path):
+    from pathlib import Path
+
+    from noisecorr.signal.params import CorrelationParams
+    from noisecorr.workflow.config import ConfigError, load_config
+
+    root = Path(__file__).resolve().parents[2]
+    default = load_config(root / "configs" / "default.yaml", environ={}).processing
+    assert default.substack_origin is None and default.substack_origin_seconds == 0.0
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("substack: true\nsubstack_len: 21600\nsubstack_origin: 2024-01-01T05:00:00+02:00\n")
+    p = load_config(cfg, environ={}).processing  # YAML reads the unquoted time as a datetime
+    assert p.substack_origin == "2024-01-01T03:00:00.000000Z"
+    assert p.substack_origin_seconds == MIDNIGHT + 3 * HOUR
+    assert CorrelationParams.from_dict(p.to_dict()) == p
+    env = load_config(environ={"NOISECORR_SUBSTACK_ORIGIN": "2024-01-01"}).processing
+    assert env.substack_origin_seconds == MIDNIGHT
+    for bad in ("noon", 3.0):
+        cfg.write_text(f"substack_origin: {bad}\n")
+        with pytest.raises(ConfigError, match="substack_origin"):
+            load_config(cfg, environ={})
+
+
+def test_stack_memory_bytes_counts_states_not_windows():
+    from noisecorr.signal.stack import stack_memory_bytes
+
+    L, P = 4801, 4950
+    assert stack_memory_bytes(P, L, "linear", 86400.0, 86400.0) == P * L * 8
+    assert stack_memory_bytes(P, L, "pws", 86400.0, 86400.0) == P * L * 24
+    # daily sub-stacks over 30 daily chunks: 31 spans (an unaligned start), robust 2 pieces a chunk
+    assert stack_memory_bytes(P, L, "pws", 30 * 86400.0, 86400.0, 86400.0) == P * L * 24 * 31
+    assert stack_memory_bytes(P, L, "robust", 30 * 86400.0, 86400.0, 86400.0) == P * L * 8 * (31 + 60)
