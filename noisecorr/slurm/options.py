@@ -205,7 +205,8 @@ def estimate_memory_mb(n_stations: int, processing, chunk_length: float, n_chunk
         L      = 2 * round(maxlag * fs) + 1              lags
         P      = n_stations * (n_stations - 1) / 2 * n_components
         K      = P * L * 8 B                             running float64 sums (linear stack)
-               + P * L * 4 B * w * n_chunks              per-window CCFs (pws, robust, substacks)
+               (pws, robust, substacks: noisecorr.signal.stack.stack_memory_bytes, the
+               states per sub-stack span and robust piece, not per window)
         node   = SAFETY * ((S + K) / nodes + processes_per_node * PROCESS_BASE_MB)
 
     with ``SAFETY`` = 1.5 and ``PROCESS_BASE_MB`` = 350, rounded up to a whole GB. Spectra
@@ -226,6 +227,9 @@ def estimate_memory_mb(n_stations: int, processing, chunk_length: float, n_chunk
     pairs = n_stations * (n_stations - 1) // 2 * len(processing.components)
     stacks = pairs * lags * 8
     if processing.stack_method != "linear" or processing.substack:
-        stacks += pairs * lags * 4 * windows * max(1, n_chunks)
+        from noisecorr.signal.stack import stack_memory_bytes
+
+        stacks = stack_memory_bytes(pairs, lags, processing.stack_method, chunk_length * max(1, n_chunks),
+                                    chunk_length, processing.substack_len if processing.substack else None)
     total = SAFETY * ((spectra + stacks) / 2**20 / nodes + processes_per_node * PROCESS_BASE_MB)
     return int(math.ceil(total / 1024.0)) * 1024
