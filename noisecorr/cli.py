@@ -205,6 +205,7 @@ def _register_optional_commands():
         ("noisecorr.registry.cli", "commands"),
         ("noisecorr.provenance.cli", "commands"),
         ("noisecorr.slurm.cli", "commands"),
+        ("noisecorr.monitoring.cli", "commands"),
         ("noisecorr.dispersion.cli", "commands"),
     ):
         if importlib.util.find_spec(module_name.rpartition(".")[0]) is None:

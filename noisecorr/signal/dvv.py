@@ -125,7 +125,7 @@ def stretch_matrix(lags: np.ndarray, epsilons: np.ndarray, rows: np.ndarray | No
     traces sampled on ``lags`` (a uniform axis) it gives the stretched traces. Points beyond
     the axis read the nearest edge sample.
 
-    Returns a CSR matrix of shape ``(n_eps * n_rows, n_lags)``, float32.
+    Returns a CSR matrix of shape ``(n_eps * n_rows, n_lags)``, float64.
     """
     lags = np.asarray(lags, dtype=np.float64)
     n = lags.size
@@ -143,8 +143,7 @@ def stretch_matrix(lags: np.ndarray, epsilons: np.ndarray, rows: np.ndarray | No
     taps = np.clip(i0[..., None] + np.arange(-1, 3), 0, n - 1)
     n_out = eps.size * rows.size
     return scipy.sparse.csr_matrix(
-        (w.reshape(-1).astype(np.float32), taps.reshape(-1), np.arange(0, 4 * n_out + 1, 4)),
-        shape=(n_out, n))
+        (w.reshape(-1), taps.reshape(-1), np.arange(0, 4 * n_out + 1, 4)), shape=(n_out, n))
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,9 @@ def stretching_error(coefficient, freqmin: float, freqmax: float, t1, t2) -> np.
 
     Returns a fraction (same unit as dv/v); infinite where ``X <= 0``.
     """
-    x = np.clip(np.asarray(coefficient, dtype=np.float64), -1.0, 1.0)
+    # capped just below 1: a perfect match has a vanishing but positive error, so it still
+    # counts (with a large weight) in inverse-variance averages
+    x = np.clip(np.asarray(coefficient, dtype=np.float64), -1.0, 1.0 - 1e-9)
     bw = 1.0 / (float(freqmax) - float(freqmin))
     wc = np.pi * (float(freqmin) + float(freqmax))
     span = np.asarray(t2, dtype=np.float64) ** 3 - np.asarray(t1, dtype=np.float64) ** 3
@@ -195,7 +196,7 @@ def stretching_error(coefficient, freqmin: float, freqmax: float, t1, t2) -> np.
 
 def _normalised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Demean and scale to unit norm inside ``mask`` (zeros outside), along the last axis."""
-    m = mask.astype(np.float32)
+    m = mask.astype(x.dtype)
     n = np.maximum(m.sum(axis=-1, keepdims=True), 1.0)
     y = (x - (x * m).sum(axis=-1, keepdims=True) / n) * m
     norm = np.sqrt((y * y).sum(axis=-1, keepdims=True))
@@ -259,11 +260,13 @@ def stretching(series: np.ndarray, reference: np.ndarray, lags: np.ndarray, mask
         return StretchResult(out, coef, np.full_like(out, np.nan), fits, edge)
     W = stretch_matrix(lags, eps, used)                                   # (E * U, n_lags)
     m = mask[:, used]
-    block = max(1, int(_BLOCK_BYTES // (4 * max(n_eps, n_days) * used.size)))
+    # float64: the parabola through the peak resolves a fraction of the grid step only if the
+    # coefficients are exact to far better than float32's 1e-7
+    block = max(1, int(_BLOCK_BYTES // (8 * max(n_eps, n_days) * used.size)))
     for p0 in range(0, n_pairs, block):
         p1 = min(p0 + block, n_pairs)
-        c = _normalised(cur[p0:p1][:, :, used], m[p0:p1, None, :])        # (B, D, U)
-        s = (W @ ref[p0:p1].T).T.reshape(p1 - p0, n_eps, used.size)      # stretched references
+        c = _normalised(cur[p0:p1][:, :, used].astype(np.float64), m[p0:p1, None, :])   # (B, D, U)
+        s = (W @ ref[p0:p1].T.astype(np.float64)).T.reshape(p1 - p0, n_eps, used.size)
         s = _normalised(s, m[p0:p1, None, :])
         cc = np.matmul(c, np.swapaxes(s, 1, 2))                           # (B, D, E)
         k = np.argmax(cc, axis=-1)
