@@ -466,6 +466,34 @@ class Results:
         return dataclasses.replace(sub, stack=flip(sub.stack), stacks=flip(sub.stacks),
                                    linear=flip(sub.linear), phasor=phasor)
 
+    def series(self, source: str, receiver: str, component: str = "ZZ"):
+        """The time-resolved correlations of a pair: ``(times, lags, array, windows)``.
+
+        A per-chunk series is the sub-stack layout (``substack: true`` with
+        ``substack_len`` equal to the chunk length on the calendar grid), so this reads
+        :meth:`substacks`: one code path for both.
+
+        Returns
+        -------
+        times : ndarray (K,), POSIX seconds (UTC)
+            Start of each span, in time order.
+        lags : ndarray (n_lags,), seconds
+            Positive lag: the wave travels from ``source`` to ``receiver``.
+        array : ndarray (K, n_lags)
+            One stack per span (reversed in time for a reverse pair, as :meth:`stack`).
+        windows : ndarray of int (K,)
+            Windows stacked in each span.
+
+        Raises
+        ------
+        KeyError
+            Neither the pair nor its reverse is stored.
+        ValueError
+            The pair was stored without sub-stacks.
+        """
+        sub = self.substacks(source, receiver, component)
+        return sub.starts, sub.lags, sub.stacks, sub.counts
+
     def combine_substacks(self, source: str, receiver: str, component: str = "ZZ", *,
                           start=None, end=None):
         """``(lags, stack, n_windows)`` of the sub-stacks of a pair whose spans start in

@@ -238,3 +238,24 @@ def test_older_file_with_substacks_only_reads_as_their_weighted_mean(tmp_path):
             else:
                 np.testing.assert_allclose(res.combine_substacks("XX.A", "XX.B")[1], 3.25)
         path.unlink()
+
+
+def test_series_returns_the_spans_of_a_pair_in_time_order(tmp_path):
+    items, (x_ab, t_ab), _ = two_pairs()
+    p = params()
+    out = run_stack(p, items)["XX.A.|XX.B.|ZZ"]
+    path = tmp_path / "results.h5"
+    run_stack(p, items, path)
+    with open_results(path) as res:
+        times, lags, array, windows = res.series("XX.A", "XX.B")
+        np.testing.assert_array_equal(times, out["substack_starts"])
+        np.testing.assert_array_equal(lags, LAGS)
+        np.testing.assert_array_equal(array, out["substacks"])
+        np.testing.assert_array_equal(windows, out["substack_counts"])
+        assert windows.sum() == 150 and np.all(np.diff(times) > 0)
+        # the first span's stack is the mean of the windows that start in it
+        first = (t_ab >= times[0]) & (t_ab < times[0] + 6 * HOUR)
+        np.testing.assert_allclose(array[0], x_ab[first].astype(np.float64).mean(axis=0),
+                                   rtol=1e-5, atol=1e-6)
+        _, _, rev, _ = res.series("XX.B", "XX.A")
+        np.testing.assert_array_equal(rev, out["substacks"][:, ::-1])
