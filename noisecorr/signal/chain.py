@@ -229,5 +229,6 @@ def correlate_and_stack(src: StationSpectra, rcv: StationSpectra,
     if not params.substack:
         return PairResult(src.seed_id, rcv.seed_id, lags, full, n)
     subs, starts, counts = substack(ccfs, t, params.substack_len, params.stack_method,
-                                    pws_power=params.pws_power)
+                                    pws_power=params.pws_power,
+                                    origin=params.substack_origin_seconds)
     return PairResult(src.seed_id, rcv.seed_id, lags, full, n, subs, starts, counts)

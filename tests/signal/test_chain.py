@@ -98,3 +98,25 @@ def test_raw_streams_to_correlation_with_decimation_and_offsets():
     res = correlate_and_stack(station_spectra(pa, p), station_spectra(pb, p), p)
     assert res.lags[np.argmax(res.stack)] == pytest.approx(1.35)
     assert res.n_windows == 11
+
+
+def test_chain_substacks_follow_the_configured_origin():
+    """correlate_and_stack puts sub-stacks on the grid of ``substack_origin`` (midnight UTC
+    by default), as StackPE does."""
+    import numpy as np
+
+    from noisecorr.signal.chain import correlate_and_stack, station_spectra
+    from noisecorr.signal.params import CorrelationParams
+    from noisecorr.signal.preprocess import ProcessedTrace
+
+    x = np.random.default_rng(0).standard_normal(20000).astype(np.float32)
+    starts = {}
+    for origin in (None, "1970-01-01T00:05:00Z"):
+        p = CorrelationParams(sampling_rate=10.0, cc_len=60.0, step=30.0, freqmin=0.2, freqmax=4.0,
+                              maxlag=5.0, substack=True, substack_len=600.0, substack_origin=origin,
+                              max_over_std=np.inf)
+        a = ProcessedTrace("XX.A..HHZ", 1000.0, 10.0, x, np.zeros(x.size, bool))
+        b = ProcessedTrace("XX.B..HHZ", 1000.0, 10.0, np.roll(x, 3), np.zeros(x.size, bool))
+        starts[origin] = correlate_and_stack(station_spectra(a, p), station_spectra(b, p), p).substack_starts
+    assert starts[None][:3].tolist() == [600.0, 1200.0, 1800.0]      # the window at 1000 s is in [600, 1200)
+    assert starts["1970-01-01T00:05:00Z"][:3].tolist() == [900.0, 1500.0, 2100.0]
