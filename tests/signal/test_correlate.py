@@ -59,12 +59,19 @@ def test_circular_correlation_matches_definition(nfft):
 
 @pytest.mark.parametrize("cc_method", CC_METHODS)
 @pytest.mark.parametrize("k", [9, -9, 1, -1, 0])
-@pytest.mark.parametrize("n,zero_pad", [(512, True), (512, False), (511, True), (511, False)])
+CASES = [(512, True), (512, False), (511, True), (511, False)]
+
+
+def case_nfft(n, zero_pad):
+    return choose_nfft(n, zero_pad) if zero_pad else n
+
+
+@pytest.mark.parametrize("n,zero_pad", CASES)
 def test_delayed_receiver_peaks_at_delay(cc_method, k, n, zero_pad):
     """A receiver delayed by k samples peaks at lag +k*dt for every method, parity and padding."""
     fs = 8.0
     s, r = make_delayed_pair(n * 4, k, seed=abs(k) + n)
-    S = rfft_windows(s.reshape(4, n), nfft := (choose_nfft(n, zero_pad) if zero_pad else n))
+    S = rfft_windows(s.reshape(4, n), nfft := case_nfft(n, zero_pad))
     R = rfft_windows(r.reshape(4, n), nfft)
     assert (nfft % 2) == (n % 2) or zero_pad
     ccf, lags = correlate(S, R, nfft, fs, maxlag=20 / fs, cc_method=cc_method, smoothspect_N=3)
@@ -75,8 +82,13 @@ def test_delayed_receiver_peaks_at_delay(cc_method, k, n, zero_pad):
 
 
 def test_both_nfft_parities_exercised():
-    assert 511 % 2 == 1 and 512 % 2 == 0
-    assert choose_nfft(512, True) >= 1023 and choose_nfft(511, True) >= 1021
+    """The cases above reach an odd and an even FFT length, padded and circular (an even
+    nfft is where a peer code's ifftshift moves every lag by one sample)."""
+    lengths = {(zp, case_nfft(n, zp) % 2) for n, zp in CASES}
+    assert {(False, 0), (False, 1)} <= lengths and any(zp for zp, _ in lengths)
+    for n, zp in CASES:
+        if zp:
+            assert case_nfft(n, zp) >= 2 * n - 1
 
 
 def test_peak_follows_delay_sign_not_argument_order():
