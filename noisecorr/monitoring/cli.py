@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 __all__ = ["commands"]
 
@@ -79,9 +80,6 @@ def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_fac
                    + ", ".join(f"{a}-{b}" for a, b in res.skipped[:20]))
     for name, p in files.items():
         click.echo(f"{name:10s} {p}")
-
-
-import numpy as np  # noqa: E402  (used by the command's summary)
 
 
 def commands():

@@ -17,6 +17,7 @@ from noisecorr.tiles import carried_band, plan_tiles
 from pes import CrossCorrelatePE, StackPE
 from pes.tiles import TileCorrelatePE, TiledCorrelation, TileRoutePE, TileStackPE
 from pes.write import WriteResultsPE
+from test_tile_equivalence import assert_same
 from tile_data import make_spectra, params
 
 TOL = 1e-4
@@ -84,14 +85,6 @@ def collect(outs):
             assert k not in got, f"pair {k} emitted twice"
             got[k] = (s, int(n))
     return got
-
-
-def assert_same(ref, got):
-    assert set(ref) == set(got)
-    for k in ref:
-        assert ref[k][1] == got[k][1], k
-        scale = np.abs(ref[k][0]).max()
-        assert np.abs(ref[k][0] - got[k][0]).max() <= TOL * scale, k
 
 
 @pytest.fixture(scope="module")
