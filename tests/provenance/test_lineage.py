@@ -9,7 +9,7 @@ import pytest
 from noisecorr.engine import GraphError, run
 from noisecorr.provenance.store import Store
 
-import prov_graphs as graphs
+from noisecorr.testing import lineage_graphs as graphs
 
 RUN_ID = "0123456789abcdef"
 
@@ -160,7 +160,7 @@ MPI_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from noisecorr.engine import run
-import prov_graphs as graphs
+from noisecorr.testing import lineage_graphs as graphs
 g, inputs = graphs.graph(fine=True)
 run(g, inputs=inputs, mapping="mpi", provenance={{"store": {db!r}, "run_id": {run_id!r}}})
 """

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from prov.model import ProvDocument
 
-import prov_graphs as graphs
+from noisecorr.testing import lineage_graphs as graphs
 from noisecorr.engine import run
 from noisecorr.provenance.export import document, export
 from noisecorr.provenance.store import Store

@@ -1,4 +1,14 @@
-"""Small graphs for the lineage tests (importable by worker processes)."""
+"""Small graphs with known lineage, for the provenance tests of every mapping.
+
+They live in the installed package (not under ``tests/``) so that the worker processes of
+every mapping -- multiprocess, MPI ranks, Storm components started from a packaged topology
+-- import them by name, as they would a user's PEs.
+
+``graph()`` is Readings -> Scale -> Pair -> Stack: two stations, three chunks each; Scale
+doubles each reading, Pair multiplies the two stations of a chunk (group-by chunk), Stack
+sums per pair key, so the single stack is ``2*2 + 4*4 + 6*6 = 56`` and the lineage of each
+stack is known exactly.
+"""
 
 from noisecorr.engine import GenericPE, IterativePE, ProducerPE, WorkflowGraph
 
@@ -64,11 +74,16 @@ class Stack(GenericPE):
             self.write("output", {"key": key, "stack": np.full(5, self.sums[key], dtype=np.float32)})
 
 
-def graph(stations=("XX.A..Z", "XX.B..Z"), fine=True):
-    """Readings -> Scale -> Pair -> Stack; returns (graph, inputs)."""
+def graph(stations=("XX.A..Z", "XX.B..Z"), fine=True, parallel=1):
+    """Readings -> Scale -> Pair -> Stack; returns (graph, inputs).
+
+    ``fine``: Stack declares per-key lineage (else: the default, everything it consumed).
+    ``parallel``: instances of Scale and Pair, so derivations cross workers.
+    """
     g = WorkflowGraph()
     src, scale, pair, stack = Readings(), Scale(), Pair(), Stack(fine)
     src.name, scale.name, pair.name, stack.name = "Fetch", "Scale", "Pair", "Stack"
+    scale.numprocesses = pair.numprocesses = parallel
     g.connect(src, "output", scale, "input")
     g.connect(scale, "output", pair, "input")
     g.connect(pair, "output", stack, "input")
