@@ -2,7 +2,7 @@
 
 Each mapping is a small module with ``enact(spec, processes=None, **options) -> RunResult``
 over the shared run loop in :mod:`noisecorr.engine.runtime`; it is imported only when it is
-used, so a missing optional dependency (mpi4py for ``mpi``) only matters to those who ask
+used, so a missing optional dependency (mpi4py for ``mpi``, distributed for ``dask``) only matters to those who ask
 for that mapping.
 """
 
@@ -19,6 +19,7 @@ MAPPINGS = {
     "multiprocess": ("noisecorr.mappings.multiprocess", None, None),
     "mpi": ("noisecorr.mappings.mpi", "mpi4py", "mpi"),
     "storm": ("noisecorr.mappings.storm", None, "storm"),
+    "dask": ("noisecorr.mappings.dask", "distributed", "dask"),
 }
 
 #: dispel4py's names
