@@ -101,7 +101,7 @@ def default_workers(processes=None):
 
 
 def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, progress=None, provenance=None,
-          memory_limit="auto", **options):
+          memory_limit="auto", timeout=30, **options):
     """Run ``spec`` on a Dask cluster and return a :class:`~noisecorr.engine.result.RunResult`.
 
     Parameters
@@ -120,6 +120,8 @@ def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, pr
         Record lineage; each worker records its own PE instances.
     memory_limit : str or int
         Per worker memory limit of a local cluster (Dask's ``memory_limit``).
+    timeout : float
+        Seconds to wait for the scheduler to answer (``OSError`` after that).
     """
     if options:
         raise TypeError(f"unknown option(s) for the dask mapping: {sorted(options)}")
@@ -130,7 +132,7 @@ def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, pr
         cluster = local_cluster(default_workers(processes), memory_limit=memory_limit)
         scheduler = cluster.scheduler_address
     try:
-        with distributed.Client(scheduler, timeout=60) as client:
+        with distributed.Client(scheduler, timeout=timeout) as client:
             summaries, plan = _Run(client, spec, processes, window, progress, provenance, local=cluster is not None).execute()
     finally:
         if cluster is not None:
@@ -156,6 +158,7 @@ class _Run:
         n = processes or len(self.addresses)
         self.plan = make_plan(spec, n)
         self.run = f"noisecorr-{socket.gethostname()}-{os.getpid()}-{next(_runs)}"
+        self.gone = set()  # engine workers whose Dask worker died
         self.on = {w: self.addresses[w % len(self.addresses)] for w in range(n) if self.plan.hosted_by(w)}
 
     def execute(self):
@@ -184,11 +187,6 @@ class _Run:
             self._stop(tasks, "the run failed")
             raise
         finally:
-            for w, inbox in self.inboxes.items():
-                try:
-                    inbox.release().result(timeout=5)
-                except Exception as exc:  # its worker is gone: nothing to release
-                    log.debug("dask: inbox %d not released: %s", w, exc)
             client.cancel(list(tasks.values()) + list(actor_futures.values()), force=True)
 
     def _watch(self, tasks):
@@ -223,7 +221,7 @@ class _Run:
                 next_watch = now + WATCH_SECONDS
                 dead = self._dead()
                 if dead:
-                    raise self._death_error(dead[0])
+                    raise self._death_error(dead)
                 self._poll_progress(pending)
         self._poll_progress(tasks)
         return summaries
@@ -239,25 +237,32 @@ class _Run:
         while True:
             dead = self._dead()
             if dead:
-                return self._death_error(dead[0])
+                return self._death_error(dead)
             if "cannot reach dask worker" not in str(err) or time.monotonic() > deadline:
                 return err
             time.sleep(0.2)
 
-    def _death_error(self, w):
-        from .transport import SEP, read_slot, slot_path
+    def _death_error(self, dead):
+        """The error for engine workers ``dead`` (their Dask worker process is gone).
 
-        address = self.on[w]
-        reason = (f"dask worker process {address} (engine worker {w}) left the cluster: it was killed "
+        Several engine workers may share the dead process: the one that was processing an
+        item (its post-mortem slot says which) is named, else the first with its PEs.
+        """
+        from .transport import SEP, slot_path
+
+        self.gone.update(dead)
+        address = self.on[dead[0]]
+        reason = (f"dask worker process {address} left the cluster: it was killed "
                   "(by a signal or the out-of-memory killer), crashed or lost its connection")
-        slot = self._read_slot(slot_path(self.run, w), address)
-        if slot is not None and slot[1]:
-            at, text = slot
-            pe, index, size, *shown = text.split(SEP)
-            item = shown[at] if 0 <= at < len(shown) else f"number {at} of a batch of {size} starting with {shown[0]}"
-            return PEError(pe, int(index), item, "worker", "", where=f"dask worker {w}", reason=reason)
-        hosted = ", ".join(f"{pe}[{i}]" for pe, i in self.plan.hosted_by(w))
-        return PEError(hosted, None, None, "worker", "", where=f"dask worker {w}", reason=reason)
+        for w in dead:
+            slot = self._read_slot(slot_path(self.run, w), self.on[w])
+            if slot is not None and slot[1]:
+                at, text = slot
+                pe, index, size, *shown = text.split(SEP)
+                item = shown[at] if 0 <= at < len(shown) else f"number {at} of a batch of {size} starting with {shown[0]}"
+                return PEError(pe, int(index), item, "worker", "", where=f"dask worker {w}", reason=reason)
+        hosted = ", ".join(f"{pe}[{i}]" for w in dead for pe, i in self.plan.hosted_by(w))
+        return PEError(hosted, None, None, "worker", "", where=f"dask worker {dead[0]}", reason=reason)
 
     def _read_slot(self, path, address):
         from .transport import read_slot
@@ -292,7 +297,7 @@ class _Run:
         """Ask every still running worker task to stop (a remote cluster keeps running)."""
         calls = []
         for w, fut in tasks.items():
-            if fut.status == "pending" and w in self.inboxes:
+            if fut.status == "pending" and w in self.inboxes and w not in self.gone:
                 try:
                     calls.append(self.inboxes[w].abort(reason))
                 except Exception as exc:

@@ -124,9 +124,6 @@ class Inbox:
         """The worker's last progress snapshot, pickled (or None)."""
         return self.latest
 
-    async def release(self):
-        with _INBOXES_LOCK:
-            _INBOXES.pop((self.run, self.worker_id), None)
 
 
 class DaskTransport(Transport):
@@ -261,8 +258,8 @@ def worker_task(run, spec_bytes, plan, worker_id, peers, window, progress, prove
     # Leave the worker's thread pool: a Dask worker may host several engine workers (more
     # engine workers than Dask threads), and each must run, or the run would deadlock.
     secede()
-    with _INBOXES_LOCK:
-        inbox = _INBOXES.get((run, worker_id))
+    with _INBOXES_LOCK:  # (the actor itself lives on in Dask until the driver releases it)
+        inbox = _INBOXES.pop((run, worker_id), None)
     if inbox is None:
         return ("crash", f"dask worker {worker_id}: its inbox actor is not in this process (pid {os.getpid()})")
     path = slot_path(run, worker_id)

@@ -1,0 +1,147 @@
+"""Faults under the dask mapping, on a real LocalCluster of worker processes: a worker
+process killed for real, PE errors that stop every worker, and the cluster staying usable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from noisecorr.engine import IterativePE, MappingError, PEError, WorkflowGraph, run
+from noisecorr.testing.conformance import FailingPE, Range, Square, WordCount, run_case
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from noisecorr.mappings.dask import local_cluster
+
+    c = local_cluster(2, dashboard=False)
+    yield c
+    c.close()
+
+
+class KillSelf(IterativePE):
+    def __init__(self, bad, sig=signal.SIGKILL):
+        super().__init__()
+        self.bad, self.sig = bad, sig
+        self.numprocesses = 2
+
+    def _process(self, x):
+        if x == self.bad:
+            os.kill(os.getpid(), self.sig)
+            time.sleep(30)
+        return x
+
+
+class Slow(IterativePE):
+    """Slow enough that the other workers are still busy when one fails; appends every item
+    it processes to ``log`` (if given), so a test can see whether it still runs."""
+
+    def __init__(self, delay=0.01, log=None):
+        super().__init__()
+        self.numprocesses = 2
+        self.delay, self.log = delay, log
+
+    def _process(self, x):
+        time.sleep(self.delay)
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{x}\n")
+        return x
+
+
+class FailLate(IterativePE):
+    def _process(self, x):
+        if x == 5:
+            time.sleep(1.5)
+            raise RuntimeError("late failure on item 5")
+        return x
+
+
+def chain(middle, n=50):
+    g = WorkflowGraph()
+    src, sq = Range(n), Square(numprocesses=1)
+    g.connect(src, "output", middle, "input")
+    g.connect(middle, "output", sq, "input")
+    return g
+
+
+def workers_of(cluster):
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client:
+        return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def wait_for_workers(cluster, n, timeout=60):
+    deadline = time.monotonic() + timeout
+    while len(workers_of(cluster)) < n:
+        assert time.monotonic() < deadline, "the nanny did not restart the killed worker"
+        time.sleep(0.2)
+
+
+def test_pe_error_on_a_shared_cluster_then_the_cluster_still_runs(cluster):
+    t0 = time.monotonic()
+    err = run_case(FailingPE(), "dask", processes=3, scheduler=cluster.scheduler_address)
+    assert time.monotonic() - t0 < 30
+    assert "dask worker" in str(err) and "Traceback" in err.remote_traceback
+    # the other workers were stopped, not left running: a new run gets the whole cluster
+    run_case(WordCount(), "dask", processes=2, scheduler=cluster.scheduler_address)
+
+
+def test_a_failure_stops_the_busy_workers_of_a_shared_cluster(cluster, tmp_path):
+    log = tmp_path / "slow.log"
+    g = WorkflowGraph()
+    g.connect(Range(10, name="Few"), "output", FailLate(), "input")
+    g.connect(Range(400, name="Many"), "output", Slow(delay=0.1, log=str(log)), "input")  # 20 s of work
+    t0 = time.monotonic()
+    with pytest.raises(PEError, match="late failure on item 5"):
+        run(g, mapping="dask", processes=3, scheduler=cluster.scheduler_address)
+    assert time.monotonic() - t0 < 15
+    time.sleep(1.0)  # a stopped worker finishes the item in hand
+    done = log.read_text().count("\n")
+    time.sleep(1.5)
+    assert log.read_text().count("\n") == done < 400, "the slow PE kept running after the run failed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_worker_process_names_pe_and_item(cluster, sig):
+    before = workers_of(cluster)
+    t0 = time.monotonic()
+    with pytest.raises(PEError) as info:
+        run(chain(KillSelf(bad=23, sig=sig)), mapping="dask", processes=3, scheduler=cluster.scheduler_address)
+    err = info.value
+    assert time.monotonic() - t0 < 30, "a dead worker took too long to be noticed"
+    assert err.pe == "KillSelf" and err.phase == "worker", err
+    assert "left the cluster" in str(err) and "killed" in str(err)
+    assert "23" in err.item, err.item
+    # the nanny restarts the worker under a new address; the next run uses it
+    wait_for_workers(cluster, 2)
+    assert workers_of(cluster) != before
+    run_case(WordCount(), "dask", processes=2, scheduler=cluster.scheduler_address)
+
+
+def test_progress_reports_counts_from_every_worker(cluster):
+    seen = []
+    result = run(chain(Slow(), n=120), mapping="dask", processes=2, scheduler=cluster.scheduler_address,
+                 progress=lambda totals: seen.append(totals))
+    assert sorted(result.outputs[("Square", "output")]) == [x * x for x in range(120)]
+    assert seen, "no progress report"
+    last = seen[-1]
+    assert last["Slow"]["in"] == 120 and last["Square"]["out"] == 120, last
+
+
+def test_bad_options_and_addresses_fail_before_running():
+    with pytest.raises(TypeError, match="unknown option"):
+        run(chain(Slow()), mapping="dask", processes=1, scheduler="tcp://127.0.0.1:1", colour="red")
+    with pytest.raises(OSError):
+        run(chain(Slow()), mapping="dask", processes=1, scheduler="tcp://127.0.0.1:9", timeout=2)
+
+
+def test_unknown_mapping_lists_dask():
+    with pytest.raises(MappingError, match="dask"):
+        run(chain(Slow()), mapping="daskk")
