@@ -19,11 +19,18 @@ from .progress import ProgressPrinter
 @click.option("--start", help="Start time, ISO 8601.")
 @click.option("--end", help="End time, ISO 8601.")
 @click.option("--stations", type=int, help="Use the first N stations (sorted by code); more than exist: synthetic.")
-@click.option("-m", "--mapping", type=click.Choice(["sequential", "multiprocess", "mpi", "storm", "simple", "multi"]),
+@click.option("-m", "--mapping", type=click.Choice(["sequential", "multiprocess", "mpi", "storm", "dask", "simple",
+                                                         "multi"]),
               help="How to enact the workflow.")
 @click.option("-n", "--processes", type=click.IntRange(min=1), help="Worker processes or MPI ranks.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler to run on (--mapping dask; default: $DASK_SCHEDULER_ADDRESS, else a local "
+                   "cluster of -n worker processes started for the run). -n defaults to its workers.")
 @click.option("--out", help=f"Output folder (default: ./{DEFAULT_OUT}).")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run, skipping complete pairs.")
+@click.option("--append", is_flag=True, default=False,
+              help="Add the chunks of --start..--end (default start: where the results end) that the "
+                   "results in --out lack, with the same parameters; rerun to finish an interrupted append.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf"]), help="Compress the stacks in the HDF5 file.")
 @click.option("--memory", help="Memory budget of the run, all workers together (e.g. 8GB).")
 @click.option("--scratch", type=click.Path(file_okay=False),
@@ -33,7 +40,7 @@ from .progress import ProgressPrinter
 @click.option("--provenance-store", metavar="URL",
               help="Record provenance to this store (path, sqlite:///path or postgresql://...); implies --provenance.")
 def run_command(config_file, data, inventory, fdsn, start, end, stations, mapping, processes, out, resume,
-                compression, memory, scratch, provenance, provenance_store):
+                append, compression, memory, scratch, provenance, provenance_store, scheduler):
     """Cross-correlate every station pair and stack: the whole ambient-noise workflow.
 
     With no options, runs on the bundled sample stations and writes results.h5 and a
@@ -43,7 +50,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
     from noisecorr.mappings import load
 
     from .config import load_config
-    from .runner import OutputLockError, run_workflow
+    from .runner import OutputLockError, append_workflow, run_workflow
     from .sources import resolve
 
     overrides = dict(data=data, inventory=inventory, fdsn=fdsn, start=start, end=end, stations=stations,
@@ -54,6 +61,9 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
         config = load_config(config_file, overrides=overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    from noisecorr.mappings.dask.cli import setup_run
+
+    config = setup_run(config, scheduler)  # --scheduler, and -n from a Dask cluster
     module = load(config.mapping)
     relaunch = getattr(module, "relaunch_if_needed", None)
     if relaunch is not None:
@@ -68,14 +78,23 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
             return code
     show = ProgressPrinter()
     try:
-        report = run_workflow(config, progress=show)
+        if append:
+            from noisecorr.results.append import AppendError
+
+            try:
+                report = append_workflow(config, progress=show)
+            except (AppendError, FileNotFoundError) as exc:
+                raise click.UsageError(str(exc)) from None
+        else:
+            report = run_workflow(config, progress=show)
     except (ConfigError, FileExistsError, OutputLockError) as exc:
         raise click.UsageError(str(exc)) from None
     except MappingError as exc:
         raise click.UsageError(str(exc)) from None
     if report is None:
         return 0
-    show.finish(report)
+    if not append:
+        show.finish(report)
     click.echo(report.table())
     click.echo(report.out)
     return 3 if report.had_skips else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -100,11 +101,12 @@ class Report:
 
 
 def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | None = None,
-                 mapping_options: dict | None = None) -> Report | None:
+                 mapping_options: dict | None = None, plot: bool = True) -> Report | None:
     """Resolve the data, build the graph, enact it with ``config.mapping`` and finish.
 
     ``mapping_options`` are passed to the mapping (e.g. ``{"harness": True}`` runs the Storm
-    topology under the test harness that plays Storm's side).
+    topology under the test harness that plays Storm's side); ``plot``: draw the record
+    section.
 
     Returns the :class:`Report` (``None`` on MPI ranks other than 0).
 
@@ -139,19 +141,20 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
                 return None
             from noisecorr.engine.result import RunResult
 
-            return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0)
+            return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0, plot=plot)
         if progress is not None and hasattr(progress, "start"):
             progress.start(sum(len(v) for v in wf.inputs.values() if isinstance(v, (list, tuple))))
         prov = provenance_options(config)
         options = dict(mapping_options or {})
-        if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "simple", "multi"):
+        if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "dask", "simple", "multi"):
             options["progress"] = progress
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      provenance=prov, **options)
         if result is None:  # an MPI rank other than 0
             return None
         report = finish(wf, result, time.perf_counter() - t0,
-                        provenance=prov and {"run_id": result.provenance_run_id, "store": prov["store"]})
+                        provenance=prov and {"run_id": result.provenance_run_id, "store": prov["store"]},
+                        plot=plot)
         return report
 
 
@@ -185,8 +188,33 @@ def _is_root(mapping):
     return load("mpi").is_root()
 
 
-def finish(wf: Workflow, result, wall, provenance=None) -> Report:
-    """Plot the record section and write ``summary.json`` for a finished enactment."""
+def plot_record_section(config: WorkflowConfig, results_path: Path, synthetic: bool = False) -> str | None:
+    """Draw ``<out>/record_section.png`` of the first component of ``results_path``; its path,
+    or None without results or pairs. ``synthetic``: one guide line at the synthetic velocity."""
+    if not Path(results_path).exists():
+        return None
+    from noisecorr.results import open_results
+    from noisecorr.results.plot import record_section
+
+    plot_path = str(Path(config.out) / RECORD_SECTION)
+    with open_results(results_path) as res:
+        comp = config.processing.components[0]
+        n_pairs = len(res.pairs(comp))
+        if not n_pairs:
+            return None
+        # show the move-out: lags up to the slowest guide velocity's arrival, with margin
+        # (distances from the index in memory; unknown ones count as 0 km)
+        far = float(np.max(np.nan_to_num(res.column("distance_km", comp), nan=0.0)))
+        record_section(res, component=comp, path=plot_path,
+                       maxlag=min(config.processing.maxlag, max(10.0, 1.3 * far / 2.0)),
+                       velocities=(config.synthetic_velocity,) if synthetic else (2.0, 3.0, 4.0),
+                       title=f"Record section {comp}, {n_pairs} pairs")
+    return plot_path
+
+
+def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Report:
+    """Plot the record section (unless not ``plot``) and write ``summary.json`` for a
+    finished enactment."""
     config, sources = wf.config, wf.sources
     stats = result.outputs.get(("Whiten", "stats"), [])
     rejected_windows = {}
@@ -207,25 +235,7 @@ def finish(wf: Workflow, result, wall, provenance=None) -> Report:
 
     if list_parts(wf.results_path):  # the writers' parts (one set per worker) become results.h5
         merge_parts(wf.results_path)
-    plot_path = None
-    if wf.results_path.exists():
-        from noisecorr.results import open_results
-        from noisecorr.results.plot import record_section
-
-        plot_path = str(Path(config.out) / RECORD_SECTION)
-        with open_results(wf.results_path) as res:
-            comp = config.processing.components[0]
-            n_pairs = len(res.pairs(comp))
-            if n_pairs:
-                # show the move-out: lags up to the slowest guide velocity's arrival, with margin
-                # (distances from the index in memory; unknown ones count as 0 km)
-                far = float(np.max(np.nan_to_num(res.column("distance_km", comp), nan=0.0)))
-                record_section(res, component=comp, path=plot_path,
-                               maxlag=min(config.processing.maxlag, max(10.0, 1.3 * far / 2.0)),
-                               velocities=(config.synthetic_velocity,) if sources.truth else (2.0, 3.0, 4.0),
-                               title=f"Record section {comp}, {n_pairs} pairs")
-            else:
-                plot_path = None
+    plot_path = plot_record_section(config, wf.results_path, bool(sources.truth)) if plot else None
     chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
     report = Report(
         out=str(config.out), results=str(wf.results_path), plot=plot_path, mapping=result.mapping,
@@ -276,3 +286,247 @@ def _iso(t):
     from obspy import UTCDateTime
 
     return str(UTCDateTime(t))
+
+
+# ------------------------------------------------------------------ incremental runs
+#: Folder in ``out`` where the runs of the new spans of an append are made before the merge.
+APPEND_STAGING = "append.staging"
+
+
+@dataclass
+class AppendReport:
+    """What ``noisecorr run --append`` did (:func:`append_workflow`); printed by the CLI and
+    added to the ``appends`` list of ``summary.json``.
+
+    Attributes
+    ----------
+    out, results : str
+    requested : (str, str)
+        The span asked for (ISO UTC).
+    coverage_before, coverage_after : list of (str, str)
+        What the results file covered before and after (ISO UTC intervals).
+    chunks_requested, chunks_skipped : int
+        Chunks of the requested span, and those already in the file (not recomputed).
+    appended : list of (str, str)
+        The spans run and merged.
+    runs : list of Report
+        The run of each appended span.
+    updated, new, unchanged : int
+        Pair components extended, added (new stations or pairs) and left as they were.
+    stations_new : list of str
+        Stations the file did not have; their pairs got new datasets.
+    stations_absent : list of str
+        Stations of the file without data in the appended span (their pairs are unchanged).
+    """
+
+    out: str
+    results: str
+    requested: tuple
+    coverage_before: list
+    coverage_after: list
+    chunks_requested: int
+    chunks_skipped: int
+    appended: list = field(default_factory=list)
+    runs: list = field(default_factory=list)
+    updated: int = 0
+    new: int = 0
+    unchanged: int = 0
+    stations_new: list = field(default_factory=list)
+    stations_absent: list = field(default_factory=list)
+    plot: str | None = None
+    wall_seconds: float = 0.0
+
+    @property
+    def had_skips(self) -> bool:
+        return any(r.had_skips for r in self.runs)
+
+    def table(self) -> str:
+        def spans(x):
+            return ", ".join(f"{a} .. {b}" for a, b in x) or "none"
+
+        lines = [f"{'appended':<22}{spans(self.appended)}",
+                 f"{'chunks':<22}{self.chunks_requested - self.chunks_skipped} computed, "
+                 f"{self.chunks_skipped} already in the file (skipped)",
+                 f"{'pairs':<22}{self.updated} updated, {self.new} new, {self.unchanged} unchanged",
+                 f"{'new stations':<22}{', '.join(self.stations_new) or 'none'}",
+                 f"{'stations without data':<22}{', '.join(self.stations_absent) or 'none'}",
+                 f"{'results cover':<22}{spans(self.coverage_after)}"]
+        for r in self.runs:
+            lines += ["", *r.table().splitlines()]
+        lines += ["", f"{'wall time':<22}{self.wall_seconds:.1f} s", f"{'results':<22}{self.results}"]
+        return "\n".join(lines)
+
+
+def _span_name(a: float, b: float) -> str:
+    from obspy import UTCDateTime
+
+    return f"{UTCDateTime(a).strftime('%Y%m%dT%H%M%S')}_{UTCDateTime(b).strftime('%Y%m%dT%H%M%S')}"
+
+
+def _span_of(name: str):
+    from obspy import UTCDateTime
+
+    try:
+        a, b = name.split("_")
+        return float(UTCDateTime(a).timestamp), float(UTCDateTime(b).timestamp)
+    except ValueError:
+        return None
+
+
+def _covered(coverage, span) -> bool:
+    return any(a <= span[0] + 1e-6 and span[1] <= b + 1e-6 for a, b in coverage)
+
+
+def write_params(config: WorkflowConfig) -> dict:
+    """The ``params`` a run of ``config`` stores in its results file (what an append compares)."""
+    return {"processing": config.processing.to_dict(), "chunk_length": config.chunk_length}
+
+
+def append_workflow(config: WorkflowConfig, progress=None, build=None,
+                    mapping_options: dict | None = None) -> AppendReport | None:
+    """Add the chunks of ``[config.start, config.end)`` missing from ``<out>/results.h5``.
+
+    Only the spans the file does not cover are run (each in ``<out>/append.staging/<span>``,
+    with the run's resume machinery), then merged into the results file in one atomic step
+    (:func:`noisecorr.results.append.merge_results`, whose notes say how each stack method is
+    updated). ``config.start`` defaults to the end of what the file covers; ``config.end``
+    is required. An interrupted append is finished by running the same append again.
+
+    Parameters
+    ----------
+    config : WorkflowConfig
+        The run; its parameters must be the file's (:func:`noisecorr.results.append.check_params`).
+    progress, mapping_options
+        As in :func:`run_workflow`.
+    build : callable, optional
+        ``build(config) -> Workflow`` for each new span (default :func:`build_workflow`).
+
+    Returns
+    -------
+    AppendReport, or None on MPI ranks other than 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        No results file in ``config.out``.
+    noisecorr.results.append.AppendError
+        Parameters differ from the file's, the span does not start on the file's chunk grid,
+        a robust file without one span per chunk, or an unfinished append of another span.
+    ConfigError
+        No ``end``.
+    """
+    import shutil
+
+    from noisecorr.results.append import (AppendError, check_method, check_params, merge_results,
+                                          missing_spans, read_coverage)
+    from noisecorr.results.writer import list_parts
+
+    from .build import RESULTS_FILE
+    from .config import ConfigError
+
+    out = Path(config.out)
+    results = out / RESULTS_FILE
+    if not results.exists():
+        raise FileNotFoundError(f"--append: no results file {results} to append to; make it with a run "
+                                f"without --append first")
+    if list_parts(results):
+        raise AppendError(f"{results} has the parts of an unfinished run: finish it with --resume first")
+    if not config.end:
+        raise ConfigError("end: --append needs --end (the end of the span to add)")
+    root = _is_root(config.mapping)
+    lock = output_lock(out, stale_after=config.lock_stale_after) if root else _NoLock()
+    with lock:
+        t0 = time.perf_counter()
+        import h5py
+
+        with h5py.File(results, "r") as f:
+            file_params = json.loads(f.attrs["params"])
+        check_params(file_params, write_params(config), where=str(results))
+        coverage = read_coverage(results)
+        check_method(file_params, coverage, where=str(results))
+        from noisecorr.results.append import _iso, _posix, chunk_grid_origin
+
+        start = _posix(config.start) if config.start else coverage[-1][1]
+        end = _posix(config.end)
+        missing = missing_spans(coverage, start, end, config.chunk_length)
+        L, g0 = config.chunk_length, chunk_grid_origin(coverage)
+
+        def n_chunks(a, b):
+            return max(0, int(math.ceil((b - g0) / L - 1e-9)) - int(math.floor((a - g0) / L + 1e-9)))
+
+        requested = n_chunks(start, end)
+        computed = sum(n_chunks(a, b) for a, b in missing)
+        log.info("append to %s: %d chunk(s) of %s .. %s, %d already in the file (skipped), %d to compute: %s",
+                 results, requested, _iso(start), _iso(end), requested - computed, computed,
+                 ", ".join(f"{_iso(a)} .. {_iso(b)}" for a, b in missing) or "none")
+        staging = out / APPEND_STAGING
+        wanted = {_span_name(a, b) for a, b in missing}
+        if root and staging.is_dir():
+            for d in sorted(staging.iterdir()):
+                span = _span_of(d.name)
+                if d.name in wanted:
+                    log.info("resuming the interrupted append of %s", d.name)
+                elif span is not None and _covered(coverage, span):
+                    log.info("removing %s: its span is already merged into %s", d, results)
+                    shutil.rmtree(d)
+                else:
+                    raise AppendError(f"{d} holds an unfinished append of another span "
+                                      f"({_iso(span[0]) + ' .. ' + _iso(span[1]) if span else d.name}): "
+                                      f"finish it with the same --start and --end, or remove the folder")
+        runs, staged, done, truth = [], [], [], False
+        for a, b in missing:
+            cfg = config.replace(out=str(staging / _span_name(a, b)), start=_iso(a), end=_iso(b), resume=True)
+            wf = (build or build_workflow)(cfg)
+            check_params(file_params, wf.pes["WriteResults"].params if "WriteResults" in wf.pes
+                         else write_params(cfg), where=str(results))
+            report = run_workflow(cfg, progress=progress, workflow=wf, mapping_options=mapping_options, plot=False)
+            truth = truth or bool(wf.sources.truth)
+            if not root:
+                continue
+            runs.append(report)
+            if Path(report.results).exists():
+                staged.append(Path(report.results))
+                done.append((a, b))
+            else:
+                log.warning("no pair has windows in %s .. %s: nothing to add, the span stays uncovered",
+                            _iso(a), _iso(b))
+        if not root:
+            return None
+        old_stations = set()
+        with h5py.File(results, "r") as f:
+            if "stations" in f:
+                old_stations = set(f["stations"]["code"].asstr()[()].tolist())
+        report = AppendReport(out=str(out), results=str(results), requested=(_iso(start), _iso(end)),
+                              coverage_before=[(_iso(a), _iso(b)) for a, b in coverage],
+                              coverage_after=[(_iso(a), _iso(b)) for a, b in coverage],
+                              chunks_requested=requested, chunks_skipped=requested - computed,
+                              appended=[(_iso(a), _iso(b)) for a, b in done], runs=runs)
+        if staged:
+            stats = merge_results(results, staged, coverage + done, compression=config.compression)
+            report.coverage_after = [(_iso(a), _iso(b)) for a, b in stats.coverage]
+            report.updated, report.new, report.unchanged = stats.updated, stats.new, stats.unchanged
+            report.stations_new = stats.stations_new
+            seen = {s for r in runs for s in r.channel_selection.get("chosen", {})}
+            report.stations_absent = sorted(old_stations - seen)
+            if report.stations_new:
+                log.info("new stations in this append (their pairs get new datasets): %s",
+                         ", ".join(report.stations_new))
+            report.plot = plot_record_section(config, results, synthetic=truth)
+        for a, b in missing:  # merged (or without windows): the staging runs have served
+            d = staging / _span_name(a, b)
+            if d.exists():
+                shutil.rmtree(d)
+        try:
+            staging.rmdir()
+        except OSError:
+            pass
+        report.wall_seconds = time.perf_counter() - t0
+        summary_path = out / SUMMARY
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary.setdefault("appends", []).append(
+            {k: v for k, v in report.__dict__.items() if k != "runs"}
+            | {"runs": [{k: v for k, v in r.__dict__.items()} for r in runs]})
+        tmp = out / (SUMMARY + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=1, default=str))
+        os.replace(tmp, summary_path)
+        return report
