@@ -16,9 +16,7 @@ Version-1 files (metadata as dataset attributes) are read as before.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -27,11 +25,7 @@ import numpy as np
 from . import index as ix
 from .layout import check_component, from_attr, lag_axis, pair_path
 from .substacks import Substacks, combine, full_stack, unpack
-from .writer import list_parts, read_stations
-
-
-#: Whether stacks can be read with one ``os.preadv`` into an array (else through HDF5).
-_PREADV = hasattr(os, "preadv")
+from .merge import list_parts, read_stations
 
 
 class _File:
@@ -46,7 +40,6 @@ class _File:
         self._stations = None
         self._columns = None  # low-level handles of the /index columns
         self._blocks: dict = {}  # {k: /blocks/<k>} of a part, once used
-        self._handle = None  # the file's descriptor, once used
 
     def columns(self):
         if self._columns is None:
@@ -62,7 +55,7 @@ class _File:
             elif self.version >= 2:
                 self.cols = ix.read_columns(self.h5)
             else:
-                from .writer import _v1_columns
+                from .merge import _v1_columns
 
                 self.cols = _v1_columns(self.h5)
         return self.cols
@@ -105,20 +98,6 @@ class _File:
         out = np.empty(dsid.shape, dtype=dsid.dtype)
         dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         return out
-
-    def where(self, source: bytes, receiver: bytes, component: bytes):
-        """``(file descriptor, offset, dtype, shape)`` of a version-2 pair dataset whose
-        bytes are one range of the file (contiguous, uncompressed), else ``None``."""
-        if self.blocks or self.version < 2 or not _PREADV or not isinstance(self._fd(), int):
-            return None
-        dsid = h5py.h5d.open(self.h5.id, b"/pairs/" + source + b"/" + receiver + b"/" + component)
-        offset = dsid.get_offset()  # None unless contiguous and allocated
-        return None if offset is None else (self._fd(), offset, dsid.dtype, dsid.shape)
-
-    def _fd(self):
-        if self._handle is None:
-            self._handle = self.h5.id.get_vfd_handle()  # the POSIX descriptor (sec2 driver)
-        return self._handle
 
     def at(self, row, source, receiver, component):
         """``(row, dataset_or_None)`` of row ``row`` (the pair's key given), as :meth:`find`."""
@@ -275,9 +254,9 @@ class Results:
         ``index`` (default: every pair), in that order, as :meth:`stack` gives them.
 
         Stacks are found through the index in memory (no search per pair) and yielded one
-        at a time. A stack stored as one range of the file is read with one ``pread``,
-        the next ones announced to the kernel beforehand (``posix_fadvise``), so reads
-        from disk overlap. The ``lags`` arrays are shared between pairs and read-only.
+        at a time, each read by HDF5 (``H5Dread`` of the pair's dataset, whatever its
+        layout, compression or the file driver). The ``lags`` arrays are shared between
+        pairs and read-only.
         A pair stored with sub-stacks gives its full stack (see :meth:`stack`).
         """
         rows = self._pair_rows(check_component(component))[0]
@@ -296,34 +275,13 @@ class Results:
                 data = full_stack(data, ix.row_meta(tab, t), self.params)
             yield lags, data
 
-    #: Stacks located and announced to the kernel ahead of reading them.
-    READ_AHEAD = 256
-
     def _read_rows(self, rows):
         """Yield ``(table row, stack)`` for table ``rows``, in that order."""
         tab = self._tab
-        for start in range(0, len(rows), self.READ_AHEAD):
-            batch = []
-            for t in rows[start:start + self.READ_AHEAD]:
-                f = self._sets[int(tab["_file"][t])]
-                key = (tab["source"][t], tab["receiver"][t], tab["component"][t])
-                at = f.where(*key)
-                if at is not None:
-                    fd, offset, dtype, shape = at
-                    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-                    if hasattr(os, "posix_fadvise"):  # (not on macOS)
-                        os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
-                batch.append((t, f, key, at))
-            for t, f, key, at in batch:
-                if at is None:
-                    yield t, f.read(int(tab["_row"][t]), *key)
-                    continue
-                fd, offset, dtype, shape = at
-                data = np.empty(shape, dtype=dtype)
-                if os.preadv(fd, [data], offset) != data.nbytes:
-                    raise OSError(errno.EIO, f"{f.h5.filename}: stack of "
-                                  f"{b'/'.join(key).decode()} ends early (truncated file)")
-                yield t, data
+        for t in rows:
+            f = self._sets[int(tab["_file"][t])]
+            key = (tab["source"][t], tab["receiver"][t], tab["component"][t])
+            yield t, f.read(int(tab["_row"][t]), *key)
 
     def stations(self) -> list:
         """Station table: list of dicts (code, latitude, longitude, elevation)."""

@@ -14,16 +14,16 @@ open for writing:
    datasets (one per stack shape) plus the ``/index`` columns with
    ``block``/``block_row``: writing it creates a handful of HDF5 objects,
    not one per pair.
+   When the writer compresses (``compression``), the blocks are stored one chunk
+   per row, compressed here, by each writer in parallel, so the merge copies the
+   chunks as they are.
 2. :meth:`ResultsWriter.close` merges the main file and all parts into
-   ``<path>.tmp`` (the main file plus one ``/pairs/<SRC>/<RCV>/<COMP>``
-   dataset per part row, created with the low-level API and no
-   attributes, and filled from the parts' bytes in large copies when the
-   merge is built on disk; the index columns concatenated and sorted),
-   fsyncs it and renames it onto ``<path>``; only then are the parts
-   deleted. A crash at any moment leaves the old main file and the
-   parts intact; leftover ``*.tmp`` files are ignored and removed on the
-   next open. Merging is idempotent (a pair in a later part replaces the
-   same pair from an earlier part or the main file).
+   ``<path>.tmp`` and renames it onto ``<path>`` (:func:`noisecorr.results.merge.merge_parts`:
+   one ``/pairs/<SRC>/<RCV>/<COMP>`` dataset per pair, the index columns concatenated and
+   sorted, all through HDF5's own I/O and inside a memory budget); only then are the parts
+   deleted. A crash at any moment leaves the old main file and the parts intact; leftover
+   ``*.tmp`` files are ignored and removed on the next open. Merging is idempotent (a pair
+   in a later part replaces the same pair from an earlier part or the main file).
 
 A crash loses at most the pairs not yet checkpointed. Reopening the same
 path with the same ``params`` resumes: :meth:`ResultsWriter.completed` lists
@@ -32,14 +32,9 @@ every pair flagged complete in the main file and the parts.
 
 from __future__ import annotations
 
-import errno
-import io
 import json
 import logging
 import os
-import queue
-import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -48,33 +43,13 @@ import numpy as np
 
 from . import index as ix
 from .layout import (FORMAT, FORMAT_VERSION, check_code, check_component, from_attr,
-                     geometry_many, half_length, pair_path, resolve_maxlag, to_attr)
+                     geometry_many, half_length, resolve_maxlag, to_attr)
+# the part-file helpers and the merge live in .merge; their names stay importable from here
+from .merge import (META_BLOCK_BYTES, MergeReport, _fsync, _image, _v1_columns,  # noqa: F401
+                    _write_stations, list_parts, merge_parts, parts_dir, read_index,
+                    read_stations)
 
 log = logging.getLogger(__name__)
-
-_STR = h5py.string_dtype()
-read_index = ix.read_index  # noqa: F401  (imported from here by callers)
-
-
-def parts_dir(path) -> Path:
-    """Folder of the checkpoint parts of results file ``path``."""
-    return Path(str(path) + ".parts")
-
-
-def list_parts(path) -> list:
-    """Whole part files of ``path``, oldest first."""
-    d = parts_dir(path)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.glob("part-*.h5"))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _default_version() -> str:
@@ -84,27 +59,6 @@ def _default_version() -> str:
     except ImportError:
         return "unknown"
 
-
-def read_stations(f: h5py.File) -> dict:
-    """``{code: {"code", "latitude", "longitude", "elevation"}}`` from /stations."""
-    if "stations" not in f:
-        return {}
-    g = f["stations"]
-    codes = g["code"].asstr()[()].tolist()
-    lat, lon, elev = g["latitude"][()], g["longitude"][()], g["elevation"][()]
-    return {c: {"code": c, "latitude": float(a), "longitude": float(b), "elevation": float(e)}
-            for c, a, b, e in zip(codes, lat, lon, elev)}
-
-
-def _write_stations(f: h5py.File, stations: dict) -> None:
-    if "stations" in f:
-        del f["stations"]
-    g = f.create_group("stations")
-    codes = sorted(stations)
-    g.create_dataset("code", data=np.array(codes, dtype=object), dtype=_STR)
-    for key in ("latitude", "longitude", "elevation"):
-        g.create_dataset(key, data=np.array([stations[c].get(key, np.nan) for c in codes],
-                                            dtype=np.float64))
 
 
 def _normalise_stations(stations) -> dict:
@@ -441,7 +395,13 @@ class ResultsWriter:
                 f.attrs["compression_opts"] = self.compression_opts
             blocks = f.create_group("blocks", track_order=False)
             for shape, arrays in shapes.items():
-                blocks.create_dataset(str(shape_ids[shape]), data=np.concatenate(arrays))
+                data = np.concatenate(arrays)
+                if self.compression:  # one chunk per row: the merge copies it as it is
+                    blocks.create_dataset(str(shape_ids[shape]), data=data,
+                                          chunks=(1, *shape), compression=self.compression,
+                                          compression_opts=self.compression_opts)
+                else:
+                    blocks.create_dataset(str(shape_ids[shape]), data=data)
             ix.write_columns(f, cols)
             _write_stations(f, self._stations)
         os.replace(tmp, final)
@@ -463,13 +423,15 @@ class ResultsWriter:
         f.attrs["endtime"] = to_attr(self.endtime)
 
     # ---------------------------------------------------------------- merge
-    def close(self, merge: bool = True) -> None:
-        """Checkpoint, then (``merge``) merge all parts into the main file atomically."""
+    def close(self, merge: bool = True, memory: int | None = None) -> None:
+        """Checkpoint, then (``merge``) merge all parts into the main file atomically,
+        within ``memory`` bytes (see :func:`~noisecorr.results.merge.merge_parts`)."""
         if self._closed:
             return
         self.checkpoint()
         if merge:
-            merge_parts(self.path, root_attrs=self._root_attrs, stations=self._stations)
+            merge_parts(self.path, root_attrs=self._root_attrs, stations=self._stations,
+                        memory=memory)
         self._closed = True
 
     def __enter__(self):
@@ -492,455 +454,3 @@ def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)  # UTCDateTime, datetime, Path...
-
-
-#: Merges up to this size are built in memory (see :class:`_image`).
-IN_MEMORY_MERGE_BYTES = 2 * 2**30
-
-
-class _image:
-    """Build an HDF5 file in memory, then write its bytes to ``path`` and fsync.
-
-    HDF5 handles a failing disk write (full disk, file-size limit) badly: the library may
-    crash while closing the half-written file. Building the image in memory (HDF5's ``core``
-    driver without backing store) keeps HDF5 away from the disk; the one plain ``os.write``
-    loop then raises a clean ``OSError`` (ENOSPC, EFBIG), and the caller's temporary name
-    plus rename keeps the real file untouched.
-    """
-
-    def __init__(self, path, initial=None):
-        self.path = Path(path)
-        if initial is not None:
-            self.file = h5py.File(str(initial), "r+", driver="core", backing_store=False,
-                                  libver="latest")
-        else:
-            self.file = h5py.File(str(self.path), "w", driver="core", backing_store=False,
-                                  libver="latest")
-
-    def __enter__(self):
-        return self.file
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            self.file.close()
-            return False
-        self.file.flush()
-        data = memoryview(self.file.id.get_file_image())
-        self.file.close()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            done = 0
-            while done < data.nbytes:
-                done += os.write(fd, data[done:])
-            os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            self.path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        return False
-
-
-def _check_free_space(folder, needed):
-    st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
-    if free < needed:
-        raise OSError(28, f"not enough free space in {folder} to merge the results: "
-                          f"{needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free")
-
-
-class _PairSink:
-    """Create ``/pairs/<SRC>/<RCV>/<COMP>`` datasets fast (low-level h5py, no
-    attributes, no timestamps, cached types and property lists), replacing existing
-    ones.
-
-    :meth:`put` writes a stack through HDF5; :meth:`allocate` only creates the dataset,
-    contiguous and with its space allocated (no fill), and returns where its bytes are in
-    the file, for :func:`_copy_ranges` to fill once the file is closed.
-    """
-
-    #: Open groups kept for reuse (a pair's group is reused by its other components).
-    MAX_OPEN_GROUPS = 65536
-
-    def __init__(self, f: h5py.File, compression=None, compression_opts=None):
-        self.f = f
-        self.root = f.require_group("pairs").id
-        self.groups: dict = {}
-        self.tid = h5py.h5t.py_create(np.dtype(np.float32))
-        self.lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
-        self.lcpl_parents = h5py.h5p.create(h5py.h5p.LINK_CREATE)
-        self.lcpl_parents.set_create_intermediate_group(True)
-        self.gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-        self.gcpl.set_obj_track_times(False)  # as h5py's default: no creation times
-        self.compression, self.opts = compression or None, compression_opts
-        self.dcpls: dict = {}
-        self.spaces: dict = {}
-
-    def _group(self, parent, key, name: bytes):
-        gid = self.groups.get(key)
-        if gid is None:
-            if parent.links.exists(name):
-                gid = h5py.h5g.open(parent, name)
-            else:
-                gid = h5py.h5g.create(parent, name, self.lcpl, self.gcpl)
-            if len(self.groups) >= self.MAX_OPEN_GROUPS:
-                self.groups.clear()
-            self.groups[key] = gid
-        return gid
-
-    def _dcpl(self, shape, allocated=False):
-        dcpl = self.dcpls.get((shape, allocated))
-        if dcpl is None:
-            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            dcpl.set_obj_track_times(False)
-            if allocated:  # contiguous, space allocated now, never written by HDF5
-                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-            elif self.compression:
-                dcpl.set_chunk(shape)
-                if self.compression == "gzip":
-                    dcpl.set_deflate(4 if self.opts is None else int(self.opts))
-                else:
-                    dcpl.set_filter(h5py.h5z.FILTER_LZF, h5py.h5z.FLAG_OPTIONAL)
-            self.dcpls[(shape, allocated)] = dcpl
-            self.spaces[shape] = h5py.h5s.create_simple(shape)
-        return dcpl
-
-    def _create(self, src: bytes, rcv: bytes, comp: bytes, shape, tid, allocated=False):
-        gs = self._group(self.root, src, src)
-        gr = self._group(gs, (src, rcv), rcv)
-        if gr.links.exists(comp):
-            gr.unlink(comp)
-        dcpl = self._dcpl(shape, allocated)
-        return h5py.h5d.create(gr, comp, tid, self.spaces[shape], dcpl=dcpl)
-
-    def put(self, src: bytes, rcv: bytes, comp: bytes, data: np.ndarray) -> None:
-        ds = self._create(src, rcv, comp, data.shape, self.tid)
-        ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data, dtype=np.float32))
-
-    def allocate(self, src: bytes, rcv: bytes, comp: bytes, shape, tid, new=False) -> int:
-        """Create the dataset (file type ``tid``, space allocated, not written); returns
-        the file offset of its bytes.
-
-        ``new``: the pair has no dataset yet, so nothing is looked up or replaced and its
-        receiver group is made, if missing, by the same call (a quarter faster).
-        """
-        if not new:
-            return self._create(src, rcv, comp, shape, tid, allocated=True).get_offset()
-        gs = self._group(self.root, src, src)
-        dcpl = self._dcpl(shape, allocated=True)
-        return h5py.h5d.create(gs, rcv + b"/" + comp, tid, self.spaces[shape], dcpl=dcpl,
-                               lcpl=self.lcpl_parents).get_offset()
-
-
-def _raw_blocks(part: h5py.File):
-    """``{k: (dataset, file offset, bytes per row)}`` of a part's ``/blocks`` if every block
-    can be copied byte for byte into the merged file (uncompressed and contiguous, so a row
-    is a byte range of the part), else ``None``."""
-    if from_attr(part.attrs.get("layout", "null")) != "blocks" \
-            or from_attr(part.attrs.get("compression", "")):
-        return None
-    out = {}
-    for k, ds in part["blocks"].items():
-        if ds.chunks is not None or ds.compression is not None or ds.external:
-            return None
-        offset = ds.id.get_offset()
-        if offset is None and ds.size:
-            return None
-        row = ds.id.get_type().get_size() * int(np.prod(ds.shape[1:], dtype=np.int64))
-        out[int(k)] = (ds, offset, row)
-    return out
-
-
-class _Copier:
-    """Copy byte ranges from the parts into the merged file in a background thread, while
-    the merge goes on creating datasets (HDF5 never writes the space it allocated for
-    them, so the two never touch the same bytes).
-
-    :meth:`submit` queues one part's ranges; :meth:`close` waits for all and raises the
-    first error of the copies; :meth:`abort` drops what is left.
-    """
-
-    def __init__(self, dst_path: Path):
-        self.fd = os.open(dst_path, os.O_WRONLY)
-        self.queue: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="merge-copy", daemon=True)
-        self.thread.start()
-
-    def submit(self, part: Path, ranges: list) -> None:
-        """Queue ``[(source offset, destination offset, length)]`` from ``part``."""
-        if self.error is not None:
-            raise self.error
-        self.queue.put((part, ranges))
-
-    def _run(self):
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # drain after a failure
-            part, ranges = item
-            try:
-                src = os.open(part, os.O_RDONLY)
-                try:
-                    for src_off, dst_off, n in _runs(ranges):
-                        _copy_range(src, self.fd, src_off, dst_off, n, part)
-                finally:
-                    os.close(src)
-            except BaseException as exc:  # raised in the merging thread by submit/close
-                self.error = exc
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        os.close(self.fd)
-        if self.error is not None:
-            raise self.error
-
-    def abort(self) -> None:
-        if self.thread.is_alive():
-            self.error = self.error or RuntimeError("merge aborted")
-            self.queue.put(None)
-            self.thread.join()
-            os.close(self.fd)
-
-
-def _runs(ranges) -> list:
-    """``(source offset, destination offset, length)`` ranges with adjacent ones joined."""
-    runs = []
-    for src_off, dst_off, n in sorted(ranges):
-        last = runs[-1] if runs else None
-        if last and last[0] + last[2] == src_off and last[1] + last[2] == dst_off:
-            last[2] += n
-        else:
-            runs.append([src_off, dst_off, n])
-    return runs
-
-
-def _copy_range(src: int, dst: int, src_off: int, dst_off: int, n: int, name) -> None:
-    while n > 0:
-        try:
-            if not hasattr(os, "copy_file_range"):  # Linux only
-                raise OSError(errno.ENOSYS, "no copy_file_range")
-            k = os.copy_file_range(src, dst, min(n, 1 << 30), src_off, dst_off)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            k = _copy_range_plain(src, dst, src_off, dst_off, min(n, 1 << 26))
-        if k == 0:
-            raise OSError(errno.EIO, f"{name} ends before byte {src_off + n}: truncated part")
-        src_off, dst_off, n = src_off + k, dst_off + k, n - k
-
-
-def _copy_range_plain(src: int, dst: int, src_off: int, dst_off: int, n: int) -> int:
-    """``os.copy_file_range`` through a buffer (filesystems or kernels without it)."""
-    data = os.pread(src, n, src_off)
-    done = 0
-    while done < len(data):
-        done += os.pwrite(dst, data[done:], dst_off + done)
-    return len(data)
-
-
-def _v1_columns(f: h5py.File) -> dict:
-    """Index columns of a version-1 file, from its per-dataset attributes (used
-    once, when a version-1 file is resumed and merged into version 2)."""
-    rows = read_index(f)
-    cols = {"source": ix.text_column([r[0] for r in rows]),
-            "receiver": ix.text_column([r[1] for r in rows]),
-            "component": ix.text_column([r[2] for r in rows]),
-            "complete": np.array([r[3] for r in rows], dtype=bool)}
-    numeric = {k: [] for k in ix.NUMERIC if k != "complete"}
-    times = {"starttime": [], "endtime": []}
-    extra = []
-    skip = {"source", "receiver", "component", "complete", "source_coordinates",
-            "receiver_coordinates"}
-    for s, r, c, _ in rows:
-        attrs = {k: from_attr(v) for k, v in f[pair_path(s, r, c)].attrs.items()}
-        for k in numeric:
-            v = attrs.get(k)
-            numeric[k].append(ix.NUMERIC[k][1] if v is None else v)
-        for k in times:
-            times[k].append(attrs.get(k))
-        other = {k: v for k, v in attrs.items()
-                 if k not in skip and k not in numeric and k not in times}
-        extra.append(json.dumps(other, sort_keys=True) if other else None)
-    for k, v in numeric.items():
-        cols[k] = np.array(v, dtype=ix.NUMERIC[k][0])
-    for k, v in times.items():
-        cols[k] = ix.text_column(v)
-    if any(extra):
-        cols[ix.EXTRA] = ix.text_column(extra)
-    return cols
-
-
-#: HDF5 metadata of a merge on disk is gathered in blocks of this size, so that the
-#: stacks' bytes, allocated one after the other, stay adjacent (one copy per part).
-META_BLOCK_BYTES = 4 * 2**20
-
-
-def merge_parts(path, root_attrs=None, stations=None) -> None:
-    """Merge ``<path>.parts/*`` into ``path`` via ``<path>.tmp`` + rename.
-
-    Safe to call at any time and after a crash (recovers a run whose writer
-    never reached ``close``). Parts of format version 1 (one dataset per
-    pair) are still merged; a version-1 main file is upgraded to version 2.
-
-    Merges larger than ``IN_MEMORY_MERGE_BYTES`` are built on disk. There, when every
-    part holds uncompressed blocks, each pair's dataset is created once (a pair that a
-    later part replaces is skipped) with its space allocated but not written, and the
-    stacks' bytes are copied from the parts, one range per block of a part, by a
-    background thread (:class:`_Copier`) while the next part's datasets are created,
-    instead of being read into memory and written pair by pair.
-    """
-    path = Path(path)
-    parts = list_parts(path)
-    if not parts and path.exists():
-        try:
-            parts_dir(path).rmdir()  # only if empty
-        except OSError:
-            pass
-        return
-    tmp = Path(str(path) + ".tmp")
-    size = (path.stat().st_size if path.exists() else 0) + sum(p.stat().st_size for p in parts)
-    copier = None  # a merge on disk copies the stacks' bytes (see _merge_into)
-    if size <= IN_MEMORY_MERGE_BYTES:
-        target = _image(tmp, path if path.exists() else None)
-    else:
-        _check_free_space(tmp.parent, size)
-        if path.exists():
-            shutil.copyfile(path, tmp)
-        target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest",
-                           meta_block_size=META_BLOCK_BYTES)
-    try:
-        with target as dst:
-            if not isinstance(target, _image):
-                copier = _Copier(tmp)
-            _merge_into(dst, parts, root_attrs, stations, copier)
-        if copier is not None:
-            copier.close()
-            _fsync(tmp)
-    except BaseException:
-        if copier is not None:
-            copier.abort()
-        if not isinstance(target, _image):  # (an image is never half written)
-            tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    for p in parts:
-        p.unlink()
-    try:
-        parts_dir(path).rmdir()
-    except OSError:
-        pass
-
-
-def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, copier) -> None:
-    """Add ``parts`` to the open ``dst`` (see :func:`merge_parts`). With a :class:`_Copier`,
-    if every part holds uncompressed blocks, each pair's dataset is only allocated and
-    the copier fills it from the part's bytes; otherwise stacks are written pair by pair."""
-    if "index" in dst and from_attr(dst.attrs.get("format_version", 1)) < 2:
-        all_cols = [_v1_columns(dst)]
-    else:
-        all_cols = [ix.read_columns(dst)] if "index" in dst else []
-    table = read_stations(dst)
-    if root_attrs is not None:
-        root_attrs(dst)
-    winners = _raw_winners(parts) if copier is not None else None
-    if winners is not None and all_cols:  # pairs of the main file are replaced, not added
-        before = set(zip(all_cols[0]["source"].tolist(), all_cols[0]["receiver"].tolist(),
-                         all_cols[0]["component"].tolist()))
-    else:
-        before = set()
-    sink = None
-    for number, part in enumerate(parts):
-        with h5py.File(part, "r") as src:
-            if root_attrs is None:
-                for k, v in src.attrs.items():
-                    if k not in ("layout", "compression", "compression_opts"):
-                        dst.attrs[k] = v
-                dst.attrs["format_version"] = FORMAT_VERSION
-            for code, st in read_stations(src).items():
-                table[code] = st
-            if from_attr(src.attrs.get("layout", "null")) != "blocks":
-                _merge_v1_part(src, dst)
-                all_cols.append(_v1_columns(src))
-                continue
-            if sink is None:
-                comp = from_attr(src.attrs.get("compression", ""))
-                opts = src.attrs.get("compression_opts")
-                sink = _PairSink(dst, comp or None, None if opts is None else from_attr(opts))
-            cols = ix.read_columns(src)
-            keys = list(zip(cols["source"].tolist(), cols["receiver"].tolist(),
-                            cols["component"].tolist(), cols["block"].tolist(),
-                            cols["block_row"].tolist()))
-            if winners is not None:
-                blocks = _raw_blocks(src)
-                tids = {k: ds.id.get_type() for k, (ds, _, _) in blocks.items()}
-                # rows a later part replaces are left out; in the part's row order, so
-                # that the allocations follow the part's bytes
-                order = np.lexsort((cols["block_row"], cols["block"]))
-                ranges = []
-                for j in order[winners[number][order]].tolist():
-                    s, r, c, b, i = keys[j]
-                    ds, offset, row = blocks[b]
-                    at = sink.allocate(s, r, c, ds.shape[1:], tids[b], (s, r, c) not in before)
-                    ranges.append((offset + i * row, at, row))
-                copier.submit(part, ranges)
-            else:
-                blocks = {int(k): ds[()] for k, ds in src["blocks"].items()}
-                for s, r, c, b, i in keys:
-                    sink.put(s, r, c, blocks[b][i])
-            del blocks
-            all_cols.append({k: v for k, v in cols.items() if k not in ix.BLOCK})
-    cols = ix.concat(all_cols)
-    keep = ix.last_wins(cols)
-    cols = {k: v[keep] for k, v in cols.items()}
-    if stations:
-        table.update(stations)
-    _write_stations(dst, table)
-    ix.write_columns(dst, cols)
-    dst.attrs["format_version"] = FORMAT_VERSION
-    dst.attrs["n_pairs"] = len(keep)
-
-
-def _raw_winners(parts: list):
-    """Per part, a mask of the index rows no later part replaces, if every part can be
-    copied byte for byte (:func:`_raw_blocks`), else ``None``.
-
-    Datasets are then created once per key: a replaced one is never allocated, so the
-    space of each allocated dataset receives exactly one copy."""
-    keys = []
-    for number, part in enumerate(parts):
-        with h5py.File(part, "r") as src:
-            if _raw_blocks(src) is None:
-                return None
-            g = src["index"]
-            cols = {k: g[k][()] for k in ix.KEYS}
-        keys.append({**cols, "part": np.full(len(cols["source"]), number, dtype=np.int64),
-                     "row": np.arange(len(cols["source"]), dtype=np.int64)})
-    cols = ix.concat(keys)
-    keep = ix.last_wins(cols)
-    masks = [np.zeros(len(k["source"]), dtype=bool) for k in keys]
-    for number, row in zip(cols["part"][keep].tolist(), cols["row"][keep].tolist()):
-        masks[number][row] = True
-    return masks
-
-
-def _merge_v1_part(src: h5py.File, dst: h5py.File) -> None:
-    """Copy a version-1 part's ``/pairs`` (H5Ocopy, one dataset at a time)."""
-    dpairs = dst.require_group("pairs")
-    sp = src["pairs"]
-    for s in sp:
-        if s not in dpairs:
-            src.copy(sp[s], dpairs, name=s)
-            continue
-        for r in sp[s]:
-            if r not in dpairs[s]:
-                src.copy(sp[s][r], dpairs[s], name=r)
-                continue
-            for c in sp[s][r]:
-                if c in dpairs[s][r]:
-                    del dpairs[s][r][c]
-                src.copy(sp[s][r][c], dpairs[s][r], name=c)

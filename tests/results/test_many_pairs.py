@@ -1,14 +1,10 @@
-"""Many pairs at once: the on-disk merge copies bytes, the index is read as columns, the
-record section reads only the stacks it draws."""
-
-import os
+"""Many pairs at once: the merge on disk writes in batches inside its budget, the index
+is read as columns, the record section reads only the stacks it draws."""
 
 import h5py
 import numpy as np
 import pytest
 
-import noisecorr.results.reader as reader_mod
-import noisecorr.results.writer as writer_mod
 from noisecorr.results import ResultsWriter, merge_parts, open_results
 from noisecorr.results.plot import _distance_bins, record_section
 from noisecorr.results.reader import Results
@@ -59,27 +55,24 @@ def snapshot(path):
     return out
 
 
+#: A budget too small to build these merges in memory but large enough for their index.
+ON_DISK = 400 * 2**10
+
+
 @pytest.mark.parametrize("main", [False, True])
-def test_merge_on_disk_copies_bytes_and_reads_as_in_memory(tmp_path, monkeypatch, main):
+def test_merge_on_disk_in_batches_reads_as_in_memory(tmp_path, main):
     memory, disk = tmp_path / "memory" / "r.h5", tmp_path / "disk" / "r.h5"
     for p in (memory, disk):
         p.parent.mkdir()
         write_parts(p, main=main)
-    n_blocks = 0
-    for part in list_parts(disk):
-        with h5py.File(part, "r") as f:
-            n_blocks += len(f["blocks"])
-    merge_parts(memory)  # small: built in memory, pair by pair
-    copied, puts = [], []
-    real_copy, real_put = writer_mod._copy_range, writer_mod._PairSink.put
-    monkeypatch.setattr(writer_mod, "IN_MEMORY_MERGE_BYTES", 0)
-    monkeypatch.setattr(writer_mod, "_copy_range", lambda *a: copied.append(a) or real_copy(*a))
-    monkeypatch.setattr(writer_mod._PairSink, "put", lambda *a: puts.append(a) or real_put(*a))
-    merge_parts(disk)
-    assert puts == [] and copied
-    # stacks allocated one after the other: one range per block of a part, plus one more
-    # where each of the 2 pairs written twice left a gap
-    assert len(copied) <= n_blocks + 2
+    assert merge_parts(memory, memory=2**30).in_memory
+    report = merge_parts(disk, memory=ON_DISK)
+    assert not report.in_memory and report.chunks_copied == 0
+    # every pair written once (the 2 pairs written twice and the main file's pairs that the
+    # parts replace are not written again), in batches that fit in what the index leaves
+    assert report.rows_written == len(PAIRS) + 4 == report.pairs
+    assert 0 < report.batch_rows * 2001 * 4 <= ON_DISK - report.index_bytes
+    assert report.batches >= (len(PAIRS) + 2) / report.batch_rows
     want = snapshot(memory)
     assert snapshot(disk) == want
     assert want[PAIRS[2] + ("ZZ",)][2]["n_windows"] == 1000  # the later write won
@@ -94,58 +87,36 @@ def test_merge_on_disk_copies_bytes_and_reads_as_in_memory(tmp_path, monkeypatch
     assert not list_parts(disk) and not disk.with_name("r.h5.tmp").exists()
 
 
-def test_merge_on_disk_without_copy_file_range_copies_through_a_buffer(tmp_path, monkeypatch):
-    memory, disk = tmp_path / "memory" / "r.h5", tmp_path / "disk" / "r.h5"
-    for p in (memory, disk):
-        p.parent.mkdir()
-        write_parts(p, maxlag=5.0, main=True)
-    merge_parts(memory)
-    plain = []
-    real = writer_mod._copy_range_plain
-    monkeypatch.setattr(writer_mod, "IN_MEMORY_MERGE_BYTES", 0)
-    monkeypatch.delattr(os, "copy_file_range", raising=False)  # as on macOS
-    monkeypatch.setattr(writer_mod, "_copy_range_plain", lambda *a: plain.append(a) or real(*a))
-    merge_parts(disk)
-    assert plain and snapshot(disk) == snapshot(memory)
-
-
-def test_merge_on_disk_of_compressed_parts_writes_pair_by_pair(tmp_path, monkeypatch):
-    memory, disk = tmp_path / "memory" / "r.h5", tmp_path / "disk" / "r.h5"
-    for p in (memory, disk):
-        p.parent.mkdir()
-        write_parts(p, maxlag=5.0, compression="gzip")
-    merge_parts(memory)
-    monkeypatch.setattr(writer_mod, "IN_MEMORY_MERGE_BYTES", 0)
-    merge_parts(disk)
-    assert snapshot(disk) == snapshot(memory)
-    with h5py.File(disk, "r") as f:
+def test_merge_of_compressed_parts_copies_chunks_as_stored(tmp_path):
+    plain, packed = tmp_path / "plain" / "r.h5", tmp_path / "gzip" / "r.h5"
+    plain.parent.mkdir()
+    packed.parent.mkdir()
+    write_parts(plain, maxlag=5.0)
+    write_parts(packed, maxlag=5.0, compression="gzip")
+    merge_parts(plain)
+    report = merge_parts(packed, memory=ON_DISK)
+    assert report.chunks_copied == len(PAIRS) + 4 and report.rows_written == 0
+    assert snapshot(packed) == snapshot(plain)
+    with h5py.File(packed, "r") as f:
         assert f[f"/pairs/{PAIRS[0][0]}/{PAIRS[0][1]}/ZZ"].compression == "gzip"
-    with open_results(disk) as res:  # chunked stacks are read through HDF5
+    with open_results(packed) as res:  # chunked stacks are read through HDF5
         for (s, r), (_, data) in zip(res.pairs("ZZ"), res.stacks("ZZ")):
             assert np.array_equal(data, res.stack(s, r)[1])
 
 
-def test_failed_byte_copy_leaves_parts_and_no_tmp(tmp_path, monkeypatch):
+def test_merge_budget_too_small_for_the_index_is_refused_and_keeps_the_parts(tmp_path):
     path = tmp_path / "r.h5"
     write_parts(path, maxlag=5.0)
     parts = list_parts(path)
-
-    def full_disk(*args):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(writer_mod, "IN_MEMORY_MERGE_BYTES", 0)
-    monkeypatch.setattr(writer_mod, "_copy_range", full_disk)
-    with pytest.raises(OSError, match="No space"):
-        merge_parts(path)
+    with pytest.raises(MemoryError, match="memory budget is 0.0 MiB"):
+        merge_parts(path, memory=10 * 2**10)
     assert list_parts(path) == parts and not path.exists()
-    assert not path.with_name("r.h5.tmp").exists()
-    monkeypatch.undo()
-    merge_parts(path)
+    merge_parts(path, memory=ON_DISK)
     assert len(snapshot(path)) == len(PAIRS) + 4
 
 
-@pytest.mark.parametrize("merged,preadv", [(True, True), (True, False), (False, True)])
-def test_columns_and_stacks_follow_pairs(tmp_path, monkeypatch, merged, preadv):
-    monkeypatch.setattr(reader_mod, "_PREADV", preadv)
+@pytest.mark.parametrize("merged", [True, False])
+def test_columns_and_stacks_follow_pairs(tmp_path, merged):
     path = tmp_path / "r.h5"
     write_parts(path, maxlag=5.0, main=True)
     if merged:
