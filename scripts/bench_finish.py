@@ -8,10 +8,13 @@ about 16 GB), then runs :func:`noisecorr.workflow.runner.finish` on them as a
 run would and times its phases:
 
 ``merge``
-    :func:`noisecorr.results.merge_parts` (parts to ``results.h5``); where the
-    writer has them, its steps ``merge.datasets`` (creating the pairs' datasets,
-    while a thread copies the stacks' bytes), ``merge.copy_wait`` (waiting for
-    the last copies) and ``merge.fsync``.
+    :func:`noisecorr.results.merge_parts` (parts to ``results.h5``) and its steps
+    ``merge.datasets`` (creating the pairs' datasets and writing the stacks
+    through HDF5) and ``merge.fsync`` (a merge built on disk); the line
+    ``merge: ...`` says what the merge did (in memory or on disk, batches, chunks
+    copied: :class:`noisecorr.results.merge.MergeReport`). ``--merge-memory``
+    gives the merge a budget (default: :func:`merge_parts`'s, this process's share
+    of the machine or job), so that the merge on disk or in memory can be chosen.
 ``record_section``
     :func:`noisecorr.results.plot.record_section` (PNG written).
 ``rest``
@@ -112,13 +115,13 @@ class _Timed:
 
     def __init__(self, module, name, times, key, cpu):
         self.module, self.name, self.times, self.key, self.cpu = module, name, times, key, cpu
-        self.orig = getattr(module, name)
+        self.orig = self.call = getattr(module, name)  # orig is put back on exit
 
     def __enter__(self):
         def timed(*args, **kwargs):
             t0, c0 = time.perf_counter(), time.process_time()
             try:
-                return self.orig(*args, **kwargs)
+                return self.call(*args, **kwargs)
             finally:
                 self.times[self.key] = self.times.get(self.key, 0.0) + time.perf_counter() - t0
                 self.cpu[self.key] = self.cpu.get(self.key, 0.0) + time.process_time() - c0
@@ -128,7 +131,7 @@ class _Timed:
         setattr(self.module, self.name, self.orig)
 
 
-def run_once(folder, stations, maxlag, block, writers):
+def run_once(folder, stations, maxlag, block, writers, memory=None):
     import noisecorr.results
     import noisecorr.results.plot
     from noisecorr.engine.result import RunResult
@@ -141,16 +144,21 @@ def run_once(folder, stations, maxlag, block, writers):
     t0 = time.perf_counter()
     write_parts(wf.results_path, stations, maxlag, block, writers)
     t_parts = time.perf_counter() - t0
-    import noisecorr.results.writer as writer
+    import noisecorr.results.merge as merge
 
     times, cpu = {}, {}
     timers = [_Timed(noisecorr.results, "merge_parts", times, "merge", cpu),
               _Timed(noisecorr.results.plot, "record_section", times, "record_section", cpu)]
-    # the merge's steps, where this version of the writer has them
-    steps = ((writer, "_merge_into", "datasets"), (getattr(writer, "_Copier", None), "close",
-                                                   "copy_wait"), (writer, "_fsync", "fsync"))
-    timers += [_Timed(obj, name, times, f"merge.{key}", cpu) for obj, name, key in steps
-               if hasattr(obj, name)]
+    steps = ((merge, "_merge_into", "datasets"), (merge, "_fsync", "fsync"))
+    timers += [_Timed(obj, name, times, f"merge.{key}", cpu) for obj, name, key in steps]
+    reports = []
+    real_merge = timers[0].orig
+
+    def merge_and_report(*args, **kwargs):
+        if memory is not None:
+            kwargs["memory"] = memory
+        reports.append(real_merge(*args, **kwargs))
+    timers[0].call = merge_and_report
     for t in timers:
         t.__enter__()
     try:
@@ -169,6 +177,8 @@ def run_once(folder, stations, maxlag, block, writers):
     t0 = time.perf_counter()
     completed_pairs(wf.results_path)
     times["resume_index"] = time.perf_counter() - t0
+    for r in reports:
+        print(f"  merge: {r!r}", flush=True)
     order = ("merge", "record_section", "rest", "total", "resume_index")
     times = {k: times[k] for k in sorted(times, key=lambda k: (
         order.index(k.split(".")[0].replace("_cpu", "")), k))}
@@ -208,6 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="folder for the files (default: a temporary one)")
     ap.add_argument("--build", action="store_true", help="time build_workflow instead")
+    ap.add_argument("--merge-memory", default=None,
+                    help="memory budget of the merge, e.g. 1G (default: merge_parts's)")
     args = ap.parse_args(argv)
     if args.build:
         folder = Path(args.dir or tempfile.mkdtemp())
@@ -219,7 +231,11 @@ def main(argv=None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for _ in range(args.repeat):
-            runs.append(run_once(tmp, stations, args.maxlag, args.block, args.writers))
+            memory = None
+            if args.merge_memory:
+                from noisecorr.tiles.plan import parse_memory
+                memory = parse_memory(args.merge_memory)
+            runs.append(run_once(tmp, stations, args.maxlag, args.block, args.writers, memory))
             t = runs[-1][1]
             print("  run: " + " ".join(f"{k}={v:.2f}" for k, v in t.items()), flush=True)
     n = args.stations * (args.stations - 1) // 2

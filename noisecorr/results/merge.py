@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 _STR = h5py.string_dtype()
 read_index = ix.read_index
 
+#: HDF5 file-format bounds of the parts and the merged file: the object encodings of HDF5
+#: 1.10 (new-style groups and links, v2 B-trees), so that every tool built on HDF5 1.10 or
+#: later reads them. With ``"latest"`` the HDF5 2.0 that h5py bundles encodes some objects
+#: (the boolean ``complete`` column, an enum) in a form that HDF5 1.10's ``h5dump`` cannot read.
+LIBVER = ("v110", "v110")
+
 
 def parts_dir(path) -> Path:
     """Folder of the checkpoint parts of results file ``path``."""
@@ -94,10 +100,10 @@ class _image:
         self.path = Path(path)
         if initial is not None:
             self.file = h5py.File(str(initial), "r+", driver="core", backing_store=False,
-                                  libver="latest")
+                                  libver=LIBVER)
         else:
             self.file = h5py.File(str(self.path), "w", driver="core", backing_store=False,
-                                  libver="latest")
+                                  libver=LIBVER)
 
     def __enter__(self):
         return self.file
@@ -301,6 +307,11 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
     if twice its size (the image and its copy written out) fits beside that; else it is
     built on disk in ``<path>.tmp`` (free space checked first). HDF5's own caches (metadata
     cache, one dataset's chunk cache, a few MiB) are not counted.
+
+    A write that fails (full disk, file-size limit) never touches ``path`` or the parts. In
+    memory it raises a clean ``OSError`` and leaves no ``.tmp``; on disk HDF5 may fail while
+    closing the file, even crash the process, and leave ``<path>.tmp``, which the next merge
+    (or the next :class:`~noisecorr.results.writer.ResultsWriter` of ``path``) replaces.
     """
     path = Path(path)
     parts = list_parts(path)
@@ -331,7 +342,7 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
         _check_free_space(tmp.parent, size)
         if path.exists():
             shutil.copyfile(path, tmp)
-        target = h5py.File(tmp, "r+" if path.exists() else "w", libver="latest",
+        target = h5py.File(tmp, "r+" if path.exists() else "w", libver=LIBVER,
                            meta_block_size=META_BLOCK_BYTES)
     try:
         with target as dst:
