@@ -19,9 +19,13 @@ from .progress import ProgressPrinter
 @click.option("--start", help="Start time, ISO 8601.")
 @click.option("--end", help="End time, ISO 8601.")
 @click.option("--stations", type=int, help="Use the first N stations (sorted by code); more than exist: synthetic.")
-@click.option("-m", "--mapping", type=click.Choice(["sequential", "multiprocess", "mpi", "storm", "simple", "multi"]),
+@click.option("-m", "--mapping", type=click.Choice(["sequential", "multiprocess", "mpi", "storm", "dask", "simple",
+                                                         "multi"]),
               help="How to enact the workflow.")
 @click.option("-n", "--processes", type=click.IntRange(min=1), help="Worker processes or MPI ranks.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler to run on (--mapping dask; default: $DASK_SCHEDULER_ADDRESS, else a local "
+                   "cluster of -n worker processes started for the run). -n defaults to its workers.")
 @click.option("--out", help=f"Output folder (default: ./{DEFAULT_OUT}).")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run, skipping complete pairs.")
 @click.option("--append", is_flag=True, default=False,
@@ -36,7 +40,7 @@ from .progress import ProgressPrinter
 @click.option("--provenance-store", metavar="URL",
               help="Record provenance to this store (path, sqlite:///path or postgresql://...); implies --provenance.")
 def run_command(config_file, data, inventory, fdsn, start, end, stations, mapping, processes, out, resume,
-                append, compression, memory, scratch, provenance, provenance_store):
+                append, compression, memory, scratch, provenance, provenance_store, scheduler):
     """Cross-correlate every station pair and stack: the whole ambient-noise workflow.
 
     With no options, runs on the bundled sample stations and writes results.h5 and a
@@ -57,6 +61,9 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
         config = load_config(config_file, overrides=overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    from noisecorr.mappings.dask.cli import setup_run
+
+    config = setup_run(config, scheduler)  # --scheduler, and -n from a Dask cluster
     module = load(config.mapping)
     relaunch = getattr(module, "relaunch_if_needed", None)
     if relaunch is not None:

@@ -31,7 +31,7 @@ from noisecorr.signal.params import CorrelationParams
 
 #: Output folder used when ``--out`` is not given (created in the current directory).
 DEFAULT_OUT = "noisecorr_output"
-MAPPINGS = ("sequential", "multiprocess", "mpi", "storm")
+MAPPINGS = ("sequential", "multiprocess", "mpi", "storm", "dask")
 #: Default ``channel_priority``: broadband high-gain seismometers by sampling rate (HH > BH),
 #: then short period (EH > SH), mid and long period (MH > LH), then any other high-gain
 #: seismometer, low-gain seismometer, geophone, accelerometer (instrument codes H, L, P, N).

@@ -146,7 +146,7 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
             progress.start(sum(len(v) for v in wf.inputs.values() if isinstance(v, (list, tuple))))
         prov = provenance_options(config)
         options = dict(mapping_options or {})
-        if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "simple", "multi"):
+        if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "dask", "simple", "multi"):
             options["progress"] = progress
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      provenance=prov, **options)

@@ -110,8 +110,9 @@ def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, pr
         Engine workers (long-running Dask tasks). Default: the number of CPUs for a local
         cluster, the number of Dask workers for ``scheduler``.
     scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``); without it a local cluster is
-        started and closed by the run.
+        Address of a running scheduler (``tcp://host:8786``). Default: Dask's
+        ``scheduler-address`` setting (environment ``DASK_SCHEDULER_ADDRESS``); without
+        either, a local cluster is started and closed by the run.
     window : int
         Unacknowledged batches per worker above which its sources pause (back-pressure).
     progress : callable, optional
@@ -128,6 +129,10 @@ def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, pr
     distributed = _distributed()
     t0 = time.perf_counter()
     cluster = None
+    if scheduler is None:  # Dask's own setting (DASK_SCHEDULER_ADDRESS), as Client() reads it
+        import dask
+
+        scheduler = dask.config.get("scheduler-address", None)
     if scheduler is None:
         cluster = local_cluster(default_workers(processes), memory_limit=memory_limit)
         scheduler = cluster.scheduler_address
