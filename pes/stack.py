@@ -20,6 +20,11 @@ output : dict
     (float32, the linear mean per span) and ``substack_phasor`` (complex64, the mean unit
     phasor per span), from which sub-stacks can be merged exactly later
     (:func:`noisecorr.results.substacks.combine`).
+
+    With ``span_starts`` (``keep: chunks``: the start of every chunk of the run, on the
+    sub-stack grid) every one of those spans is output, a span without windows as a gap
+    (count 0, NaN rows), and ``selection`` (:class:`noisecorr.results.series.ChunkSelection`)
+    says which pair components keep their spans at all (the others: full stack only).
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class StackPE(GenericPE):
     means for the result.
     """
 
-    def __init__(self, params: CorrelationParams, name: str | None = None):
+    def __init__(self, params: CorrelationParams, name: str | None = None, span_starts=None,
+                 selection=None):
         super().__init__()
         if name:
             self.name = name
@@ -58,15 +64,28 @@ class StackPE(GenericPE):
         self._add_output("output")
         self.params = params
         self.state = {}
+        self.selection = selection
+        self.span_keys = None
+        if span_starts is not None:
+            if not params.substack:
+                raise ValueError("StackPE: span_starts needs params.substack (keep: chunks)")
+            k = (np.asarray(span_starts, dtype=np.float64) - params.substack_origin_seconds) / params.substack_len
+            if not np.allclose(k, np.round(k), atol=1e-6):
+                raise ValueError("StackPE: span_starts are not on the sub-stack grid "
+                                 f"(origin {params.substack_origin}, {params.substack_len} s)")
+            self.span_keys = sorted({int(round(x)) for x in k})
 
     def process(self, inputs):
         item = inputs["input"]
         p = self.params
         st = self.state.get(item["key"])
         if st is None:
-            st = self.state[item["key"]] = {"meta": {k: item[k] for k in _META}, "spans": {}}
+            keep = p.substack and (self.selection is None or self.selection.keeps(
+                item["source"], item["receiver"], item["component"], item.get("distance_km")))
+            st = self.state[item["key"]] = {"meta": {k: item[k] for k in _META}, "spans": {},
+                                            "keep": keep}
         ccfs = np.asarray(item["ccfs"])
-        if p.substack:
+        if st["keep"]:  # a pair left out by keep_chunks holds one state, not one per span
             new = substack_states(ccfs, item["starttimes"], p.substack_len, p.stack_method,
                                   origin=p.substack_origin_seconds)
         else:
@@ -96,18 +115,29 @@ class StackPE(GenericPE):
             full = reduce(StackState.merge, states, StackState.empty(p.stack_method, nlag))
             stack, n = full.result(p.pws_power)
             out["stack"], out["n_windows"] = stack.astype(np.float32), n
-            if p.substack:
+            keep = st["keep"]
+            if keep and self.span_keys is not None:
+                extra = sorted(set(keys) - set(self.span_keys))
+                if extra:  # a window outside the run's chunks: a bug upstream, never dropped
+                    raise ValueError(f"{key}: windows in spans {extra} outside the run's chunks")
+                have = dict(zip(keys, states))
+                keys = self.span_keys
+                states = [have.get(k) for k in keys]
+            if keep:
+                nan = np.full(nlag, np.nan)
                 out.update(
-                    substacks=np.array([s.result(p.pws_power)[0] for s in states],
+                    substacks=np.array([nan if s is None else s.result(p.pws_power)[0] for s in states],
                                        dtype=np.float32).reshape(len(states), nlag),
                     substack_starts=p.substack_origin_seconds
                     + np.asarray(keys, dtype=np.float64) * p.substack_len,
-                    substack_counts=np.array([s.n for s in states], dtype=np.int64),
+                    substack_counts=np.array([0 if s is None else s.n for s in states], dtype=np.int64),
                     substack_len=p.substack_len,
                     substack_origin=p.substack_origin or "1970-01-01T00:00:00.000000Z")
                 if p.stack_method == "pws":
                     out["substack_linear"] = np.array(
-                        [s.linear_mean() for s in states], dtype=np.float32).reshape(len(states), nlag)
+                        [nan if s is None else s.linear_mean() for s in states],
+                        dtype=np.float32).reshape(len(states), nlag)
                     out["substack_phasor"] = np.array(
-                        [s.phasor_mean() for s in states], dtype=np.complex64).reshape(len(states), nlag)
+                        [nan if s is None else s.phasor_mean() for s in states],
+                        dtype=np.complex64).reshape(len(states), nlag)
             self.write("output", out)

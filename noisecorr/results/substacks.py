@@ -58,7 +58,8 @@ class Substacks:
     starts : ndarray (K,) or None
         Span start times, POSIX seconds (UTC).
     counts : ndarray of int (K,) or None
-        Windows per span.
+        Windows per span; 0 for a gap (a chunk of a ``keep: chunks`` run without windows,
+        its rows NaN).
     substack_len : float or None
         Span length, seconds.
     origin : str or None
@@ -67,6 +68,18 @@ class Substacks:
     linear, phasor : ndarray (K, n_lags) or None
         pws only: linear mean (float) and mean unit phasor (complex) per span.
     """
+
+    @property
+    def times(self) -> np.ndarray | None:
+        """Span start times (POSIX s), the time axis of the series (same as ``starts``)."""
+        return self.starts
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """Start times (POSIX s) of the spans without windows (missing data)."""
+        if self.counts is None or self.starts is None:
+            return np.zeros(0)
+        return self.starts[self.counts == 0]
 
     lags: np.ndarray
     stack: np.ndarray | None
@@ -149,7 +162,8 @@ def unpack(lags, data: np.ndarray, meta: dict, params: dict | None = None) -> Su
 def combine(sub: Substacks, pws_power: float = 2.0, start: float | None = None,
             end: float | None = None) -> tuple[np.ndarray, int]:
     """Stack of the spans starting in ``[start, end)`` (POSIX s; default all), weighted by
-    their window counts: ``(stack float64, n_windows)``.
+    their window counts: ``(stack float64, n_windows)``. Spans without windows (gaps, NaN
+    rows) are left out.
 
     * linear: ``sum_k n_k s_k / sum_k n_k``, exactly the linear stack of their windows;
     * pws: ``L * |P| ** pws_power`` with ``L`` and ``P`` the window-weighted means of the
@@ -181,6 +195,7 @@ def combine(sub: Substacks, pws_power: float = 2.0, start: float | None = None,
         lo = -np.inf if start is None else float(start)
         hi = np.inf if end is None else float(end)
         keep = (sub.starts >= lo) & (sub.starts < hi)
+    keep &= sub.counts > 0  # gaps (count 0, NaN rows: keep: chunks) weigh nothing
     n = sub.counts[keep].astype(np.float64)
     total = int(n.sum())
     if not total:
@@ -196,7 +211,7 @@ def combine(sub: Substacks, pws_power: float = 2.0, start: float | None = None,
         linear = w @ sub.linear[keep].astype(np.float64)
         phasor = w @ sub.phasor[keep].astype(np.complex128)
         return linear * np.abs(phasor) ** pws_power, total
-    rows = np.flatnonzero(keep & (sub.counts > 0))
+    rows = np.flatnonzero(keep)
     if len(rows) == 1:
         return sub.stacks[rows[0]].astype(np.float64), total
     stacked, _, _ = robust_weights(sub.stacks[rows], counts=sub.counts[rows])

@@ -32,6 +32,8 @@ from noisecorr.signal.params import CorrelationParams
 #: Output folder used when ``--out`` is not given (created in the current directory).
 DEFAULT_OUT = "noisecorr_output"
 MAPPINGS = ("sequential", "multiprocess", "mpi", "storm", "dask")
+#: What a run keeps per pair: the stack over the whole span, or also every chunk's.
+KEEP = ("stack", "chunks")
 #: Default ``channel_priority``: broadband high-gain seismometers by sampling rate (HH > BH),
 #: then short period (EH > SH), mid and long period (MH > LH), then any other high-gain
 #: seismometer, low-gain seismometer, geophone, accelerometer (instrument codes H, L, P, N).
@@ -110,6 +112,18 @@ class WorkflowConfig:
         Seconds without heartbeat after which the output lock of a run on *another host* is
         taken over as stale (600 by default; a lock of this host is stale as soon as its
         process is gone). See :mod:`noisecorr.workflow.lock`.
+    keep : str
+        ``"stack"`` (default): one stack per pair and component. ``"chunks"``: also the
+        correlation of every chunk (``chunk_length`` seconds, on the grid of the run's
+        ``start``) as the pair's time series, stored in the sub-stack layout of
+        :mod:`noisecorr.results.substacks` (``substack_len = chunk_length``, chunks without
+        windows kept as gaps: count 0, NaN row). Sets ``processing.substack`` for the run.
+    keep_chunks : dict or None
+        With ``keep: chunks``, what is kept per chunk (the full stack is always written
+        for every pair): ``components`` (list, e.g. ``[ZZ]``), ``pairs`` (a list of
+        ``SRC-RCV`` or a file of them, one a line), ``distance_km`` (``[min, max]``,
+        inclusive). ``None``: every pair and component. See
+        :class:`noisecorr.results.series.ChunkSelection`.
     processing : CorrelationParams
         The science parameters (NoisePy names).
     """
@@ -140,6 +154,8 @@ class WorkflowConfig:
     scratch: str | None = None
     tiled: bool = True
     lock_stale_after: float = 600.0
+    keep: str = "stack"
+    keep_chunks: dict | None = None
     processing: CorrelationParams = field(default_factory=CorrelationParams)
 
     def __post_init__(self):
@@ -184,6 +200,7 @@ class WorkflowConfig:
         if isinstance(self.lock_stale_after, bool) or not (isinstance(self.lock_stale_after, (int, float))
                                                            and self.lock_stale_after > 0):
             raise ConfigError(f"lock_stale_after: must be a positive number of seconds, got {self.lock_stale_after!r}")
+        self._validate_keep()
         if not isinstance(self.tiled, bool):
             raise ConfigError(f"tiled: must be true or false, got {self.tiled!r}")
         if self.compression not in (None, "gzip", "lzf"):
@@ -209,6 +226,52 @@ class WorkflowConfig:
             if UTCDateTime(str(self.end)) <= UTCDateTime(str(self.start)):
                 raise ConfigError(f"end: {self.end} is not after start {self.start}")
         return self
+
+    def _validate_keep(self):
+        if self.keep not in KEEP:
+            raise ConfigError(f"keep: {self.keep!r} is not one of {', '.join(KEEP)}")
+        if self.keep_chunks is not None:
+            from noisecorr.results.series import ChunkSelection
+
+            if self.keep != "chunks":
+                raise ConfigError("keep_chunks: restricts what keep: chunks keeps per chunk; "
+                                  f"it needs keep: chunks (keep is {self.keep!r})")
+            try:
+                sel = ChunkSelection.from_config(self.keep_chunks)
+            except ValueError as exc:
+                raise ConfigError(f"keep_chunks: {exc}") from None
+            extra = sorted((sel.components or set()) - set(self.processing.components))
+            if extra:
+                raise ConfigError(f"keep_chunks: components {extra} are not computed by the run "
+                                  f"(processing.components: {list(self.processing.components)})")
+        if self.keep == "chunks":
+            ratio = self.chunk_length / self.processing.cc_len
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ConfigError(
+                    f"keep: chunks keeps one row per chunk, so chunk_length ({self.chunk_length} s) "
+                    f"must be a multiple of processing.cc_len ({self.processing.cc_len} s)")
+
+    def chunk_params(self, start=None) -> CorrelationParams:
+        """The processing parameters the run uses: with ``keep: chunks`` sub-stacks of one
+        chunk each (``substack_len = chunk_length``) on the grid of the chunks that start
+        at ``start`` (UTCDateTime or ISO text; the origin is the grid's first point after
+        the epoch, so any run starting on that grid shares it); a configured
+        ``processing.substack_origin`` or ``start=None`` keeps ``substack_origin``. Else
+        ``processing`` unchanged."""
+        p = self.processing
+        if self.keep != "chunks":
+            return p
+        d = {**p.to_dict(), "substack": True, "substack_len": float(self.chunk_length)}
+        if start is not None and p.substack_origin is None:
+            # the first grid point after the epoch, so that runs appended later (another
+            # start on the same grid) share the grid and the parameters
+            from obspy import UTCDateTime
+
+            d["substack_origin"] = str(UTCDateTime(UTCDateTime(start).timestamp % float(self.chunk_length)))
+        try:
+            return CorrelationParams.from_dict(d)
+        except ValueError as exc:
+            raise ConfigError(f"keep: chunks: {exc}") from None
 
     def _validate_priorities(self):
         # a comma-separated string (handy in NOISECORR_* variables and flags) is a list

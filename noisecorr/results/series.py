@@ -1,0 +1,138 @@
+"""Per-chunk results (``keep: chunks``): which pairs keep their chunks, and the disk they need.
+
+With ``keep: chunks`` the correlation of every chunk of a pair and component is its time
+series, stored in the sub-stack layout of :mod:`noisecorr.results.substacks` with one span
+per chunk (``substack_len = chunk_length``, ``substack_origin`` = the run's start): row 0
+the full stack, then one row per chunk of the run's span in time order. A chunk without
+windows (missing data) is a recorded gap: window count 0 and a NaN row, never absent.
+
+``keep_chunks`` restricts which pair components keep their chunk rows
+(:class:`ChunkSelection`); the others keep their full stack only (a 1-D dataset).
+:func:`disk_estimate` is the planner's figure of what the run writes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ChunkSelection", "disk_estimate", "parse_pair"]
+
+_KEYS = ("components", "pairs", "distance_km")
+
+
+def parse_pair(text: str, where: str = "keep_chunks.pairs") -> tuple[str, str]:
+    """``(source, receiver)`` of ``"SRC-RCV"`` (station codes ``NET.STA`` or ``NET.STA.LOC``).
+
+    Raises
+    ------
+    ValueError
+        Not two codes joined by one ``-``.
+    """
+    parts = [p.strip() for p in str(text).split("-")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"{where}: {text!r} is not a pair SRC-RCV (e.g. XS.S0001-XS.S0002)")
+    return parts[0], parts[1]
+
+
+@dataclass(frozen=True)
+class ChunkSelection:
+    """Which pair components keep their per-chunk rows (``keep_chunks``).
+
+    Attributes
+    ----------
+    components : frozenset of str or None
+        Component pairs kept (``None``: all).
+    pairs : frozenset of (str, str) or None
+        Unordered station pairs kept (``None``: all).
+    distance_km : (float, float) or None
+        Inclusive interstation distance range, km (``None``: any; a pair of unknown
+        distance is kept only without this restriction).
+    """
+
+    components: frozenset | None = None
+    pairs: frozenset | None = None
+    distance_km: tuple | None = None
+
+    @classmethod
+    def from_config(cls, values: dict | None, base: Path | None = None) -> "ChunkSelection":
+        """From the ``keep_chunks`` mapping; ``pairs`` a list of ``SRC-RCV`` or a file of
+        them (one a line, ``#`` comments), relative to ``base`` (default: current folder).
+
+        Raises
+        ------
+        ValueError
+            Unknown sub-key, bad component, pair, file or distance range (named).
+        """
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a mapping with {', '.join(_KEYS)}, got {values!r}")
+        unknown = sorted(set(values) - set(_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; known: {list(_KEYS)}")
+        comps = values.get("components")
+        if comps is not None:
+            from noisecorr.results.layout import check_component
+
+            if isinstance(comps, str):
+                comps = [c.strip() for c in comps.split(",")]
+            try:
+                comps = frozenset(check_component(str(c)) for c in comps)
+            except ValueError as exc:
+                raise ValueError(f"components: {exc}") from None
+        pairs = values.get("pairs")
+        if pairs is not None:
+            if isinstance(pairs, str):
+                path = Path(pairs) if base is None or Path(pairs).is_absolute() else Path(base) / pairs
+                try:
+                    lines = path.read_text().splitlines()
+                except OSError as exc:
+                    raise ValueError(f"pairs: cannot read pair file {path}: {exc.strerror}") from None
+                pairs = [ln.split("#")[0].strip() for ln in lines]
+                pairs = [ln for ln in pairs if ln]
+                where = f"pairs (file {path})"
+            else:
+                where = "pairs"
+            pairs = frozenset(frozenset(parse_pair(p, where)) for p in pairs)
+        dist = values.get("distance_km")
+        if dist is not None:
+            ok = (isinstance(dist, (list, tuple)) and len(dist) == 2
+                  and all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in dist))
+            if not ok or not (0 <= dist[0] <= dist[1]) or not math.isfinite(dist[0]):
+                raise ValueError(f"distance_km: must be [min, max] km with 0 <= min <= max, got {dist!r}")
+            dist = (float(dist[0]), float(dist[1]))
+        return cls(comps, pairs, dist)
+
+    @property
+    def everything(self) -> bool:
+        return self.components is None and self.pairs is None and self.distance_km is None
+
+    def keeps(self, source: str, receiver: str, component: str, distance_km=None) -> bool:
+        """Whether this pair component keeps its per-chunk rows."""
+        if self.components is not None and component not in self.components:
+            return False
+        if self.pairs is not None and frozenset((source, receiver)) not in self.pairs:
+            return False
+        if self.distance_km is not None:
+            if distance_km is None or not math.isfinite(float(distance_km)):
+                return False
+            return self.distance_km[0] <= float(distance_km) <= self.distance_km[1]
+        return True
+
+
+def disk_estimate(n_pairs: int, n_kept: int, n_chunks: int, n_lags: int, pws: bool = False) -> int:
+    """Bytes the results file needs, compression ignored: every pair component's full stack
+    (``n_pairs x n_lags x 4`` B, float32) plus the per-chunk rows of the ``n_kept`` pair
+    components that keep them (``n_kept x n_chunks x n_lags x 4`` B, four times that for
+    pws, which also keeps each chunk's linear mean and unit phasor). Metadata (a few
+    hundred bytes a pair) is left out.
+
+    Examples
+    --------
+    >>> disk_estimate(n_pairs=10, n_kept=4, n_chunks=3, n_lags=101)
+    8888
+    """
+    per_chunk = 4 if pws else 1
+    return 4 * n_lags * (n_pairs + n_kept * n_chunks * per_chunk)
