@@ -22,6 +22,7 @@ def setup_run(config, scheduler):
             raise click.UsageError("--scheduler is the address of a Dask scheduler: it needs --mapping dask")
         return config
     import dask
+    import distributed  # noqa: F401 (its import sets its loggers' levels: set ours after it)
 
     from . import cluster_workers
 
