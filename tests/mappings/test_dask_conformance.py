@@ -43,3 +43,27 @@ def test_a_run_without_address_starts_and_closes_its_own_cluster():
     result = run_case(WordCount(), "dask", processes=2)
     assert result.mapping == "dask"
     assert set(multiprocessing.active_children()) - before == set(), "the run left worker processes behind"
+
+
+def test_dask_scheduler_address_setting_is_used(cluster, caplog):
+    """Dask's own ``scheduler-address`` (DASK_SCHEDULER_ADDRESS) points runs at a cluster."""
+    import dask
+
+    caplog.set_level("INFO", logger="noisecorr.engine.dask")
+    with dask.config.set({"scheduler-address": cluster.scheduler_address}):
+        result = run_case(WordCount(), "dask", processes=2)
+    assert result.mapping == "dask"
+    assert "started a local cluster" not in caplog.text
+
+
+def test_enact_command_on_a_cluster_from_the_environment(cluster):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DASK_SCHEDULER_ADDRESS=cluster.scheduler_address)
+    proc = subprocess.run([sys.executable, "-m", "noisecorr", "enact", "noisecorr.engine.examples:chain_graph",
+                           "--mapping", "dask", "-n", "2"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "mapping dask" in proc.stdout and "(200000, 39999800000)" in proc.stdout, proc.stdout
+    assert "started a local cluster" not in proc.stderr
