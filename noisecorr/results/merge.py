@@ -213,6 +213,10 @@ class MergeReport:
         return "MergeReport(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
+#: Merges up to this size (main file plus parts) may be built in memory, if the budget holds
+#: twice it. Larger ones are built on disk: measured with ``scripts/bench_finish.py``, a merge
+#: of 0.6 GB took 2 to 4 s on disk against 6 to 11 s in memory, and of 2.6 GB 12 s against 23 s.
+IN_MEMORY_MERGE_BYTES = 64 * 2**20
 #: Most bytes of stacks read from a part at once (larger batches are no faster).
 MAX_BATCH_BYTES = 64 * 2**20
 #: Bytes counted per index row and per byte of its columns: the columns of every file, their
@@ -302,10 +306,10 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
     Memory: the merge counts the index columns of every file
     (:data:`INDEX_COPIES` copies of each row's columns plus :data:`INDEX_ROW_OVERHEAD`
     bytes, the sort of the keys included) and the station table; what the budget has left
-    sizes the batch buffer (at most :data:`MAX_BATCH_BYTES`, at least one stack). The file
-    is built in memory (faster, and a failing disk write raises a clean ``OSError``) only
-    if twice its size (the image and its copy written out) fits beside that; else it is
-    built on disk in ``<path>.tmp`` (free space checked first). HDF5's own caches (metadata
+    sizes the batch buffer (at most :data:`MAX_BATCH_BYTES`, at least one stack). A small
+    file (up to :data:`IN_MEMORY_MERGE_BYTES`) is built in memory (a failing disk write then
+    raises a clean ``OSError``) if twice its size (the image and its copy written out) fits
+    beside that; else it is built on disk in ``<path>.tmp`` (free space checked first). HDF5's own caches (metadata
     cache, one dataset's chunk cache, a few MiB) are not counted.
 
     A write that fails (full disk, file-size limit) never touches ``path`` or the parts. In
@@ -333,7 +337,7 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
                           f"one stack {row / 2**10:.1f} KiB), the memory budget is "
                           f"{memory / 2**20:.1f} MiB: merge again with a larger budget "
                           "(the parts are kept)")
-    in_memory = 2 * size + index + row <= memory
+    in_memory = size <= IN_MEMORY_MERGE_BYTES and 2 * size + index + row <= memory
     report = MergeReport(memory, index, in_memory)
     batch = min(MAX_BATCH_BYTES, memory - index - (2 * size if in_memory else 0))
     if in_memory:
