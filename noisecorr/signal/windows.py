@@ -131,7 +131,11 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
         bad = (csum[starts + win] - csum[starts]) > 0
         rejected["gap"] = int(np.count_nonzero(bad))
         keep &= ~bad
-    std = view.std(axis=1, dtype=np.float64)
+    std = np.empty(starts.size)
+    mean = np.empty((starts.size, 1))
+    for rows in _row_blocks(*view.shape):   # per block of rows: the float64 temporaries stay in cache
+        std[rows] = view[rows].std(axis=1, dtype=np.float64)
+        mean[rows] = view[rows].mean(axis=1, dtype=np.float64, keepdims=True)
     flat = keep & ~(std > 0)
     rejected["flat"] = int(np.count_nonzero(flat))
     keep &= ~flat
@@ -139,7 +143,9 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
         raise ValueError(f"outlier_reference={outlier_reference!r} is not one of ['window', 'chunk']")
     if max_over_std is not None and np.isfinite(max_over_std):
         if outlier_reference == "window":
-            peak = np.max(np.abs(view - view.mean(axis=1, dtype=np.float64, keepdims=True)), axis=1)
+            peak = np.empty(starts.size)
+            for rows in _row_blocks(*view.shape):
+                peak[rows] = np.max(np.abs(view[rows] - mean[rows]), axis=1)
             outlier = keep & (peak > max_over_std * std)
         else:
             good = x if gap_mask is None else x[~np.asarray(gap_mask, dtype=bool)]
@@ -191,8 +197,27 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
 
 def detrend_windows(windows: np.ndarray) -> np.ndarray:
     """Remove the mean and the least-squares linear trend of every row (float32 copy,
-    computed in float64 by :func:`detrend_linear`)."""
-    return detrend_linear(windows).astype(np.float32)
+    computed in float64 by :func:`detrend_linear`, a block of rows at a time so that the
+    float64 temporaries stay in the processor's cache: the same samples as one call on the
+    whole array, since every row is reduced on its own)."""
+    x = np.asarray(windows)
+    if x.ndim != 2:
+        return detrend_linear(x).astype(np.float32)
+    out = np.empty(x.shape, dtype=np.float32)
+    for rows in _row_blocks(*x.shape):
+        out[rows] = detrend_linear(x[rows])
+    return out
+
+
+#: Bytes of float64 temporaries per block of rows in :func:`_row_blocks` (fits in L2 cache).
+BLOCK_BYTES = 1 << 20
+
+
+def _row_blocks(n_rows: int, row_len: int):
+    """Slices of consecutive rows whose float64 copy takes about :data:`BLOCK_BYTES`."""
+    step = max(1, BLOCK_BYTES // (8 * max(int(row_len), 1)))
+    for i in range(0, int(n_rows), step):
+        yield slice(i, min(i + step, int(n_rows)))
 
 
 def taper_windows(windows: np.ndarray, fraction: float = 0.05) -> np.ndarray:

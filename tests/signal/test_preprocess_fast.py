@@ -48,3 +48,39 @@ def test_fast_length_response_removal_matches_obspy(npts):
     peak = np.abs(tr.data).max()
     assert peak > 0
     np.testing.assert_allclose(ours, tr.data, rtol=0, atol=1e-6 * peak)
+
+
+def test_blocked_window_detrend_is_the_whole_array_detrend():
+    """detrend_windows works a block of rows at a time: the same samples as detrend_linear on
+    the whole array (rows reduced on their own), over several blocks and a partial last one."""
+    from noisecorr.signal import windows as w
+
+    rng = np.random.default_rng(5)
+    n_rows = 3 * max(1, w.BLOCK_BYTES // (8 * 3000)) + 7
+    x = (rng.standard_normal((n_rows, 3000)) + np.linspace(0, 50, 3000)).astype(np.float32)
+    out = w.detrend_windows(x)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, w.detrend_linear(x).astype(np.float32))
+    assert np.abs(out.mean(axis=1)).max() < 1e-4  # the trend really went
+
+
+def test_blocked_window_rejection_matches_direct_statistics():
+    """cut_windows' blocked std / peak give the rejections the whole-array formulas give."""
+    from noisecorr.signal.windows import cut_windows
+
+    rng = np.random.default_rng(6)
+    fs, cc_len, step = 20.0, 100.0, 25.0
+    x = rng.standard_normal(200_000).astype(np.float32)
+    x[60_000:60_020] *= 200.0           # an outlier burst
+    x[120_000:124_000] = 3.0             # a flat stretch
+    res = cut_windows(x, fs, cc_len, step, max_over_std=10.0)
+    win, stp = int(cc_len * fs), int(step * fs)
+    starts = np.arange(0, x.size - win + 1, stp)
+    view = np.stack([x[s:s + win] for s in starts])
+    std = view.std(axis=1, dtype=np.float64)
+    flat = ~(std > 0)
+    peak = np.abs(view - view.mean(axis=1, dtype=np.float64, keepdims=True)).max(axis=1)
+    outlier = ~flat & (peak > 10.0 * std)
+    assert res.rejected["flat"] == int(flat.sum()) > 0
+    assert res.rejected["outlier"] == int(outlier.sum()) > 0
+    np.testing.assert_array_equal(res.starttimes, starts[~flat & ~outlier] / fs)
