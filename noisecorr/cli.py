@@ -207,6 +207,7 @@ def _register_optional_commands():
         ("noisecorr.slurm.cli", "commands"),
         ("noisecorr.monitoring.cli", "commands"),
         ("noisecorr.dispersion.cli", "commands"),
+        ("noisecorr.interop.cli", "commands"),
     ):
         if importlib.util.find_spec(module_name.rpartition(".")[0]) is None:
             continue
