@@ -3,7 +3,7 @@
 Input items ``{"block", "series" (n, n_times, n_lags), "reference" (n, n_lags), "mask"
 (n, n_lags), "fits" (n,), "lags"}``; output ``{"block", "dvv", "error", "coefficient"}``
 arrays ``(n, n_times)``: the stretching coefficient, or the MWCS mean coherence of the
-windows used.
+windows used, or the mean wavelet coherence of the points used.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from noisecorr.engine import IterativePE
 from noisecorr.signal.dvv import mwcs, stretching
+from noisecorr.signal.dvv_wavelet import wavelet_dvv
 
 __all__ = ["DvvPE"]
 
@@ -33,6 +34,13 @@ class DvvPE(IterativePE):
                            max_dvv=c.max_dvv, n_eps=c.n_eps, freqmin=c.freqmin, freqmax=c.freqmax,
                            fits=item["fits"])
             return {"block": item["block"], "dvv": r.dvv, "error": r.error, "coefficient": r.coefficient}
+        if c.method == "wavelet":
+            w = wavelet_dvv(item["series"], item["reference"], item["lags"], item["mask"],
+                            freqmin=c.freqmin, freqmax=c.freqmax, omega0=c.wavelet_omega0,
+                            smoothing=c.wavelet_smoothing, min_coherence=c.min_coherence,
+                            fits=item["fits"])
+            return {"block": item["block"], "dvv": w.dvv[..., 0], "error": w.error[..., 0],
+                    "coefficient": w.coherence[..., 0]}
         m = mwcs(item["series"], item["reference"], item["lags"], item["mask"], freqmin=c.freqmin,
                  freqmax=c.freqmax, window=c.mwcs_window, step=c.mwcs_step, smoothing=c.mwcs_smoothing,
                  min_coherence=c.min_coherence, max_delay_error=c.max_delay_error)

@@ -19,7 +19,7 @@ def _posix(text):
 
 @click.command("dvv")
 @click.argument("results", type=click.Path(exists=True, dir_okay=True))
-@click.option("--method", type=click.Choice(["stretching", "mwcs"]), default="stretching", show_default=True)
+@click.option("--method", type=click.Choice(["stretching", "mwcs", "wavelet"]), default="stretching", show_default=True)
 @click.option("--component", default="ZZ", show_default=True)
 @click.option("--freqmin", type=float, default=None, help="Hz; default: the run's band.")
 @click.option("--freqmax", type=float, default=None)

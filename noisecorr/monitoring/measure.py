@@ -15,7 +15,7 @@ __all__ = ["DvvConfig", "Series", "DvvResult", "load_series", "measure", "METHOD
 logger = logging.getLogger(__name__)
 
 #: Allowed ``method`` values.
-METHODS = ("stretching", "mwcs")
+METHODS = ("stretching", "mwcs", "wavelet")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class DvvConfig:
 
     Parameters
     ----------
-    method : {"stretching", "mwcs"}
+    method : {"stretching", "mwcs", "wavelet"}
+        ``wavelet``: the wavelet cross-spectrum (:mod:`noisecorr.signal.dvv_wavelet`) over the
+        band ``freqmin..freqmax``.
     component : str
         Component pair, e.g. "ZZ".
     freqmin, freqmax : float or None
@@ -50,6 +52,8 @@ class DvvConfig:
     mwcs_smoothing : int
     min_coherence, max_delay_error : float
         MWCS window quality limits.
+    wavelet_omega0, wavelet_smoothing : float
+        Morlet non-dimensional frequency; time smoothing of the cross-spectrum in periods.
     min_coefficient : float
         Stretching results with a lower correlation coefficient are left out of the
         station and network averages.
@@ -76,6 +80,8 @@ class DvvConfig:
     mwcs_smoothing: int = 2
     min_coherence: float = 0.5
     max_delay_error: float = 0.1
+    wavelet_omega0: float = 6.0
+    wavelet_smoothing: float = 1.0
     min_coefficient: float = 0.5
     max_error: float | None = None
     min_windows: int = 1

@@ -25,7 +25,7 @@ def series():
     return Series(PAIRS, times, lags, ser, np.full(ser.shape[:2], 48), ref, DIST, 86400.0, (0.25, 0.75))
 
 
-@pytest.mark.parametrize("method", ["stretching", "mwcs"])
+@pytest.mark.parametrize("method", ["stretching", "mwcs", "wavelet"])
 def test_measure_recovers_truth_and_reports_pairs_that_do_not_fit(series, method, caplog):
     r = measure(series, DvvConfig(method=method, coda_factor=2.0, coda_length=30.0), block=2)
     assert r.skipped == [PAIRS[4]] and np.isnan(r.dvv[4]).all()
