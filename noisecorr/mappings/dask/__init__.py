@@ -170,7 +170,6 @@ class _Run:
         from .transport import Inbox, worker_task
 
         client = self.client
-        distributed = _distributed()
         ids = sorted(self.on)
         n = self.plan.workers
         actor_futures = {w: client.submit(Inbox, self.run, w, actor=True, workers=[self.on[w]],

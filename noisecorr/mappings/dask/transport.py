@@ -27,7 +27,6 @@ mapping does with shared memory.
 
 from __future__ import annotations
 
-import logging
 import mmap
 import os
 import pickle
@@ -43,7 +42,6 @@ from noisecorr.engine import serialize
 from noisecorr.engine.errors import EngineError, PEError, TransportError, short_repr
 from noisecorr.engine.runtime import DEFAULT_BATCH, Transport, Worker, unpicklable_output_error
 
-log = logging.getLogger("noisecorr.engine.dask")
 
 #: Bytes of the post-mortem slot: 8 bytes of item index, then the text.
 SLOT_BYTES = 16384
