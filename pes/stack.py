@@ -124,7 +124,7 @@ class StackPE(GenericPE):
                 keys = self.span_keys
                 states = [have.get(k) for k in keys]
             if keep:
-                nan = np.full(nlag, np.nan)
+                nan = np.zeros(nlag)  # a gap: count 0, stored as zeros, read as NaN
                 out.update(
                     substacks=np.array([nan if s is None else s.result(p.pws_power)[0] for s in states],
                                        dtype=np.float32).reshape(len(states), nlag),

@@ -752,11 +752,13 @@ class TiledCorrelation(CompositePE):
     coordinates : dict, optional
     scratch, channels : optional
         See :class:`TileCorrelatePE`.
+    span_starts, selection : optional
+        ``keep: chunks``: see :class:`pes.stack.StackPE`.
     """
 
     def __init__(self, params: CorrelationParams, stations, plan: TilePlan, n_chunks=None,
                  batched: bool = True, blas_threads=None, coordinates=None, scratch=None,
-                 channels=None, name=None):
+                 channels=None, name=None, span_starts=None, selection=None):
         super().__init__(name=name or "TiledCorrelation")
         route = TileRoutePE(params, stations, plan)
         corr = TileCorrelatePE(params, stations, plan, blas_threads=blas_threads,
@@ -766,7 +768,7 @@ class TiledCorrelation(CompositePE):
         else:
             from pes.stack import StackPE
 
-            stack = StackPE(params)
+            stack = StackPE(params, span_starts=span_starts, selection=selection)
         self.connect(route, "output", corr, "input")
         self.connect(corr, "output", stack, "input")
         self._map_input("input", route, "input")

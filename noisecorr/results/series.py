@@ -4,7 +4,8 @@ With ``keep: chunks`` the correlation of every chunk of a pair and component is 
 series, stored in the sub-stack layout of :mod:`noisecorr.results.substacks` with one span
 per chunk (``substack_len = chunk_length``, ``substack_origin`` = the run's start): row 0
 the full stack, then one row per chunk of the run's span in time order. A chunk without
-windows (missing data) is a recorded gap: window count 0 and a NaN row, never absent.
+windows (missing data) is a recorded gap: window count 0 and a zero row in the file (the
+reader gives NaN), never absent.
 
 ``keep_chunks`` restricts which pair components keep their chunk rows
 (:class:`ChunkSelection`); the others keep their full stack only (a 1-D dataset).
@@ -110,16 +111,25 @@ class ChunkSelection:
         return self.components is None and self.pairs is None and self.distance_km is None
 
     def keeps(self, source: str, receiver: str, component: str, distance_km=None) -> bool:
-        """Whether this pair component keeps its per-chunk rows."""
+        """Whether this pair component keeps its per-chunk rows (stations as results name
+        them, ``NET.STA``, or as station keys ``NET.STA.LOC``)."""
         if self.components is not None and component not in self.components:
             return False
-        if self.pairs is not None and frozenset((source, receiver)) not in self.pairs:
+        if self.pairs is not None and not any(frozenset(c) in self.pairs
+                                              for c in zip(_names(source), _names(receiver))):
             return False
         if self.distance_km is not None:
             if distance_km is None or not math.isfinite(float(distance_km)):
                 return False
             return self.distance_km[0] <= float(distance_km) <= self.distance_km[1]
         return True
+
+
+def _names(code: str) -> tuple[str, str]:
+    """The names a station goes by in a pair list: as given without an empty location's
+    trailing dot (``NET.STA.LOC``, ``NET.STA``), and ``NET.STA``."""
+    code = str(code).rstrip(".")
+    return code, ".".join(code.split(".")[:2])
 
 
 def disk_estimate(n_pairs: int, n_kept: int, n_chunks: int, n_lags: int, pws: bool = False) -> int:

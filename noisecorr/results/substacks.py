@@ -58,8 +58,8 @@ class Substacks:
     starts : ndarray (K,) or None
         Span start times, POSIX seconds (UTC).
     counts : ndarray of int (K,) or None
-        Windows per span; 0 for a gap (a chunk of a ``keep: chunks`` run without windows,
-        its rows NaN).
+        Windows per span; 0 for a gap (a chunk of a ``keep: chunks`` run without windows:
+        stored as zero rows, read as NaN rows).
     substack_len : float or None
         Span length, seconds.
     origin : str or None
@@ -155,6 +155,12 @@ def unpack(lags, data: np.ndarray, meta: dict, params: dict | None = None) -> Su
             phasor = blocks["phasor_re"].astype(np.complex64) + 1j * blocks["phasor_im"]
     if counts is not None and counts.shape != (stacks.shape[0],):
         raise ValueError(f"{where}: {stacks.shape[0]} sub-stacks but {counts.size} substack_counts")
+    if counts is not None and (counts == 0).any():  # gaps (keep: chunks): stored as zeros
+        gap = counts == 0
+        stacks = np.where(gap[:, None], np.float32(np.nan), stacks)
+        if linear is not None:
+            linear = np.where(gap[:, None], np.float32(np.nan), linear)
+            phasor = np.where(gap[:, None], np.complex64(np.nan), phasor)
     return Substacks(np.asarray(lags), full, stacks, starts, counts, meta.get("substack_len"),
                      meta.get("substack_origin"), _method(meta, params), linear, phasor)
 

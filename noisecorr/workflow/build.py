@@ -59,6 +59,8 @@ class Workflow:
     pes: dict = field(default_factory=dict)
     #: The memory budget and the tile plan chosen within it (summary.json ``memory``).
     memory: dict = field(default_factory=dict)
+    #: The disk the results will take and the free space found (:func:`disk_plan`).
+    disk: dict = field(default_factory=dict)
 
     @property
     def n_pairs(self) -> int:
@@ -186,7 +188,7 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     from pes.write import WriteResultsPE
 
     sources = sources or resolve(config)
-    p = config.processing
+    p = config.chunk_params(sources.start)  # keep: chunks: one sub-stack per chunk
     out = Path(config.out)
     results_path = out / RESULTS_FILE
     done = completed_pairs(results_path) if config.resume else set()
@@ -210,6 +212,16 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         name="WriteResults",
     )
     n_chunks = max(1, len({r["starttime"] for r in requests}))
+    chunk_starts = sorted({float(t.timestamp) for t in _chunk_grid(sources.start, sources.end, config.chunk_length)})
+    selection = None
+    if config.keep == "chunks":
+        from noisecorr.results.series import ChunkSelection
+
+        try:
+            selection = ChunkSelection.from_config(config.keep_chunks)
+        except ValueError as exc:
+            raise ConfigError(f"keep_chunks: {exc}") from None
+    disk = disk_plan(config, sources, len(chunk_starts), selection, out)
     station_keys = sorted({station_key(s) for s in seed_ids})
     tiled = tiled_path(config) and len(station_keys) >= 2
     memory = {}
@@ -227,12 +239,15 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
             c = s[-1].upper()  # (1/2 horizontals reach the tiles rotated to E/N)
             channels.setdefault(station_key(s), set()).update(c if c in "ENZ" else "EN")
         correlate = [TiledCorrelation(p, station_keys, plan, n_chunks=n_chunks,
+                                      span_starts=chunk_starts if selection is not None else None,
+                                      selection=selection,
                                       blas_threads=None if config.mapping in ("sequential", "simple") else 1,
                                       coordinates=coordinates, scratch=config.scratch,
                                       channels=channels, name="TiledCorrelation")]
     else:
         correlate = [CrossCorrelatePE(p, coordinates=coordinates, n_channels=len(seed_ids), name="CrossCorrelate"),
-                     StackPE(p, name="Stack")]
+                     StackPE(p, name="Stack", span_starts=chunk_starts if selection is not None else None,
+                             selection=selection)]
     # The per-station chain (Fetch .. Whiten, and the tile router) runs as one instance per
     # worker with "local" streams, so a station's data stays in one process from waveforms
     # to spectra; only in-band spectral factors cross to the tile correlators.
@@ -262,7 +277,88 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
             graph.connect(pe, "absent", correlate[0], "absent", grouping="local")
     pes = {pe.name: pe for pe in graph.pes}
     return Workflow(config, sources, graph, {fetch: [{"input": r} for r in requests]}, results_path, done, pes,
-                    memory)
+                    memory, disk)
+
+
+def _chunk_grid(start, end, chunk_length):
+    """Start of every chunk ``[t, t + chunk_length)`` of ``[start, end)`` (UTCDateTime)."""
+    from obspy import UTCDateTime
+
+    t, t2, out = UTCDateTime(start), UTCDateTime(end), []
+    while t < t2:
+        out.append(t)
+        t = t + chunk_length
+    return out
+
+
+def _free_bytes(folder: Path) -> tuple[int, Path]:
+    """Free bytes of the file system that will hold ``folder`` (its nearest existing parent)."""
+    import shutil
+
+    where = Path(folder).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return shutil.disk_usage(where).free, where
+
+
+def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection, out: Path) -> dict:
+    """The disk the results file will take (:func:`noisecorr.results.series.disk_estimate`,
+    compression ignored), logged beside the memory plan; a run that does not fit the free
+    space of the output folder is refused before it starts.
+
+    Returns
+    -------
+    dict
+        ``{"estimate_bytes", "free_bytes", "pairs", "pairs_keeping_chunks", "chunks"}``
+        (:attr:`Workflow.disk`).
+
+    Raises
+    ------
+    ConfigError
+        The estimate exceeds the free space: the message gives both figures and how to
+        reduce the estimate (``keep_chunks`` restrictions).
+    """
+    import numpy as np
+
+    from noisecorr.results.layout import geometry_many
+    from noisecorr.results.series import disk_estimate
+    from noisecorr.tiles.plan import format_bytes
+
+    p = config.processing
+    comps = list(p.components)
+    codes = sorted(sources.stations)
+    n_sta = len(codes)
+    n_pairs = n_sta * (n_sta - 1) // 2 * len(comps)
+    n_lags = 2 * p.maxlag_samples + 1
+    n_kept = 0
+    if selection is not None:
+        if selection.everything:
+            n_kept = n_pairs
+        else:
+            i, j = np.triu_indices(n_sta, 1)
+            dist = np.full(len(i), np.nan)
+            if selection.distance_km is not None and len(i):
+                lat = np.array([float(sources.stations[c].get("latitude", np.nan)) for c in codes])
+                lon = np.array([float(sources.stations[c].get("longitude", np.nan)) for c in codes])
+                dist = geometry_many(lat[i], lon[i], lat[j], lon[j])[0]
+            for a, b, d in zip(i, j, dist):
+                for comp in comps:
+                    n_kept += selection.keeps(codes[a], codes[b], comp, None if np.isnan(d) else d)
+    need = disk_estimate(n_pairs, n_kept, n_chunks, n_lags, pws=p.stack_method == "pws")
+    free, where = _free_bytes(out)
+    log.info("disk: results about %s (%d pair components x %d lags x 4 B for the stacks%s; compression "
+             "ignored), %s free in %s", format_bytes(need), n_pairs, n_lags,
+             f", + {n_kept} keeping {n_chunks} chunks each" if selection is not None else "",
+             format_bytes(free), where)
+    if need > free:
+        how = ("restrict what is kept per chunk with keep_chunks (components, pairs, distance_km), "
+               "keep: stack, fewer stations or a shorter maxlag" if selection is not None
+               else "fewer stations or a shorter maxlag")
+        raise ConfigError(f"out: the results need about {format_bytes(need)} ({need} B, compression "
+                          f"ignored) but {where} has {format_bytes(free)} ({free} B) free; {how}, "
+                          f"or choose another out folder")
+    return {"estimate_bytes": int(need), "free_bytes": int(free), "pairs": n_pairs,
+            "pairs_keeping_chunks": n_kept, "chunks": n_chunks}
 
 
 __all__ = ["Workflow", "build_workflow", "completed_pairs", "RESULTS_FILE"]
