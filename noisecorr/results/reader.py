@@ -429,7 +429,9 @@ class Results:
 
         A per-chunk series is the sub-stack layout (``substack: true`` with
         ``substack_len`` equal to the chunk length on the calendar grid), so this reads
-        :meth:`substacks`: one code path for both.
+        :meth:`substacks`: one code path for both. Gaps (chunks without windows) are NaN
+        rows with 0 windows; the :class:`Substacks` of :meth:`substacks` also names them
+        (``gaps``). Many pairs: :meth:`series_many`, :meth:`series_array`.
 
         Returns
         -------
@@ -451,6 +453,87 @@ class Results:
         """
         sub = self.substacks(source, receiver, component)
         return sub.starts, sub.lags, sub.stacks, sub.counts
+
+    def series_many(self, component: str = "ZZ", pairs=None):
+        """Yield ``(source, receiver, Substacks)`` of many pairs' per-chunk series
+        (``keep: chunks``), one pair at a time (bounded memory however many pairs).
+
+        Parameters
+        ----------
+        component : str
+        pairs : list of (source, receiver) or None
+            The pairs, in that order (a reverse pair reversed as in :meth:`substacks`;
+            each found by an index lookup). ``None``: every pair of ``component`` that
+            kept its chunks, in the order of :meth:`pairs` (read through the index in
+            memory, no search per pair); pairs that ``keep_chunks`` left out (their full
+            stack only) are skipped.
+
+        Raises
+        ------
+        KeyError
+            A listed pair is not stored.
+        ValueError
+            A listed pair was stored without its chunks (named).
+        """
+        component = check_component(component)
+        if pairs is not None:
+            for a, b in pairs:
+                yield a, b, self.substacks(a, b, component)
+            return
+        rows, names = self._pair_rows(component)
+        tab = self._table()
+        lags_of: dict = {}
+        for (a, b), (t, data) in zip(names, self._read_rows(rows.tolist())):
+            if data.ndim != 2:
+                continue
+            fs = float(tab["sampling_rate"][t])
+            key = (data.shape[-1] // 2, fs)
+            if key not in lags_of:
+                lags_of[key] = lag_axis(key[0] / fs, fs)
+                lags_of[key].flags.writeable = False
+            yield a, b, unpack(lags_of[key], data, ix.row_meta(tab, t), self.params)
+
+    def series_array(self, component: str = "ZZ", pairs=None):
+        """The per-chunk series of many pairs as one array on a common time axis:
+        ``(pairs, times, lags, array, counts)``.
+
+        Returns
+        -------
+        pairs : list of (source, receiver)
+            As :meth:`series_many` gives them.
+        times : ndarray (n_times,), POSIX seconds (UTC)
+            Every chunk start of any of the pairs, sorted.
+        lags : ndarray (n_lags,), seconds
+        array : ndarray float32 (n_pairs, n_times, n_lags)
+            NaN where a pair has no windows (a gap) or no such chunk.
+        counts : ndarray int (n_pairs, n_times)
+            Windows per pair and chunk (0: gap).
+
+        Memory is ``n_pairs * n_times * n_lags * 4`` bytes: for very many pairs iterate
+        :meth:`series_many` or pass ``pairs`` in batches.
+
+        Raises
+        ------
+        ValueError
+            The pairs have different lag axes, or none has a series.
+        """
+        got = list(self.series_many(component, pairs))
+        if not got:
+            raise ValueError(f"no pair of component {component} in {self.path} kept its chunks "
+                             "(keep: chunks)")
+        lags = got[0][2].lags
+        for a, b, sub in got:
+            if sub.lags.shape != lags.shape:
+                raise ValueError(f"{a}-{b} {component}: {sub.lags.size} lags, not {lags.size} as "
+                                 f"{got[0][0]}-{got[0][1]}; read them separately")
+        times = np.unique(np.concatenate([sub.starts for _, _, sub in got]))
+        array = np.full((len(got), len(times), len(lags)), np.nan, dtype=np.float32)
+        counts = np.zeros((len(got), len(times)), dtype=np.int64)
+        for i, (_, _, sub) in enumerate(got):
+            j = np.searchsorted(times, sub.starts)
+            array[i, j] = sub.stacks
+            counts[i, j] = sub.counts
+        return [(a, b) for a, b, _ in got], times, lags, array, counts
 
     def combine_substacks(self, source: str, receiver: str, component: str = "ZZ", *,
                           start=None, end=None):
@@ -581,6 +664,13 @@ class Results:
             tr.write(str(p), format="MSEED", encoding="FLOAT32")
             paths.append(p)
         return paths
+
+    def to_xarray(self, component: str = "ZZ", pairs=None, block: int = 4096):
+        """The stacks of ``component`` as a lazy :class:`xarray.Dataset` (pair x lag, dask
+        arrays read block by block): see :func:`noisecorr.interop.xarray.to_xarray`."""
+        from noisecorr.interop.xarray import to_xarray
+
+        return to_xarray(self, check_component(component), pairs=pairs, block=block)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
