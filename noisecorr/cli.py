@@ -140,7 +140,7 @@ def _print_result(result, show):
 @cli.command()
 @click.argument("target")
 @click.option("-m", "--mapping", default="sequential", show_default=True,
-              help="sequential, multiprocess, mpi or storm (dispel4py's simple and multi are aliases).")
+              help="sequential, multiprocess, mpi, storm or dask (dispel4py's simple and multi are aliases).")
 @click.option("-n", "--processes", type=click.IntRange(min=1), default=None,
               help="Worker processes (multiprocess) or MPI ranks (mpi; re-launches under mpiexec).")
 @click.option("-i", "--iterations", type=click.IntRange(min=0), default=None, help="Iterations of every source PE.")
