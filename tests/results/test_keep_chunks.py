@@ -237,3 +237,51 @@ def test_run_refused_when_the_results_do_not_fit(data, small_disk):
     # the stacks alone (keep: stack) fit: the same folder is accepted
     d = build_workflow(load_config(overrides=dict(over, keep="stack"))).disk
     assert d["estimate_bytes"] == 4 * 4001 * 6 < d["free_bytes"] <= 200 * 1024
+
+
+def test_many_pairs_readers_match_one_pair_reads(chunks_tiled):
+    with open_results(chunks_tiled) as res:
+        pairs = res.pairs("ZZ")
+        many = list(res.series_many("ZZ"))
+        assert [(a, b) for a, b, _ in many] == pairs
+        got_pairs, times, lags, array, counts = res.series_array("ZZ")
+        assert got_pairs == pairs and array.shape == (6, 3, 401) and counts.shape == (6, 3)
+        np.testing.assert_array_equal(times, CHUNKS)
+        for i, (a, b) in enumerate(pairs):
+            t, lg, rows, n = res.series(a, b, "ZZ")
+            np.testing.assert_array_equal(array[i], rows)
+            np.testing.assert_array_equal(counts[i], n)
+            np.testing.assert_array_equal(many[i][2].stacks, rows)
+        # listed pairs, one reversed: reversed in lag as series() gives it
+        (a, b), (c, d) = pairs[0], pairs[1]
+        _, sub_rev = [s for _, _, s in res.series_many("ZZ", [(a, b), (d, c)])]
+        np.testing.assert_array_equal(sub_rev.stacks, res.series(d, c, "ZZ")[2])
+        np.testing.assert_array_equal(sub_rev.stacks, array[1][:, ::-1])
+
+
+def test_one_pair_series_is_an_index_lookup_at_many_pairs(tmp_path):
+    """20,000 pairs written as one block: reading one pair's series finds it by a search of
+    the sorted index, without loading the index table or touching other pairs."""
+    from noisecorr.results import ResultsWriter
+    from noisecorr.results.substacks import pack
+
+    n_sta = 201  # 20,100 pairs
+    codes = [f"XS.S{i:04d}" for i in range(n_sta)]
+    src, rcv = map(list, zip(*[(a, b) for i, a in enumerate(codes) for b in codes[i + 1:]]))
+    n, n_lags = len(src), 11
+    k = np.arange(n, dtype=np.float32)[:, None, None]
+    rows = k + np.arange(4, dtype=np.float32)[None, :, None] / 10 + np.zeros((1, 1, n_lags), np.float32)
+    _, layout = pack({"stack": np.zeros(n_lags), "substacks": np.zeros((3, n_lags)),
+                      "substack_starts": CHUNKS, "substack_counts": [2, 0, 3], "substack_len": 3600.0})
+    path = tmp_path / "many.h5"
+    with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        w.write_block(src, rcv, "ZZ", 0.5, rows, {"n_windows": 5, **layout})
+    q = 12345
+    with open_results(path) as res:
+        times, lags, array, counts = res.series(src[q], rcv[q], "ZZ")
+        assert res._tab is None and all(f.cols is None for f in res._sets), "the index was loaded"
+        np.testing.assert_array_equal(times, CHUNKS)
+        np.testing.assert_array_equal(counts, [2, 0, 3])
+        np.testing.assert_allclose(array[[0, 2], 0], [q + 0.1, q + 0.3], rtol=1e-6)
+        assert np.isnan(array[1]).all()
+        np.testing.assert_array_equal(res.substacks(src[q], rcv[q], "ZZ").gaps, [CHUNKS[1]])
