@@ -234,7 +234,10 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Re
     from noisecorr.results.writer import list_parts
 
     if list_parts(wf.results_path):  # the writers' parts (one set per worker) become results.h5
-        merge_parts(wf.results_path)
+        from .build import memory_budget
+
+        # the workers are done: the merge may use the run's whole budget (--memory)
+        merge_parts(wf.results_path, memory=memory_budget(config)[0])
     plot_path = plot_record_section(config, wf.results_path, bool(sources.truth)) if plot else None
     chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
     report = Report(
