@@ -47,7 +47,7 @@ def _floats(text, name):
 @click.option("--pair", "pairs", multiple=True, metavar="SRC:RCV",
               help="Pair(s) to draw the FTAN image of (default: the pair with the best SNR).")
 @click.option("--no-plots", is_flag=True)
-@click.option("--mapping", type=click.Choice(["sequential", "multiprocess"]), default=None,
+@click.option("--mapping", type=click.Choice(["sequential", "multiprocess", "mpi"]), default=None,
               help="Measure blocks of pairs through the engine (DispersionPE) with this mapping "
                    "(default: in this process, one block of stacks in memory at a time).")
 @click.option("-n", "--processes", type=click.IntRange(min=1), default=None,
@@ -62,7 +62,12 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
     """
     from noisecorr.dispersion.reference import read_reference
     from noisecorr.dispersion.table import measure, write_table
+    from noisecorr.monitoring.cli import mpi_barrier, mpi_launch
     from noisecorr.results.reader import open_results
+
+    code, reports = mpi_launch(mapping, processes)
+    if code is not None:
+        return code
 
     per = _floats(periods, "--periods") if periods else None
     ref = None
@@ -84,7 +89,10 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
                             processes=processes)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-        images = _image_pairs(table, pairs)
+        if table is None:         # an MPI rank other than 0
+            images = []
+        else:
+            images = _image_pairs(table, pairs)
         signals = {}
         if not no_plots:
             for s, r in images:
@@ -92,6 +100,9 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
                 h = ccf.shape[-1] // 2
                 c, a = ccf[h:], ccf[h::-1]
                 signals[(s, r)] = {"causal": c, "acausal": a, "symmetric": 0.5 * (c + a)}[side]
+    mpi_barrier(mapping)          # every rank has closed RESULTS before rank 0 writes into it
+    if table is None or not reports:
+        return 0                  # an MPI rank other than 0: rank 0 has every pair's curves
     write_table(path, table)
     csv_path = table.to_csv(out / f"dispersion_{component}.csv")
     elapsed = time.perf_counter() - t0

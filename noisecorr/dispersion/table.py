@@ -200,7 +200,8 @@ def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmet
         stacks at a time. A mapping name (``"sequential"``, ``"multiprocess"``, ``"mpi"``):
         the blocks travel to :class:`pes.dispersion.DispersionPE` instances (``processes``
         of them) through the engine; every stack is read first. The table does not depend
-        on the mapping or the block size.
+        on the mapping or the block size. Under ``"mpi"`` only rank 0 gets the table; the
+        other ranks get None.
     processes : int, optional
     **ftan_kwargs
         Passed to :func:`noisecorr.signal.ftan.ftan` (``alpha0``, ``reference``,
@@ -257,6 +258,8 @@ def measure(results, component: str = "ZZ", periods=None, *, side: str = "symmet
             outs = _through_engine([{"block": b0, "ccf": read(b0), "distance_km": dist[b0:b0 + block],
                                      "sampling_rate": fs} for b0 in range(0, n, block)],
                                    periods, kw, mapping, processes)
+            if outs is None:
+                return None       # an MPI rank other than 0: rank 0 gathers every block
         fparams = {}
         for o in outs:
             sl = slice(o["block"], o["block"] + len(o["snr_symmetric"]))
@@ -290,7 +293,7 @@ def _through_engine(items, periods, kw, mapping, processes):
     g.add(pe)
     result = run(g, inputs={pe: [{"input": it} for it in items]}, mapping=mapping,
                  **({} if processes is None else {"processes": processes}))
-    return result.outputs[(pe.name, "output")]
+    return None if result is None else result.outputs[(pe.name, "output")]
 
 
 def _describe_reference(ref):

@@ -8,7 +8,35 @@ from pathlib import Path
 import click
 import numpy as np
 
-__all__ = ["commands"]
+__all__ = ["commands", "mpi_launch", "mpi_barrier"]
+
+
+def mpi_launch(mapping, processes):
+    """For ``--mapping mpi``: ``(exit_status, reports)``.
+
+    Outside MPI the command is re-run under the venv's ``mpiexec -n processes``
+    (:func:`noisecorr.mappings.mpi.relaunch_if_needed`) and ``exit_status`` is its status;
+    inside (a rank), ``exit_status`` is None and ``reports`` says whether this rank is
+    rank 0, the one that writes files and prints. Other mappings: ``(None, True)``.
+    """
+    if mapping != "mpi":
+        return None, True
+    from noisecorr.mappings import load
+
+    module = load("mpi")
+    code = module.relaunch_if_needed(processes, argv=click.get_current_context().find_root().obj.get("argv"))
+    if code is not None:
+        return code, False
+    return None, module.is_root()
+
+
+def mpi_barrier(mapping):
+    """Wait for every rank (``--mapping mpi`` only): rank 0 writes into a file the other
+    ranks had open for reading only after they closed it."""
+    if mapping == "mpi":
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Barrier()
 
 
 def _posix(text):
@@ -48,6 +76,9 @@ def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_fac
     from noisecorr.monitoring.measure import _mask
     from noisecorr.monitoring.plot import dvv_matrix, dvv_timeseries, series_image
 
+    code, reports = mpi_launch(mapping, processes)
+    if code is not None:
+        return code
     path = Path(results)
     if path.is_dir():
         path = path / "results.h5"
@@ -61,6 +92,8 @@ def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_fac
         res = measure(series, cfg, mapping=mapping, processes=processes)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if res is None or not reports:
+        return 0                  # an MPI rank other than 0: rank 0 has every pair's result
     files = write(res, out)
     dvv_timeseries(res, out / "dvv_network.png")
     dvv_matrix(res, out / "dvv_matrix.png")

@@ -259,7 +259,8 @@ def measure(results, config: DvvConfig | None = None, *, mapping: str = "sequent
 
     Pairs travel in blocks of ``block`` to :class:`pes.dvv.DvvPE` instances (``processes``
     of them under a parallel ``mapping``); each block is one vectorised call. The result
-    does not depend on the mapping or the block size.
+    does not depend on the mapping or the block size. Under the ``mpi`` mapping only rank 0
+    gets the result; the other ranks get None.
     """
     from noisecorr.engine import WorkflowGraph, run
     from pes.dvv import DvvPE
@@ -288,8 +289,11 @@ def measure(results, config: DvvConfig | None = None, *, mapping: str = "sequent
         pe.numprocesses = max(1, processes or 1)
     g = WorkflowGraph()
     g.add(pe)
-    out = run(g, inputs={pe: [{"input": it} for it in items]}, mapping=mapping,
-              **({} if processes is None else {"processes": processes})).outputs[(pe.name, "output")]
+    result = run(g, inputs={pe: [{"input": it} for it in items]}, mapping=mapping,
+                 **({} if processes is None else {"processes": processes}))
+    if result is None:
+        return None               # an MPI rank other than 0: rank 0 gathers every output
+    out = result.outputs[(pe.name, "output")]
     dvv = np.full((n, series.times.size), np.nan)
     err, coef = dvv.copy(), dvv.copy()
     for o in out:
