@@ -235,12 +235,28 @@ def whiten(spectra: np.ndarray, sampling_rate: float, nfft: int, freqmin: float,
         raise ValueError(f"spectra have {x.shape[-1]} bins, expected nfft // 2 + 1 = {int(nfft) // 2 + 1}")
     if freq_norm == "none":
         return np.array(x, dtype=dtype, copy=True)
-    if freq_norm == "phase_only":
-        amp = np.abs(x).astype(np.float32, copy=False)
-    elif freq_norm == "rma":
-        amp = smooth_amplitude(x, smoothspect_N)
-    else:
+    if freq_norm not in ("phase_only", "rma"):
         raise ValueError(f"freq_norm={freq_norm!r} is not one of ['none', 'phase_only', 'rma']")
+    # the amplitude is only needed inside the band: computed there (and, smoothed, over the
+    # smoothing half-width either side), not over the whole spectrum
+    weights = whitening_taper(rfft_frequencies(nfft, sampling_rate), freqmin, freqmax, taper_fraction)
+    inside = np.flatnonzero(weights > 0)
+    if inside.size == 0:
+        return _divide_in_band(x, np.zeros(x.shape, np.float32), sampling_rate, nfft, freqmin, freqmax,
+                               water_level, taper_fraction, dtype)
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    half = int(smoothspect_N) if freq_norm == "rma" else 0
+    if half < 0:
+        raise ValueError(f"smoothspect_N must be >= 0, got {smoothspect_N}")
+    e_lo, e_hi = max(lo - half, 0), min(hi + half, x.shape[-1])
+    if freq_norm == "phase_only":
+        amp_ext = np.abs(x[..., e_lo:e_hi]).astype(np.float32, copy=False)
+    else:
+        # mode "nearest" at the slice ends only reaches bins outside [lo, hi) (or is the
+        # spectrum's own end): the band values are those of the whole-spectrum smoothing
+        amp_ext = smooth_amplitude(x[..., e_lo:e_hi], half)
+    amp = np.zeros(x.shape, np.float32)
+    amp[..., lo:hi] = amp_ext[..., lo - e_lo:hi - e_lo]
     return _divide_in_band(x, amp, sampling_rate, nfft, freqmin, freqmax, water_level, taper_fraction, dtype)
 
 
@@ -436,6 +452,9 @@ def _divide_in_band(x, amp, sampling_rate, nfft, freqmin, freqmax, water_level, 
     """``x * W / max(amp, water level)`` inside the band, 0 outside (shared by the whitenings)."""
     weights = whitening_taper(rfft_frequencies(nfft, sampling_rate), freqmin, freqmax, taper_fraction)
     band = weights > 0
+    inside = np.flatnonzero(band)
+    if inside.size and inside[-1] - inside[0] + 1 == inside.size:
+        band = slice(int(inside[0]), int(inside[-1]) + 1)  # contiguous: views, not copies
     amp_band = amp[..., band]
     out = np.zeros(x.shape, dtype=dtype)
     if amp_band.shape[-1] == 0:

@@ -84,3 +84,26 @@ def test_blocked_window_rejection_matches_direct_statistics():
     assert res.rejected["flat"] == int(flat.sum()) > 0
     assert res.rejected["outlier"] == int(outlier.sum()) > 0
     np.testing.assert_array_equal(res.starttimes, starts[~flat & ~outlier] / fs)
+
+
+@pytest.mark.parametrize("freq_norm", ["rma", "phase_only"])
+@pytest.mark.parametrize("band", [(0.05, 2.0), (0.0005, 9.99), (0.3, 0.31)])
+def test_band_only_whitening_is_the_whole_spectrum_whitening(freq_norm, band):
+    """whiten computes the amplitude only over the band (plus the smoothing half-width): the
+    same numbers as smoothing the whole spectrum and dividing in the band, also where the band
+    reaches the spectrum's ends (mode "nearest" there) and for a band of a few bins."""
+    from noisecorr.signal import normalize as nz
+
+    rng = np.random.default_rng(7)
+    nfft, fs = 4000, 20.0
+    shape = (5, nfft // 2 + 1)
+    x = ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) *
+         np.linspace(0.1, 5.0, shape[1])).astype(np.complex64)
+    amp = nz.smooth_amplitude(x, 10) if freq_norm == "rma" else np.abs(x).astype(np.float32)
+    expected = nz._divide_in_band(x, amp, fs, nfft, *band, 1e-3, 0.1, np.complex64)
+    got = nz.whiten(x, fs, nfft, *band, freq_norm, 10, 1e-3)
+    assert np.count_nonzero(expected) > 0
+    np.testing.assert_array_equal(got, expected)
+    # the reference is really band-limited whitening: unit-ish gain in the flat band
+    f = np.fft.rfftfreq(nfft, 1 / fs)
+    assert np.all(got[:, (f <= band[0]) | (f >= band[1])] == 0)
