@@ -16,7 +16,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["to_xarray", "read_block", "BLOCKS_READ"]
+__all__ = ["to_xarray", "read_block", "read_series_block", "BLOCKS_READ"]
 
 #: How many pair blocks have been read by :func:`read_block` in this process (a public
 #: counter, e.g. to check that building a Dataset reads no stacks).
@@ -34,7 +34,53 @@ def read_block(path, component: str, index) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096):
+def read_series_block(path, component: str, pairs, times) -> np.ndarray:
+    """Per-chunk series ``(len(pairs), len(times), n_lags)`` float32 of ``pairs`` on the
+    time grid ``times`` (POSIX s), NaN where a pair has no span, read from ``path``."""
+    from noisecorr.results.reader import open_results
+
+    BLOCKS_READ[0] += 1
+    where = {float(t): k for k, t in enumerate(times)}
+    out = None
+    with open_results(path) as res:
+        for i, (s, r) in enumerate(pairs):
+            starts, _, arr, _ = res.series(s, r, component)
+            if out is None:
+                out = np.full((len(pairs), len(times), arr.shape[-1]), np.nan, np.float32)
+            out[i, [where[float(t)] for t in starts]] = arr
+    return out
+
+
+def _series(res, component, sel, block, n_lags):
+    """``(data (pair, time, lag) dask, times, windows (pair, time))`` of the sub-stacks."""
+    import dask.array as da
+    from dask import delayed
+
+    starts = []
+    for s, r in sel:
+        meta = res.meta(s, r, component)
+        if meta.get("substack_starts") is None:
+            raise ValueError(f"{s}_{r} {component} in {res.path} has no per-chunk series "
+                             f"(stored without sub-stacks); use series=False")
+        starts.append((np.asarray(meta["substack_starts"], float),
+                       np.asarray(meta["substack_counts"], np.int64)))
+    times = np.unique(np.concatenate([t for t, _ in starts]))
+    col = {float(t): k for k, t in enumerate(times)}
+    windows = np.zeros((len(sel), len(times)), np.int64)
+    for i, (t, n) in enumerate(starts):
+        windows[i, [col[float(x)] for x in t]] = n
+    parts = []
+    for lo in range(0, len(sel), block):
+        chunk = sel[lo:lo + block]
+        task = delayed(read_series_block, pure=True)(str(res.path), component, chunk,
+                                                    times.tolist())
+        parts.append(da.from_delayed(task, shape=(len(chunk), len(times), n_lags),
+                                     dtype=np.float32))
+    return da.concatenate(parts, axis=0), times, windows
+
+
+def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096,
+              series: bool = False):
     """Dataset of the stacks of ``component``, lazily backed by the results file.
 
     Parameters
@@ -45,6 +91,11 @@ def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096):
         Default every pair of the component, in ``res.pairs(component)`` order.
     block : int
         Pairs per dask chunk (one task reads one block).
+    series : bool
+        The per-chunk (sub-stack) series instead of the full stacks: ``stack`` is
+        ``(pair, time, lag)`` on the union of the pairs' span starts (coordinate ``time``,
+        ``datetime64[ns]`` UTC; NaN where a pair has no span) and ``windows``
+        ``(pair, time)`` counts the windows of each span (0 where none).
 
     Returns
     -------
@@ -95,13 +146,16 @@ def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096):
                          f"select pairs with one axis")
     fs, h = float(fs[0]), h.pop()
     n_lags = 2 * h + 1
-    parts = []
-    for lo in range(0, len(index), block):
-        idx = index[lo:lo + block]
-        task = delayed(read_block, pure=True)(str(res.path), component, idx.tolist())
-        parts.append(da.from_delayed(task, shape=(len(idx), n_lags), dtype=np.float32))
-    data = da.concatenate(parts, axis=0)
     sel = [all_pairs[i] for i in index]
+    if series:
+        data, times, windows = _series(res, component, sel, block, n_lags)
+    else:
+        parts = []
+        for lo in range(0, len(index), block):
+            idx = index[lo:lo + block]
+            task = delayed(read_block, pure=True)(str(res.path), component, idx.tolist())
+            parts.append(da.from_delayed(task, shape=(len(idx), n_lags), dtype=np.float32))
+        data = da.concatenate(parts, axis=0)
     table = station_table(res)
     nan3 = (np.nan, np.nan, np.nan)
     coords = {"lag": ("lag", lag_axis(h / fs, fs)),
@@ -113,6 +167,11 @@ def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096):
         xyz = np.array([table.get(p[pos], nan3) for p in sel], dtype=float)
         for j, name in enumerate(("latitude", "longitude", "elevation")):
             coords[f"{prefix}_{name}"] = ("pair", xyz[:, j])
-    return xr.Dataset({"stack": (("pair", "lag"), data)}, coords=coords,
+    variables = {"stack": (("pair", "lag"), data)}
+    if series:
+        coords["time"] = ("time", (times * 1e9).astype("int64").astype("datetime64[ns]"))
+        variables = {"stack": (("pair", "time", "lag"), data),
+                     "windows": (("pair", "time"), windows)}
+    return xr.Dataset(variables, coords=coords,
                       attrs={"component": component, "sampling_rate": fs,
                              "path": str(res.path)})

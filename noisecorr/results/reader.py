@@ -665,12 +665,15 @@ class Results:
             paths.append(p)
         return paths
 
-    def to_xarray(self, component: str = "ZZ", pairs=None, block: int = 4096):
-        """The stacks of ``component`` as a lazy :class:`xarray.Dataset` (pair x lag, dask
-        arrays read block by block): see :func:`noisecorr.interop.xarray.to_xarray`."""
+    def to_xarray(self, component: str = "ZZ", pairs=None, block: int = 4096,
+                  series: bool = False):
+        """The stacks of ``component`` as a lazy :class:`xarray.Dataset` (pair x lag, or
+        pair x time x lag for the per-chunk ``series``; dask arrays read block by block):
+        see :func:`noisecorr.interop.xarray.to_xarray`."""
         from noisecorr.interop.xarray import to_xarray
 
-        return to_xarray(self, check_component(component), pairs=pairs, block=block)
+        return to_xarray(self, check_component(component), pairs=pairs, block=block,
+                         series=series)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -44,3 +44,51 @@ def test_pair_selection(results_file):
         np.testing.assert_array_equal(ds["stack"].values[1], x)
         with pytest.raises(KeyError, match="XS.C_XS.A"):
             res.to_xarray("ZZ", pairs=["XS.C_XS.A"])
+
+
+def test_per_chunk_series_has_a_time_axis(tmp_path):
+    from noisecorr.results.substacks import pack
+    from noisecorr.results.writer import ResultsWriter
+
+    path = tmp_path / "s.h5"
+    spans = {("XS.A", "XS.B"): ([0.0, 3600.0], [2, 3]), ("XS.A", "XS.C"): ([3600.0, 7200.0], [4, 1])}
+    rng = np.random.default_rng(3)
+    subs = {}
+    with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        for (s, r), (starts, counts) in spans.items():
+            subs[s, r] = rng.standard_normal((2, 5)).astype(np.float32)
+            full = (subs[s, r] * np.array(counts)[:, None]).sum(0) / sum(counts)
+            data, layout = pack({"stack": full.astype("f4"), "substacks": subs[s, r],
+                                 "substack_starts": starts, "substack_counts": counts,
+                                 "substack_len": 3600.0})
+            w.write_pair(s, r, "ZZ", 0.2, data, {"n_windows": sum(counts), **layout})
+    with open_results(path) as res:
+        before = nx.BLOCKS_READ[0]
+        ds = res.to_xarray("ZZ", series=True, block=1)
+        assert isinstance(ds["stack"].data, da.Array) and nx.BLOCKS_READ[0] == before
+        assert ds["stack"].dims == ("pair", "time", "lag")
+        assert ds["time"].values.astype("datetime64[s]").astype(int).tolist() == [0, 3600, 7200]
+        assert ds["windows"].values.tolist() == [[2, 3, 0], [0, 4, 1]]
+        with dask.config.set(scheduler="synchronous"):
+            x = ds["stack"].values
+        assert nx.BLOCKS_READ[0] == before + 2
+        np.testing.assert_array_equal(x[0, :2], subs["XS.A", "XS.B"])
+        np.testing.assert_array_equal(x[1, 1:], subs["XS.A", "XS.C"])
+        assert np.isnan(x[0, 2]).all() and np.isnan(x[1, 0]).all()
+        for s, r in spans:  # equal to the reader's own series
+            t, _, arr, _ = res.series(s, r, "ZZ")
+            i = res.pairs("ZZ").index((s, r))
+            cols = [int(v) // 3600 for v in t]
+            np.testing.assert_array_equal(x[i, cols], arr)
+    with pytest.raises(ValueError, match="XS.A_XS.B ZZ .* no per-chunk series"):
+        _no_series(tmp_path)
+
+
+def _no_series(tmp_path):
+    from noisecorr.results.writer import ResultsWriter
+
+    p = tmp_path / "plain.h5"
+    with ResultsWriter(p, {}, sampling_rate=10.0) as w:
+        w.write_pair("XS.A", "XS.B", "ZZ", 0.2, np.zeros(5, "f4"), {})
+    with open_results(p) as res:
+        res.to_xarray("ZZ", series=True)
