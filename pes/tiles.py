@@ -283,9 +283,13 @@ class TileCorrelatePE(GenericPE):
                              f"({len(self.stations)} stations)")
         return [tuple(c for c in wanted if c in have.get(s, ())) for s in self.stations]
 
+    #: True (``keep: chunks`` of a linear stack): the sub-stacks are the chunks, so the
+    #: per-chunk tile sums serve them and no per-window correlation is needed.
+    chunk_sums = False
+
     @property
     def per_window(self) -> bool:
-        return self.params.stack_method != "linear" or self.params.substack
+        return self.params.stack_method != "linear" or (self.params.substack and not self.chunk_sums)
 
     def preprocess(self):
         if self.blas_threads is not None:
@@ -612,6 +616,14 @@ class TileStackPE(GenericPE):
         or one :class:`pes.stack.StackPE`-style item per pair.
     out_pairs : int
         Most pairs per batched output item (:attr:`noisecorr.tiles.plan.TilePlan.out_pairs`).
+    span_starts : list of float, optional
+        ``keep: chunks`` (linear): the start (POSIX s) of every chunk of the run. Each pair
+        then also keeps its chunks' sums (``n_chunks * n_lags * 8`` bytes a pair, only for
+        pairs ``selection`` keeps) and is output per pair with one sub-stack per chunk,
+        a chunk without windows as a gap (count 0, zero row), as :class:`pes.stack.StackPE`.
+    selection : noisecorr.results.series.ChunkSelection, optional
+    coordinates : dict, optional
+        ``{station: (lat, lon)}`` for a ``selection`` by distance.
 
     Raises
     ------
@@ -621,10 +633,19 @@ class TileStackPE(GenericPE):
     """
 
     def __init__(self, params: CorrelationParams, n_chunks: int | None = None, batched: bool = True,
-                 out_pairs: int = OUT_PAIRS, name: str | None = None):
+                 out_pairs: int = OUT_PAIRS, name: str | None = None, span_starts=None,
+                 selection=None, coordinates=None):
         super().__init__()
         if name:
             self.name = name
+        self.span_starts = None if span_starts is None else [float(t) for t in span_starts]
+        if self.span_starts is not None:
+            if not params.substack or params.stack_method != "linear":
+                raise ValueError("TileStackPE: span_starts (keep: chunks) needs a linear stack with "
+                                 "substack on the chunk grid")
+            batched = False  # per-pair items carry the chunk rows
+        self.selection = selection
+        self.coordinates = dict(coordinates or {})
         self._add_input("input", grouping=["tile"])
         self._add_output("output")
         self.params = params
@@ -638,7 +659,7 @@ class TileStackPE(GenericPE):
     def process(self, inputs):
         item = inputs["input"]
         tile, comp, chunk = tuple(item["tile"]), item["component"], item["chunk"]
-        if self.n_chunks == 1 and self.batched:  # the whole stack is here: no state, no copies
+        if self.n_chunks == 1 and self.batched and self.span_starts is None:  # no state, no copies
             if len(item["keys"]):
                 self._emit_one(item)
             return
@@ -660,6 +681,15 @@ class TileStackPE(GenericPE):
                 raise ValueError(f"pair {k}: chunk {chunk} of tile {tile} brought it twice")
             seen.add(k)
             acc = pairs.get(k)
+            if self.span_starts is not None:
+                if acc is None:
+                    acc = pairs[k] = [src, rcv, sid, rid, np.zeros(len(row), np.float64), 0,
+                                      {} if self._keeps(src, rcv, comp) else None]
+                np.add(acc[4], row, out=acc[4])
+                acc[5] += int(n)
+                if acc[6] is not None and int(n):
+                    acc[6][float(chunk)] = (np.asarray(row, np.float64) / int(n), int(n))
+                continue
             if acc is None:
                 pairs[k] = [src, rcv, sid, rid, row if self.n_chunks == 1 else row.astype(np.float64),
                             int(n)]
@@ -723,6 +753,9 @@ class TileStackPE(GenericPE):
                     "params": p.to_dict()})
                 continue
             for k, r, s, c in zip(part, rows, stack, n):
+                if self.span_starts is not None:
+                    self.write("output", self._with_chunks(k, r, s, int(c), comp, ref))
+                    continue
                 self.write("output", {
                     "key": k, "source": r[0], "receiver": r[1], "component": comp,
                     "source_id": r[2], "receiver_id": r[3], "lags": ref["lags"],
@@ -730,6 +763,53 @@ class TileStackPE(GenericPE):
                     "back_azimuth": None, "stack": s, "n_windows": int(c),
                     "stack_method": p.stack_method, "params": p.to_dict(), "substacks": None,
                     "substack_starts": None, "substack_counts": None})
+
+
+    def _keeps(self, src, rcv, comp) -> bool:
+        sel = self.selection
+        if sel is None or sel.everything:
+            return True
+        dist = None
+        if sel.distance_km is not None:
+            a, b = (self._coords(x) for x in (src, rcv))
+            if a is not None and b is not None:
+                from noisecorr.signal.geodesy import pair_geometry
+
+                dist = pair_geometry(a[0], a[1], b[0], b[1]).distance_km
+        return sel.keeps(src, rcv, comp, dist)
+
+    def _coords(self, key):
+        for k in (key, key.rstrip("."), ".".join(key.split(".")[:2])):
+            if k in self.coordinates:
+                return self.coordinates[k]
+        return None
+
+    def _with_chunks(self, k, r, stack, n, comp, ref) -> dict:
+        """A :class:`pes.stack.StackPE`-style item of pair ``k`` with its chunk rows."""
+        p = self.params
+        out = {"key": k, "source": r[0], "receiver": r[1], "component": comp,
+               "source_id": r[2], "receiver_id": r[3], "lags": ref["lags"],
+               "sampling_rate": ref["sampling_rate"], "distance_km": None, "azimuth": None,
+               "back_azimuth": None, "stack": stack, "n_windows": n,
+               "stack_method": p.stack_method, "params": p.to_dict(), "substacks": None,
+               "substack_starts": None, "substack_counts": None, "substack_len": None,
+               "substack_origin": None, "substack_linear": None, "substack_phasor": None}
+        chunks = r[6]
+        if chunks is None:  # keep_chunks left this pair out: its full stack only
+            return out
+        extra = sorted(set(chunks) - set(self.span_starts))
+        if extra:
+            raise ValueError(f"{k}: chunks {extra} are not chunks of the run")
+        nlag = len(ref["lags"])
+        rows = np.zeros((len(self.span_starts), nlag), np.float32)
+        counts = np.zeros(len(self.span_starts), np.int64)
+        for i, t in enumerate(self.span_starts):
+            if t in chunks:
+                rows[i], counts[i] = chunks[t]
+        out.update(substacks=rows, substack_starts=np.asarray(self.span_starts), substack_counts=counts,
+                   substack_len=p.substack_len,
+                   substack_origin=p.substack_origin or "1970-01-01T00:00:00.000000Z")
+        return out
 
 
 class TiledCorrelation(CompositePE):
@@ -763,7 +843,11 @@ class TiledCorrelation(CompositePE):
         route = TileRoutePE(params, stations, plan)
         corr = TileCorrelatePE(params, stations, plan, blas_threads=blas_threads,
                                coordinates=coordinates, scratch=scratch, channels=channels)
-        if params.stack_method == "linear" and not params.substack:
+        if params.stack_method == "linear" and span_starts is not None:  # keep: chunks, fast path
+            corr.chunk_sums = True
+            stack = TileStackPE(params, n_chunks=n_chunks, batched=batched, out_pairs=plan.out_pairs,
+                                span_starts=span_starts, selection=selection, coordinates=coordinates)
+        elif params.stack_method == "linear" and not params.substack:
             stack = TileStackPE(params, n_chunks=n_chunks, batched=batched, out_pairs=plan.out_pairs)
         else:
             from pes.stack import StackPE

@@ -4,7 +4,7 @@ Ground truth: a stationary synthetic network of 3 hours run with chunks of one h
 window-weighted mean of a pair's per-chunk rows is its linear stack over every window, so it
 must equal the stack of an independent ``keep: stack`` run (the fast BLAS-3 tiled path, no
 sub-stacks) within float32 rounding; the per-chunk rows must be the same numbers on the
-tiled (per-window tiles) and per-pair paths and under sequential, multiprocess and mpi. A
+tiled path (per-chunk tile sums for linear, per-window tiles for pws) and the per-pair path and under sequential, multiprocess and mpi. A
 chunk with no data is a recorded gap (count 0, NaN row), a station-chunk missing lowers the
 counts of its pairs' chunk only.
 """
@@ -94,6 +94,31 @@ def test_dataset_is_chunked_and_compressed(chunks_tiled):
             assert ds.chunks == ds.shape, ds.chunks
 
 
+def test_linear_chunks_use_the_tile_sums(data, tmp_path):
+    """keep: chunks of a linear stack stays on the BLAS-3 path: one tile sum per chunk, no
+    per-window correlations; pws goes through the per-window tiles into Stack."""
+    def stages(**kw):
+        wf = build_workflow(load_config(overrides=dict(BASE, data=str(data), out=str(tmp_path), **kw)))
+        return {type(pe).__name__: getattr(pe, "per_window", None) for pe in wf.graph.pes}
+
+    fast = stages(keep="chunks")
+    assert fast["TileCorrelatePE"] is False and "TileStackPE" in fast and "StackPE" not in fast
+    pws = stages(keep="chunks", stack_method="pws")
+    assert pws["TileCorrelatePE"] is True and "StackPE" in pws
+
+
+def test_pws_chunks_tiled_and_per_pair_agree(data, tmp_path):
+    tiled = run(data, tmp_path / "t", keep="chunks", stack_method="pws")
+    per_pair = run(data, tmp_path / "p", keep="chunks", stack_method="pws", tiled=False)
+    assert_same_rows(per_pair, tiled)
+    with open_results(tiled) as res:
+        for a, b in res.pairs("ZZ"):
+            lags, stack, n = res.combine_substacks(a, b, "ZZ")  # exact PWS of all windows
+            want = res.stack(a, b, "ZZ")[1]
+            assert n == res.meta(a, b, "ZZ")["n_windows"]
+            assert np.abs(stack - want).max() <= TOL * np.abs(want).max()
+
+
 def test_per_pair_path_gives_the_same_rows(chunks_tiled, data, tmp_path):
     per_pair = run(data, tmp_path, keep="chunks", tiled=False)
     with open_results(chunks_tiled) as t, open_results(per_pair) as p:
@@ -172,8 +197,10 @@ def test_keep_chunks_restricts_rows_not_stacks(reference, data, tmp_path):
     got = run(data, tmp_path / "p", keep="chunks", keep_chunks={"pairs": str(tmp_path / "pairs.txt")})
     lo, hi = dist[1], dist[3]
     got_d = run(data, tmp_path / "d", keep="chunks", tiled=False, keep_chunks={"distance_km": [lo, hi]})
+    got_dt = run(data, tmp_path / "dt", keep="chunks", keep_chunks={"distance_km": [lo, hi]})
     for path, kept in ((got, lambda a, b, m: (a, b) in (pairs[0], pairs[3])),
-                       (got_d, lambda a, b, m: lo <= m["distance_km"] <= hi)):
+                       (got_d, lambda a, b, m: lo <= m["distance_km"] <= hi),
+                       (got_dt, lambda a, b, m: lo <= m["distance_km"] <= hi)):
         with open_results(reference) as ref, open_results(path) as res:
             assert res.pairs("ZZ") == pairs
             n_kept = 0
