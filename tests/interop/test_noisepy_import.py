@@ -48,3 +48,12 @@ def test_import_refuses_an_existing_file(tmp_path):
     out = tmp_path / "x.h5"
     out.write_bytes(b"")
     assert main(["import", str(DATA), "--format", "asdf", "--out", str(out)]) == 1
+
+
+def test_dispersion_runs_on_imported_noisepy_stacks(tmp_path):
+    out = tmp_path / "imported.h5"
+    assert main(["import", str(DATA), "--format", "asdf", "--out", str(out)]) == 0
+    assert main(["dispersion", str(out), "--vmin", "6", "--vmax", "12"]) == 0
+    with open_results(out) as res:
+        table = res.dispersion("ZZ")
+        assert list(zip(table.source, table.receiver)) == [("XS.A", "YY.C")]
