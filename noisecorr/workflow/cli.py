@@ -32,6 +32,9 @@ from .progress import ProgressPrinter
               help="Add the chunks of --start..--end (default start: where the results end) that the "
                    "results in --out lack, with the same parameters; rerun to finish an interrupted append.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf"]), help="Compress the stacks in the HDF5 file.")
+@click.option("--keep", type=click.Choice(["stack", "chunks"]),
+              help="chunks: also keep every chunk's correlation per pair as its time series (keep_chunks "
+                   "in --config restricts which).")
 @click.option("--memory", help="Memory budget of the run, all workers together (e.g. 8GB).")
 @click.option("--scratch", type=click.Path(file_okay=False),
               help="Folder for station spectra spilled to disk when they do not fit --memory (default: $TMPDIR).")
@@ -40,7 +43,7 @@ from .progress import ProgressPrinter
 @click.option("--provenance-store", metavar="URL",
               help="Record provenance to this store (path, sqlite:///path or postgresql://...); implies --provenance.")
 def run_command(config_file, data, inventory, fdsn, start, end, stations, mapping, processes, out, resume,
-                append, compression, memory, scratch, provenance, provenance_store, scheduler):
+                append, compression, memory, scratch, provenance, provenance_store, scheduler, keep=None):
     """Cross-correlate every station pair and stack: the whole ambient-noise workflow.
 
     With no options, runs on the bundled sample stations and writes results.h5 and a
@@ -55,7 +58,7 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
 
     overrides = dict(data=data, inventory=inventory, fdsn=fdsn, start=start, end=end, stations=stations,
                      mapping=mapping, processes=processes, out=out, resume=resume, compression=compression, memory=memory,
-                     scratch=scratch,
+                     scratch=scratch, keep=keep,
                      provenance=provenance_store or provenance)
     try:
         config = load_config(config_file, overrides=overrides)
@@ -111,11 +114,31 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
 @click.option("--dispersion", default=None, metavar="C0,SLOPE[,T0]|TABLE.csv",
               help="Dispersive medium: phase velocity c(T) = C0 + SLOPE (T - T0) km/s, or a CSV table "
                    "of period,velocity (default: none, every frequency at --velocity).")
-def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersion):
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Length in days from 2024-01-01 (SDS day files); overrides --hours.")
+@click.option("--dvv", "dvv", multiple=True, metavar="SPEC",
+              help="Time-varying medium, repeatable and summed: step:DATE:AMP, trend:RATE/day, "
+                   "sine:AMP:PERIOD[:PHASE] (e.g. step:2024-01-05:-0.001, sine:0.002:365d); each "
+                   "day propagates at velocity x (1 + dv/v); writes dvv_truth.csv.")
+def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersion, days, dvv):
     """Write a synthetic network with known travel times (SDS, StationXML, truth.csv)."""
+    from obspy import UTCDateTime
+
     from noisecorr.synth import write_network
 
     extra = {}
+    if days is not None:
+        hours = 24.0 * days
+    if dvv:
+        from noisecorr.synth.dvv import DvvHistory
+
+        try:
+            extra["dvv"] = DvvHistory(list(dvv), UTCDateTime(2024, 1, 1))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dvv") from exc
+    if sampling_rate / 2 <= 5.0:  # the default source band (0.1-5 Hz) needs 10 Hz Nyquist
+        nyq = sampling_rate / 2
+        extra["band"] = (min(0.1, 0.05 * nyq), min(0.2, 0.1 * nyq), 0.7 * nyq, 0.85 * nyq)
     if dispersion is not None:
         from noisecorr.synth.dispersion import parse_dispersion
 
@@ -126,7 +149,10 @@ def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersio
     t0 = time.perf_counter()
     archive = write_network(out, n_stations=stations, hours=hours, seed=seed, velocity=velocity,
                             sampling_rate=sampling_rate, **extra)
-    medium = (f"dispersion {extra['dispersion'].describe()}" if extra else f"velocity {velocity:g} km/s")
+    medium = (f"dispersion {extra['dispersion'].describe()}" if "dispersion" in extra
+              else f"velocity {velocity:g} km/s")
+    if "dvv" in extra:
+        medium += f", dv/v {extra['dvv'].describe()}"
     click.echo(f"{stations} stations, {hours:g} h at {sampling_rate:g} Hz, {medium} "
                f"in {time.perf_counter() - t0:.1f} s")
     click.echo(str(getattr(archive, "root", out)))

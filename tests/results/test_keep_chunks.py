@@ -312,3 +312,19 @@ def test_one_pair_series_is_an_index_lookup_at_many_pairs(tmp_path):
         np.testing.assert_allclose(array[[0, 2], 0], [q + 0.1, q + 0.3], rtol=1e-6)
         assert np.isnan(array[1]).all()
         np.testing.assert_array_equal(res.substacks(src[q], rcv[q], "ZZ").gaps, [CHUNKS[1]])
+
+
+def test_cli_keep_chunks_and_refusal(tmp_path, small_disk):
+    """`noisecorr run --keep chunks` on the bundled sample: series kept; into the small
+    tmpfs it is refused before running, naming both figures."""
+    cmd = [sys.executable, "-m", "noisecorr", "-q", "run", "--keep", "chunks"]
+    ok = subprocess.run(cmd + ["--out", str(tmp_path / "ok")], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    with open_results(tmp_path / "ok" / "results.h5") as res:
+        for a, b in res.pairs("ZZ"):
+            times, lags, rows, n = res.series(a, b, "ZZ")
+            assert rows.shape == (len(times), len(lags)) and n.sum() == res.meta(a, b, "ZZ")["n_windows"]
+    bad = subprocess.run(cmd + ["--out", str(small_disk / "out")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    assert "the results need about" in bad.stderr and "free" in bad.stderr and "keep_chunks" in bad.stderr
+    assert not (small_disk / "out" / "results.h5").exists()
