@@ -11,7 +11,8 @@ Layout (looked up in NoisePy's source):
   (``ZZ``, ``EN``, ...; NoisePy's rotated ``ZZ`` is ``ZZ_R``), a 1-D float32 array on lags
   ``-maxlag..maxlag``;
 - parameters (``noise_module.cc_parameters``, updated by the stacking step): ``dt`` (s),
-  ``maxlag`` (s), ``dist`` (km, float32), ``azi``, ``baz`` (degrees, float32), ``lonS``,
+  ``maxlag`` (s; NoisePy stores ``int(maxlag)``, we store the exact float, which its
+  readers use the same way), ``dist`` (km, float32), ``azi``, ``baz`` (degrees, float32), ``lonS``,
   ``latS``, ``lonR``, ``latR`` (degrees, float32), ``ngood`` (windows stacked),
   ``cc_method``, ``time`` (POSIX start of the span), ``substack`` (False for a full stack),
   ``comp``. We add ``elS``, ``elR`` (station elevations, m) which NoisePy ignores.
@@ -57,15 +58,18 @@ def stack_name(params: dict) -> str:
     return f"Allstack_{proc.get('stack_method', 'linear')}"
 
 
-def _span(res, sel):
+def _span(res, sel, warned):
     from obspy import UTCDateTime
 
     meta = res.meta(sel.source, sel.receiver, sel.component)
     start = meta.get("starttime") or res.starttime
     end = meta.get("endtime") or res.endtime
     if start in (None, "null") or end in (None, "null"):
+        if warned:
+            return UTCDateTime(0.0), UTCDateTime(0.0)
+        warned.append(True)
         log.warning("%s_%s %s: no start/end time in %s; the ASDF file is named after the "
-                    "epoch", sel.source, sel.receiver, sel.component, res.path)
+                    "epoch (as every other pair without times)", sel.source, sel.receiver, sel.component, res.path)
         start = end = 0.0
     return UTCDateTime(start), UTCDateTime(end)
 
@@ -80,9 +84,9 @@ def write_asdf(res, selection, out_dir) -> list:
     table = station_table(res)
     name = stack_name(res.params)
     method = (res.params.get("processing") or res.params).get("cc_method", "xcorr")
-    files = {}
+    files, warned = {}, []
     for sel in selection:
-        t0, t1 = _span(res, sel)
+        t0, t1 = _span(res, sel, warned)
         p = (out / sel.source / sel.receiver /
              f"{t0.strftime(DATE_FORMAT)}T{t1.strftime(DATE_FORMAT)}.h5")
         files.setdefault(p, []).append((sel, t0))

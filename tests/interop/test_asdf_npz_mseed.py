@@ -98,3 +98,19 @@ def test_bad_input_is_named(results_file, tmp_path):
              kevnm="XS.A").write(str(bad / "x.SAC"))
     with pytest.raises(ValueError, match="x.SAC.*npts = 40"):
         import_results(bad, tmp_path / "n.h5", "sac")
+
+
+def test_asdf_without_times_is_named_after_the_epoch(tmp_path, caplog):
+    from noisecorr.results.writer import ResultsWriter
+
+    path = tmp_path / "r.h5"
+    with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        w.write_block(["XS.A", "XS.A"], ["XS.B", "XS.C"], "ZZ", 0.2, np.ones((2, 5)), {})
+    files = export(path, tmp_path / "S", "asdf")
+    assert [p.name for p in files] == ["1970_01_01_00_00_00T1970_01_01_00_00_00.h5"] * 2
+    assert sum("no start/end time" in r.message for r in caplog.records) == 1
+    back = tmp_path / "b.h5"
+    import_results(tmp_path / "S", back, "asdf")
+    with open_results(back) as b:
+        assert b.pairs("ZZ") == [("XS.A", "XS.B"), ("XS.A", "XS.C")]
+        np.testing.assert_array_equal(b.stack("XS.A", "XS.C")[1], np.ones(5, "f4"))
