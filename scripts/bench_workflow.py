@@ -68,18 +68,18 @@ class PeakSampler(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.25):
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             total = 0
             for p in tree(self.pid):
                 total += memory(p)[0]
             self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
