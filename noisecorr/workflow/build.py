@@ -222,6 +222,8 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         except ValueError as exc:
             raise ConfigError(f"keep_chunks: {exc}") from None
     disk = disk_plan(config, sources, len(chunk_starts), selection, out)
+    if selection is not None:
+        _check_chunk_state(config, disk, p)
     station_keys = sorted({station_key(s) for s in seed_ids})
     tiled = tiled_path(config) and len(station_keys) >= 2
     memory = {}
@@ -299,6 +301,25 @@ def _free_bytes(folder: Path) -> tuple[int, Path]:
     while not where.exists() and where != where.parent:
         where = where.parent
     return shutil.disk_usage(where).free, where
+
+
+def _check_chunk_state(config: WorkflowConfig, disk: dict, p) -> None:
+    """Refuse a ``keep: chunks`` run whose stacking state cannot fit the memory budget: until
+    a pair's last chunk has arrived its chunk rows wait in memory (float64; pws three
+    times: sum and phasor), ``pairs_keeping_chunks x chunks x lags x 8`` bytes in all."""
+    from noisecorr.tiles.plan import format_bytes
+
+    per = 24 if p.stack_method == "pws" else 8
+    need = disk["pairs_keeping_chunks"] * disk["chunks"] * (2 * p.maxlag_samples + 1) * per
+    budget, source = memory_budget(config)
+    log.info("keep: chunks: chunk rows held while stacking about %s (budget %s)", format_bytes(need),
+             format_bytes(budget))
+    if need > budget // 2:
+        raise ConfigError(f"keep: chunks: the chunk rows of {disk['pairs_keeping_chunks']} pair components x "
+                          f"{disk['chunks']} chunks wait in memory until each pair is complete, about "
+                          f"{format_bytes(need)}, more than half the memory budget {format_bytes(budget)} "
+                          f"({source}); restrict keep_chunks (components, pairs, distance_km), run fewer "
+                          f"chunks at a time (--append), or raise --memory")
 
 
 def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection, out: Path) -> dict:

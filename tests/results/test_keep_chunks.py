@@ -328,3 +328,10 @@ def test_cli_keep_chunks_and_refusal(tmp_path, small_disk):
     assert bad.returncode != 0
     assert "the results need about" in bad.stderr and "free" in bad.stderr and "keep_chunks" in bad.stderr
     assert not (small_disk / "out" / "results.h5").exists()
+
+
+def test_chunk_rows_that_cannot_wait_in_memory_are_refused(data, tmp_path):
+    """6 pairs x 3 chunks x 401 lags x 8 B = 57.7 kB of stacking state against 64 kB."""
+    over = dict(BASE, data=str(data), out=str(tmp_path), keep="chunks", memory="64kB")
+    with pytest.raises(ConfigError, match=r"keep: chunks: the chunk rows of 6 pair components x 3 chunks"):
+        build_workflow(load_config(overrides=over))
