@@ -6,6 +6,7 @@ Folder layout written by :func:`write_network`::
         SDS/YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY   int32 counts, STEIM2
         stations.xml        StationXML, STS-2 + digitizer response per channel
         truth.csv           source,receiver,distance_km,travel_time_s
+        dvv_truth.csv       day,dvv (fraction) of each day, with a time-varying medium
         sources.csv         index,latitude,longitude of the noise sources
         manifest.json       parameters; written last, so its presence with
                             "complete": true means the folder is whole
@@ -65,6 +66,8 @@ def _json_default(o):
         return o.item()
     if isinstance(o, tuple):
         return list(o)
+    if hasattr(o, "to_json"):  # a DvvHistory
+        return o.to_json()
     if hasattr(o, "kind") and hasattr(o, "describe"):  # a DispersionModel
         return {"dispersion": o.kind, "params": o.params}
     raise TypeError(f"not JSON serialisable: {o!r}")
@@ -167,7 +170,7 @@ def write_network(out_dir, n_stations: int = 10, hours: float = 1.0, seed: int =
                                 old, True)
         # ours, but different or incomplete: clear what we wrote
         man_path.unlink()
-        for name in ("SDS", "stations.xml", "truth.csv", "sources.csv"):
+        for name in ("SDS", "stations.xml", "truth.csv", "sources.csv", "dvv_truth.csv"):
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -209,6 +212,14 @@ def write_network(out_dir, n_stations: int = 10, hours: float = 1.0, seed: int =
         w.writerow(["index", "latitude", "longitude"])
         for i, (la, lo) in enumerate(zip(net.source_latitudes, net.source_longitudes)):
             w.writerow([i, f"{la:.6f}", f"{lo:.6f}"])
+    if net.dvv is not None:
+        n_days = int(np.ceil((UTCDateTime(end.date) - UTCDateTime(start.date)) / 86400.0 + (end > UTCDateTime(end.date))))
+        days = UTCDateTime(start.date).timestamp + 86400.0 * np.arange(max(n_days, 1))
+        with open(out / "dvv_truth.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["day", "dvv"])
+            for t, v in zip(days, net.dvv.at(days)):
+                w.writerow([UTCDateTime(t).date.isoformat(), f"{v:.9g}"])
     manifest = dict(
         complete=True, parameters=params,
         stations=[dict(code=s.code, latitude=s.latitude, longitude=s.longitude,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dvv_model", "coda_correlations"]
+__all__ = ["dvv_model", "coda_correlations", "DvvHistory"]
 
 
 def dvv_model(n_days: int, *, step: tuple[float, float] | None = None, trend: float = 0.0,
@@ -132,3 +132,99 @@ def coda_correlations(distances_km, dvv: np.ndarray, *, sampling_rate: float = 2
         rms = np.sqrt(np.mean(series**2, axis=-1, keepdims=True))
         series = series + noise * rms * n
     return lags, ref.astype(np.float32), series.astype(np.float32)
+
+
+# ------------------------------------------------------------------ a medium's history
+_UNITS = {"s": 1.0, "h": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0, "y": 365.25 * 86400.0}
+
+
+def _duration(text: str, what: str) -> float:
+    """``"365d"``, ``"12h"``, ``"3600s"``, ``"1y"`` -> seconds."""
+    t = text.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if t.endswith(unit):
+            try:
+                return float(t[: -len(unit)]) * _UNITS[unit]
+            except ValueError:
+                break
+    raise ValueError(f"{what}: expected a duration like 365d, 12h or 3600s, got {text!r}")
+
+
+class DvvHistory:
+    """dv/v of the synthetic medium as a function of time: a sum of steps, linear trends
+    and seasonal sines, each given as a string (the ``--dvv`` options of ``noisecorr synth``).
+
+    * ``step:DATE:AMP``: ``+AMP`` from ``DATE`` (ISO, UTC) on;
+    * ``trend:RATE/day`` (or ``/h``, ``/s``, ``/y``): ``RATE`` per unit of time since ``start``;
+    * ``sine:AMP:PERIOD[:PHASE]``: ``AMP sin(2 pi (t - start - PHASE) / PERIOD)``, durations
+      like ``365d``, ``12h``.
+
+    Values are fractions (0.001 = 0.1 %), ``dv/v > 0`` faster. :meth:`at` evaluates the
+    history at the UTC midnight that begins each time's day: the medium is that of its day,
+    as the Green's functions of each day of ``noisecorr synth --days`` are.
+
+    Examples
+    --------
+    >>> from obspy import UTCDateTime
+    >>> h = DvvHistory(["step:2024-01-03:-0.002", "trend:0.0001/day"], UTCDateTime(2024, 1, 1))
+    >>> [round(float(v), 6) for v in h.daily(4)]
+    [0.0, 0.0001, -0.0018, -0.0017]
+    """
+
+    def __init__(self, specs, start):
+        from obspy import UTCDateTime
+
+        self.specs = [str(s) for s in ([specs] if isinstance(specs, str) else specs)]
+        self.start = UTCDateTime(start)
+        self._terms = [self._parse(s) for s in self.specs]
+
+    def _parse(self, spec: str):
+        from obspy import UTCDateTime
+
+        kind, _, rest = spec.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "step":
+                date, _, amp = rest.rpartition(":")
+                return ("step", float(UTCDateTime(date).timestamp), float(amp))
+            if kind == "trend":
+                rate, _, unit = rest.partition("/")
+                return ("trend", float(rate) / _duration("1" + (unit or "day"), spec))
+            if kind == "sine":
+                parts = rest.split(":")
+                if len(parts) not in (2, 3):
+                    raise ValueError("sine needs AMP:PERIOD[:PHASE]")
+                period = _duration(parts[1], spec)
+                phase = _duration(parts[2], spec) if len(parts) == 3 else 0.0
+                if not period > 0:
+                    raise ValueError("the period must be > 0")
+                return ("sine", float(parts[0]), period, phase)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--dvv {spec!r}: {exc}") from None
+        raise ValueError(f"--dvv {spec!r}: expected step:DATE:AMP, trend:RATE/day or "
+                         f"sine:AMP:PERIOD[:PHASE]")
+
+    def at(self, posix) -> np.ndarray:
+        """dv/v (fraction) of the day of each POSIX time (s)."""
+        t = np.floor(np.asarray(posix, dtype=np.float64) / 86400.0) * 86400.0
+        t0 = float(self.start.timestamp)
+        out = np.zeros_like(t)
+        for term in self._terms:
+            if term[0] == "step":
+                out = out + np.where(t >= term[1], term[2], 0.0)
+            elif term[0] == "trend":
+                out = out + term[1] * (t - np.floor(t0 / 86400.0) * 86400.0)
+            else:
+                out = out + term[1] * np.sin(2.0 * np.pi * (t - t0 - term[3]) / term[2])
+        return out
+
+    def daily(self, n_days: int) -> np.ndarray:
+        """dv/v of ``n_days`` days from the day of ``start``."""
+        day0 = np.floor(float(self.start.timestamp) / 86400.0) * 86400.0
+        return self.at(day0 + 86400.0 * np.arange(int(n_days)))
+
+    def describe(self) -> str:
+        return " + ".join(self.specs)
+
+    def to_json(self) -> dict:
+        return {"dvv": self.specs, "start": str(self.start)}

@@ -127,6 +127,8 @@ _KIND_LOCAL_NOISE = 4
 _BLOCK_OFFSET = 2 ** 40  # keeps block ids non-negative for SeedSequence
 
 _FREQ_SLAB = 64
+#: Largest |dv/v| of a time-varying medium (the delay padding allows for it).
+_MAX_DVV = 0.1
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,14 @@ class SyntheticNetwork:
     dispersion : DispersionModel, optional
         Propagate each frequency at the model's phase velocity ``c(f)`` (see the module
         docstring); default ``None``: every frequency at ``velocity``.
+    dvv : DvvHistory, optional
+        A medium whose velocity changes with time (:class:`noisecorr.synth.dvv.DvvHistory`):
+        each chunk propagates at the velocity of its day, ``velocity (1 + dv/v)`` (with
+        ``dispersion``, every ``c(f)`` scaled likewise), so every delay is divided by
+        ``1 + dv/v`` and the correlations of that day are the Green's functions of that day's
+        medium. Chunks are evaluated at the UTC day of their first sample; the default
+        900 s chunks never straddle a midnight when ``start`` is on the 900 s grid.
+        ``|dv/v|`` must stay below 0.1.
     chunk_length : float
         Seconds per FFT chunk.
     chunks_per_batch : int
@@ -263,7 +273,7 @@ class SyntheticNetwork:
                  amplitude: float = 1e-6, spreading: bool = True,
                  ellipticity: float = 0.8, chunk_length: float = 900.0,
                  chunks_per_batch: int = 12, station_block: int = 64,
-                 workers: int = 2, dispersion=None):
+                 workers: int = 2, dispersion=None, dvv=None):
         self.seed = int(seed)
         self.velocity = float(velocity)
         self.sampling_rate = float(sampling_rate)
@@ -283,6 +293,7 @@ class SyntheticNetwork:
         self.station_block = int(station_block)
         self.workers = int(workers)
         self.dispersion = dispersion
+        self.dvv = dvv
         if source_distance_km is None:
             source_distance_km = (3.0 * self.radius_km, 5.0 * self.radius_km)
         self.source_distance_km = tuple(float(x) for x in source_distance_km)
@@ -390,6 +401,8 @@ class SyntheticNetwork:
             f = np.linspace(self.band[0], self.band[3], 512)
             slowest = float(min(self.dispersion.phase_velocity(f).min(),
                                 self.dispersion.group_velocity(f).min()))
+        if self.dvv is not None:
+            slowest *= 1.0 - _MAX_DVV          # a slower day delays more
         self.max_delay_samples = int(np.ceil(2 * self.radius_km / slowest * fs)) + 1
         # impulse response of W * R (normalised) on a long grid -> tail lengths
         lh = scipy.fft.next_fast_len(int(2 ** np.ceil(np.log2(max(4096 * fs, 16 * n)))))
@@ -581,12 +594,36 @@ class SyntheticNetwork:
             pol.append(-1j * self.ellipticity * np.cos(rad))
             pol.append(-1j * self.ellipticity * np.sin(rad))
         pol = np.stack(pol) * amp[None]
+        xb = np.empty((nbnd, ncomp * nst, g), dtype=np.complex64)
+        if self.dvv is None:
+            self._propagate(delta, pol, spec_s, xb)
+        else:
+            # each chunk at its day's velocity: delays / (1 + dv/v); chunks of one day share it
+            t = float(self.start.timestamp) + (c0 + np.arange(g)) * n / self.sampling_rate
+            v = self.dvv.at(t)
+            if np.abs(v).max() >= _MAX_DVV:
+                raise ValueError(f"synthetic dv/v {v[np.argmax(np.abs(v))]:g} is beyond the "
+                                 f"generator's +-{_MAX_DVV:g} (--dvv {self.dvv.describe()})")
+            for val in np.unique(v):
+                sel = np.nonzero(v == val)[0]
+                part = np.empty((nbnd, ncomp * nst, sel.size), dtype=np.complex64)
+                self._propagate(delta / (1.0 + val), pol, np.ascontiguousarray(spec_s[:, :, sel]), part)
+                xb[:, :, sel] = part
+        spec = np.zeros((ncomp * nst, g, L // 2 + 1), dtype=np.complex64)
+        spec[..., self._m0:self._m1] = xb.transpose(1, 2, 0)
+        return self._finish(spec, idx, c0, g, amp, output)
+
+    def _propagate(self, delta, pol, spec_s, xb):
+        """Station band spectra ``xb`` (n_band, ncomp * nst, g) from the source spectra
+        ``spec_s`` (n_band, n_sources, g) with delays ``delta`` (nst, n_sources), s."""
+        L = self.block_samples
+        nbnd = self._m1 - self._m0
+        ncomp, nst = pol.shape[0], delta.shape[0]
         df = self.sampling_rate / L
         jj = np.arange(_FREQ_SLAB)
         # B[j, k, s] = exp(-2 pi i j df delta_ks), shared by all slabs
         bmat = (np.exp(-2j * np.pi * df * jj[:, None, None] * delta[None]).astype(np.complex64)
                 if self.dispersion is None else None)
-        xb = np.empty((nbnd, ncomp * nst, g), dtype=np.complex64)
         ebuf = np.empty((_FREQ_SLAB, ncomp, nst, self.n_sources), dtype=np.complex64)
         for j0 in range(0, nbnd, _FREQ_SLAB):
             j1 = min(j0 + _FREQ_SLAB, nbnd)
@@ -598,12 +635,14 @@ class SyntheticNetwork:
             else:  # each frequency at its phase velocity: exp(-2 pi i f dr / c(f))
                 fj = (self._m0 + j0 + jj[:j1 - j0]) * df
                 k = 2 * np.pi * fj / self.dispersion.phase_velocity(fj)  # rad/km
-                dr = delta * self.velocity  # r - r_ref, km
+                dr = delta * self.velocity  # r - r_ref, km (a dv/v scaling of delta included)
                 np.multiply(pol[None], np.exp(-1j * k[:, None, None] * dr[None])[:, None], out=e)
             np.matmul(e.reshape(j1 - j0, ncomp * nst, self.n_sources), spec_s[j0:j1],
                       out=xb[j0:j1])
-        spec = np.zeros((ncomp * nst, g, L // 2 + 1), dtype=np.complex64)
-        spec[..., self._m0:self._m1] = xb.transpose(1, 2, 0)
+
+    def _finish(self, spec, idx, c0, g, amp, output):
+        n, L = self.chunk_samples, self.block_samples
+        nst, ncomp = len(idx), len(self.components)
         if np.isfinite(self.snr):
             coh_rms = self.amplitude * np.sqrt(np.mean(amp ** 2, axis=1))  # (nst,)
             s0 = c0 * n - self.pad_before

@@ -114,11 +114,31 @@ def run_command(config_file, data, inventory, fdsn, start, end, stations, mappin
 @click.option("--dispersion", default=None, metavar="C0,SLOPE[,T0]|TABLE.csv",
               help="Dispersive medium: phase velocity c(T) = C0 + SLOPE (T - T0) km/s, or a CSV table "
                    "of period,velocity (default: none, every frequency at --velocity).")
-def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersion):
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Length in days from 2024-01-01 (SDS day files); overrides --hours.")
+@click.option("--dvv", "dvv", multiple=True, metavar="SPEC",
+              help="Time-varying medium, repeatable and summed: step:DATE:AMP, trend:RATE/day, "
+                   "sine:AMP:PERIOD[:PHASE] (e.g. step:2024-01-05:-0.001, sine:0.002:365d); each "
+                   "day propagates at velocity x (1 + dv/v); writes dvv_truth.csv.")
+def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersion, days, dvv):
     """Write a synthetic network with known travel times (SDS, StationXML, truth.csv)."""
+    from obspy import UTCDateTime
+
     from noisecorr.synth import write_network
 
     extra = {}
+    if days is not None:
+        hours = 24.0 * days
+    if dvv:
+        from noisecorr.synth.dvv import DvvHistory
+
+        try:
+            extra["dvv"] = DvvHistory(list(dvv), UTCDateTime(2024, 1, 1))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dvv") from exc
+    if sampling_rate / 2 <= 5.0:  # the default source band (0.1-5 Hz) needs 10 Hz Nyquist
+        nyq = sampling_rate / 2
+        extra["band"] = (min(0.1, 0.05 * nyq), min(0.2, 0.1 * nyq), 0.7 * nyq, 0.85 * nyq)
     if dispersion is not None:
         from noisecorr.synth.dispersion import parse_dispersion
 
@@ -129,7 +149,10 @@ def synth_command(stations, hours, seed, velocity, sampling_rate, out, dispersio
     t0 = time.perf_counter()
     archive = write_network(out, n_stations=stations, hours=hours, seed=seed, velocity=velocity,
                             sampling_rate=sampling_rate, **extra)
-    medium = (f"dispersion {extra['dispersion'].describe()}" if extra else f"velocity {velocity:g} km/s")
+    medium = (f"dispersion {extra['dispersion'].describe()}" if "dispersion" in extra
+              else f"velocity {velocity:g} km/s")
+    if "dvv" in extra:
+        medium += f", dv/v {extra['dvv'].describe()}"
     click.echo(f"{stations} stations, {hours:g} h at {sampling_rate:g} Hz, {medium} "
                f"in {time.perf_counter() - t0:.1f} s")
     click.echo(str(getattr(archive, "root", out)))
