@@ -245,6 +245,12 @@ class WorkflowConfig:
                 raise ConfigError(f"keep_chunks: components {extra} are not computed by the run "
                                   f"(processing.components: {list(self.processing.components)})")
         if self.keep == "chunks":
+            p = self.processing
+            if p.substack and abs(p.substack_len - self.chunk_length) > 1e-9:
+                raise ConfigError(
+                    f"keep: chunks keeps one sub-stack per chunk (substack_len = chunk_length "
+                    f"{self.chunk_length} s); processing.substack_len {p.substack_len} s asks for "
+                    "another span: drop it or use substack without keep: chunks")
             ratio = self.chunk_length / self.processing.cc_len
             if abs(ratio - round(ratio)) > 1e-9:
                 raise ConfigError(

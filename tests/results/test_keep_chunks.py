@@ -225,6 +225,9 @@ def test_config_errors_name_the_field(data):
         load_config(overrides=dict(BASE, keep="chunks", keep_chunks={"components": ["ZN"]}))
     with pytest.raises(ConfigError, match="pair file"):
         load_config(overrides=dict(BASE, keep="chunks", keep_chunks={"pairs": "/nonexistent/pairs.txt"}))
+    with pytest.raises(ConfigError, match="processing.substack_len 1800.0 s asks for another span"):
+        load_config(overrides=dict(BASE, keep="chunks", substack=True, substack_len=1800.0))
+    assert load_config(overrides=dict(BASE, keep="chunks", substack=True, substack_len=3600.0)).keep == "chunks"
     with pytest.raises(ConfigError, match="multiple of processing.cc_len"):
         load_config(overrides=dict(BASE, keep="chunks", chunk_length=1000.0))
 
