@@ -535,6 +535,60 @@ class Results:
             counts[i, j] = sub.counts
         return [(a, b) for a, b, _ in got], times, lags, array, counts
 
+    def series_at(self, time, component: str = "ZZ"):
+        """One chunk of every pair that kept its chunks: ``(pairs, lags, array, counts)``.
+
+        Reads row ``1 + k`` (chunk ``k`` starting at ``time``) of each pair's dataset only
+        (an HDF5 hyperslab: of an uncompressed file just those bytes; a compressed pair is
+        one chunk that HDF5 decompresses), so a day of all pairs does not read their whole
+        series.
+
+        Parameters
+        ----------
+        time : UTCDateTime, ISO text or POSIX seconds
+            The chunk's start, on the file's chunk grid.
+        component : str
+
+        Returns
+        -------
+        pairs : list of (source, receiver)
+            The pairs with a chunk starting at ``time``, in the order of :meth:`pairs`.
+        lags : ndarray (n_lags,), seconds
+        array : ndarray float32 (n_pairs, n_lags)
+            NaN rows for gaps (0 windows).
+        counts : ndarray int (n_pairs,)
+        """
+        t0 = _posix(time)
+        rows, names = self._pair_rows(check_component(component))
+        tab = self._table()
+        pairs, out, counts, lags = [], [], [], None
+        for (a, b), t in zip(names, rows.tolist()):
+            meta = ix.row_meta(tab, t)
+            starts = meta.get("substack_starts")
+            if meta.get("substack_rows") is None or not starts:
+                continue
+            hit = np.flatnonzero(np.abs(np.asarray(starts, dtype=np.float64) - t0) < 1e-3)
+            if not len(hit):
+                continue
+            k = int(hit[0])
+            f = self._sets[int(tab["_file"][t])]
+            if f.blocks:  # a checkpoint part: its block row holds the whole series
+                key = (tab["source"][t], tab["receiver"][t], tab["component"][t])
+                row = f.read(int(tab["_row"][t]), *key)[1 + k]
+            else:
+                row = f.h5[pair_path(a, b, component)][1 + k]
+            n = int(meta["substack_counts"][k])
+            out.append(np.full(row.shape, np.nan, np.float32) if n == 0 else row)
+            counts.append(n)
+            pairs.append((a, b))
+            if lags is None:
+                fs = float(tab["sampling_rate"][t])
+                lags = lag_axis((row.shape[-1] // 2) / fs, fs)
+        if not pairs:
+            raise ValueError(f"no pair of component {component} in {self.path} has a chunk starting "
+                             f"at {time}")
+        return pairs, lags, np.asarray(out, dtype=np.float32), np.asarray(counts, dtype=np.int64)
+
     def combine_substacks(self, source: str, receiver: str, component: str = "ZZ", *,
                           start=None, end=None):
         """``(lags, stack, n_windows)`` of the sub-stacks of a pair whose spans start in

@@ -338,3 +338,17 @@ def test_chunk_rows_that_cannot_wait_in_memory_are_refused(data, tmp_path):
     over = dict(BASE, data=str(data), out=str(tmp_path), keep="chunks", memory="64kB")
     with pytest.raises(ConfigError, match=r"keep: chunks: the chunk rows of 6 pair components x 3 chunks"):
         build_workflow(load_config(overrides=over))
+
+
+def test_one_chunk_of_all_pairs(chunks_tiled, data, tmp_path):
+    for path in (chunks_tiled, run(data, tmp_path, keep="chunks")):  # gzip and uncompressed
+        with open_results(path) as res:
+            pairs, times, lags, array, counts = res.series_array("ZZ")
+            for k, t in enumerate(times):
+                got_pairs, got_lags, rows, n = res.series_at(t, "ZZ")
+                assert got_pairs == pairs
+                np.testing.assert_array_equal(got_lags, lags)
+                np.testing.assert_array_equal(rows, array[:, k])
+                np.testing.assert_array_equal(n, counts[:, k])
+            with pytest.raises(ValueError, match="has a chunk starting at"):
+                res.series_at(times[0] + 1800.0, "ZZ")
