@@ -272,7 +272,12 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
             n_taper = int(taper_fraction * seg.size)
             if taper_max_length is not None:
                 n_taper = min(n_taper, int(round(taper_max_length * fs)))
-            seg = seg * _cosine_ramps(seg.size, n_taper)
+            if 0 < n_taper and 2 * n_taper <= seg.size:  # ramps only: the middle is times 1.0
+                ramp = _cosine_ramps(2 * n_taper, n_taper)
+                seg[:n_taper] *= ramp[:n_taper]            # seg is detrend_linear's new array
+                seg[seg.size - n_taper:] *= ramp[n_taper:]
+            else:
+                seg = seg * _cosine_ramps(seg.size, n_taper)
             seg_mask[:n_taper] = True
             seg_mask[seg.size - n_taper:] = True
         n_overlap += int(np.count_nonzero(~mask[off:off + seg.size]))
@@ -680,7 +685,7 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
     ratio = rate_in / fs
     integer_ratio = abs(ratio - round(ratio)) < 1e-9
     if integer_ratio:
-        y = resample(x, rate_in, fs) if round(ratio) > 1 else x.copy()
+        y = resample(x, rate_in, fs) if round(ratio) > 1 else x   # x is this call's own merged copy
         ymask = _resample_mask(mask, rate_in, fs, 0.0, y.size)
         k0 = int(round(pos))
         frac = pos - k0
