@@ -53,6 +53,18 @@ WATCH_SECONDS = 0.5
 DEATH_GRACE_SECONDS = 10.0
 _runs = itertools.count()
 
+#: Dask settings of the worker processes of a local cluster. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_`` in its workers' environment, which turns off glibc's dynamic
+#: mmap threshold: every array above 128 kB is then a fresh ``mmap`` whose pages fault in
+#: one by one (the workflow makes many 1-40 MB arrays); the run loop returns freed memory
+#: itself (``malloc_trim``, see :mod:`noisecorr.engine.runtime`). The statistical profiler
+#: samples every thread's stack 100 times a second, under the GIL. BLAS and OpenMP stay at
+#: one thread, as Dask sets them (the tiles run one BLAS thread per worker).
+WORKER_SETTINGS = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+    "distributed.worker.profile.enabled": False,
+}
+
 
 def _distributed():
     try:
@@ -75,10 +87,13 @@ def local_cluster(processes, memory_limit="auto", dashboard=True):
     distributed = _distributed()
     # the scheduler's HTTP server (health, metrics, and the dashboard when bokeh is there)
     # always takes a free port: a fixed one (8787) collides with other clusters
-    cluster = distributed.LocalCluster(
-        n_workers=processes, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp://",
-        dashboard_address=":0", memory_limit=memory_limit, silence_logs=logging.ERROR,
-    )
+    import dask
+
+    with dask.config.set(WORKER_SETTINGS):
+        cluster = distributed.LocalCluster(
+            n_workers=processes, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp://",
+            dashboard_address=":0", memory_limit=memory_limit, silence_logs=logging.ERROR,
+        )
     if dashboard and importlib.util.find_spec("bokeh") is not None:
         log.info("dask: started a local cluster of %d worker process(es), scheduler %s, dashboard %s",
                  processes, cluster.scheduler_address, cluster.dashboard_link)
