@@ -13,8 +13,10 @@ invocation, so before/after figures on a loaded machine are comparable:
     per-PE timings in ``summary.json``, summed over instances, divided by the workers) and the
     tile stages' seconds; the idle share of the workers (1 - busy PE seconds / (workers x
     engine wall)); the fixed costs (interpreter start + imports of ``noisecorr.cli``, measured
-    on its own; the process time outside ``run_workflow``; ``run_workflow`` outside the
-    engine: planning, merge of the writers' parts, record section, summary); and pair-windows
+    on its own; ``run_workflow`` outside the engine before ``finish``: resolving the sources,
+    reading the inventory, planning; the rest, i.e. the process wall minus the runner's
+    ``wall_seconds``: start, imports, configuration, merge of the writers' parts, record
+    section, summary, output); and pair-windows
     per second (pairs x mean accepted windows per channel-chunk, an estimate exact for a
     network without gaps, divided by the process wall time).
 
@@ -184,8 +186,9 @@ def _report(args, step, runs, t_import):
     print(f"peak memory (all procs)  {peak / 1e9:8.2f} GB PSS")
     print(f"engine wall              {engine:8.2f} s; workers idle {100 * idle:5.1f} % of workers x engine wall")
     print(f"fixed: start + imports   {t_import:8.2f} s")
-    print(f"fixed: process outside run_workflow {wall - inner:6.2f} s")
-    print(f"fixed: run_workflow outside the engine (plan, merge, record section, summary) {inner - engine:6.2f} s")
+    print(f"fixed: building the workflow (sources, inventory, plan) {inner - engine:6.2f} s")
+    print(f"fixed: the rest (start, imports, config, merge of parts, record section, summary, output) "
+          f"{wall - inner:6.2f} s")
     print(f"fixed share of wall      {100 * (wall - engine) / wall:8.1f} %")
     print(f"pair-windows per second  {pair_windows / wall:10.4g} (est. {pair_windows:.4g} pair-windows)")
     print("seconds per worker, by stage (PE own time summed over instances / workers):")
