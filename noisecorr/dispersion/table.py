@@ -33,7 +33,12 @@ __all__ = ["DispersionTable", "measure", "measure_block", "default_periods", "re
 GROUP = "dispersion"
 
 _PAIR_COLS = ("source", "receiver", "distance_km", "snr_causal", "snr_acausal", "snr_symmetric")
-_GRID_COLS = ("group_velocity", "phase_velocity", "snr", "flags", "instantaneous_period")
+_GRID_COLS = ("group_velocity", "phase_velocity", "snr", "flags", "instantaneous_period",
+              "band_snr_causal", "band_snr_acausal", "band_snr_symmetric")
+
+#: Width of the narrow SNR bands at each period (Gaussian ``exp(-alpha ((f - fc) / fc)^2)``,
+#: relative half-width at 1/e ``1 / sqrt(alpha)``, about 22 %), the same for every distance.
+SNR_BAND_ALPHA = 20.0
 
 
 @dataclass
@@ -56,6 +61,11 @@ class DispersionTable:
     flags : ndarray (n, m) uint8
         :mod:`noisecorr.signal.ftan` flag bits; 0 is trusted.
     instantaneous_period : ndarray (n, m)
+    band_snr_causal, band_snr_acausal, band_snr_symmetric : ndarray (n, m)
+        SNR of each side in a narrow band at each period (Gaussian filter of
+        ``alpha = SNR_BAND_ALPHA`` for every distance, unlike FTAN's): peak of the filtered
+        side in the signal window over its RMS in the noise window
+        (:func:`noisecorr.signal.symmetric.snr`). NaN in tables written before they existed.
     params : dict
         How the table was made (side, FTAN and SNR parameters).
     """
@@ -73,6 +83,9 @@ class DispersionTable:
     snr: np.ndarray
     flags: np.ndarray
     instantaneous_period: np.ndarray
+    band_snr_causal: np.ndarray
+    band_snr_acausal: np.ndarray
+    band_snr_symmetric: np.ndarray
     params: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -91,12 +104,19 @@ class DispersionTable:
         return int(hit[0])
 
     def select(self, min_snr: float | None = None, min_distance_km: float | None = None,
-               max_distance_km: float | None = None) -> "DispersionTable":
-        """Pairs whose symmetric-component SNR is at least ``min_snr`` (and within the
+               max_distance_km: float | None = None, min_band_snr: float | None = None,
+               side: str = "symmetric") -> "DispersionTable":
+        """Pairs whose broadband SNR of ``side`` is at least ``min_snr``, whose narrow-band
+        SNR of ``side`` reaches ``min_band_snr`` at one period or more (and within the
         distance range): SNR as a selection criterion."""
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
         keep = np.ones(len(self), dtype=bool)
         if min_snr is not None:
-            keep &= self.snr_symmetric >= min_snr
+            keep &= getattr(self, "snr_" + side) >= min_snr
+        if min_band_snr is not None:
+            with np.errstate(invalid="ignore"):
+                keep &= np.any(getattr(self, "band_snr_" + side) >= min_band_snr, axis=1)
         if min_distance_km is not None:
             keep &= self.distance_km >= min_distance_km
         if max_distance_km is not None:
@@ -109,14 +129,16 @@ class DispersionTable:
     def to_csv(self, path) -> Path:
         """One row per pair and period: source, receiver, component, distance_km,
         period_s, group_velocity_km_s, phase_velocity_km_s, snr, snr_symmetric, flags
-        (the bit value), flag_names (``;``-separated), trusted (0/1)."""
+        (the bit value), flag_names (``;``-separated), trusted (0/1), band_snr_causal,
+        band_snr_acausal, band_snr_symmetric."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["source", "receiver", "component", "distance_km", "period_s",
                         "group_velocity_km_s", "phase_velocity_km_s", "snr", "snr_symmetric",
-                        "flags", "flag_names", "trusted"])
+                        "flags", "flag_names", "trusted", "band_snr_causal", "band_snr_acausal",
+                        "band_snr_symmetric"])
             names = {}
             for i in range(len(self)):
                 for j, t in enumerate(self.periods):
@@ -127,7 +149,8 @@ class DispersionTable:
                                 f"{self.distance_km[i]:.4f}", f"{t:g}",
                                 _fmt(self.group_velocity[i, j]), _fmt(self.phase_velocity[i, j]),
                                 _fmt(self.snr[i, j]), _fmt(self.snr_symmetric[i]),
-                                fl, names[fl], int(fl == 0)])
+                                fl, names[fl], int(fl == 0), _fmt(self.band_snr_causal[i, j]),
+                                _fmt(self.band_snr_acausal[i, j]), _fmt(self.band_snr_symmetric[i, j])])
         return path
 
 
@@ -163,12 +186,14 @@ def measure_block(ccf, sampling_rate: float, distance_km, periods, *, side: str 
     ``group_velocity``, ``phase_velocity``, ``snr``, ``flags``, ``instantaneous_period``
     ``(n, m)``) and ``params`` (the FTAN parameters)."""
     ccf = np.asarray(ccf, dtype=np.float32)
-    s = snr(ccf, sampling_rate, distance_km, vmin=vmin, vmax=vmax, noise_length=noise_length)
+    s = snr(ccf, sampling_rate, distance_km, vmin=vmin, vmax=vmax, noise_length=noise_length,
+            periods=periods, alpha=SNR_BAND_ALPHA)
     c, a = sides(ccf)
     one = {"causal": c, "acausal": a, "symmetric": 0.5 * (c + a)}[side]
     r = ftan(one, 1.0 / sampling_rate, distance_km, periods, vmin=vmin, vmax=vmax,
              noise_length=noise_length, **ftan_kwargs)
     return {**{"snr_" + name: s[name] for name in SIDES},
+            **{"band_snr_" + name: s["band_" + name] for name in SIDES},
             "group_velocity": r.group_velocity, "phase_velocity": r.phase_velocity,
             "snr": r.snr, "flags": r.flags, "instantaneous_period": r.instantaneous_period,
             "params": r.params}
@@ -339,7 +364,9 @@ def read_table(h5: h5py.File, component: str = "ZZ") -> DispersionTable:
         raise KeyError(f"{h5.filename} has no dispersion table for {component}: "
                        f"run `noisecorr dispersion {h5.filename} --component {component}`")
     t = h5[GROUP][component]
-    kw = {name: t[name][()] for name in (*_PAIR_COLS[2:], *_GRID_COLS)}
+    shape = t["group_velocity"].shape
+    kw = {name: t[name][()] if name in t else np.full(shape, np.nan)   # older tables: no band SNR
+          for name in (*_PAIR_COLS[2:], *_GRID_COLS)}
     return DispersionTable(component, t["periods"][()],
                            t["source"][()].astype(str), t["receiver"][()].astype(str),
                            params=json.loads(t.attrs["params"]), **kw)
@@ -359,4 +386,11 @@ def info_lines(res) -> list:
                     if s.size else "undefined")
         lines.append(f"SNR {comp:<11}{snr_text}; dispersion {t.periods[0]:.3g}-{t.periods[-1]:.3g} s, "
                      f"{int(t.trusted.sum())} of {t.trusted.size} pair-periods trusted")
+        b = t.band_snr_symmetric
+        if np.isfinite(b).any():
+            with np.errstate(all="ignore"):
+                med = [np.nanmedian(b[:, j]) if np.isfinite(b[:, j]).any() else np.nan
+                       for j in range(b.shape[1])]
+            lines.append(f"band SNR {comp:<6}symmetric, median per period: "
+                         + ", ".join(f"{p:g} s {m:.1f}" for p, m in zip(t.periods, med)))
     return lines
