@@ -61,6 +61,13 @@ class DvvConfig:
         Results with a larger error are left out of the averages.
     min_windows : int
         Spans with fewer correlation windows are not measured.
+    min_snr : float or None
+        Pairs whose reference has a lower SNR (symmetric component, peak in the
+        ``snr_vmin..snr_vmax`` km/s window over the RMS of the following
+        ``snr_noise_length`` s; :func:`noisecorr.signal.symmetric.snr`) are left out of the
+        station and network averages (their dv/v is still reported, ``valid`` False).
+    snr_vmin, snr_vmax, snr_noise_length : float
+        km/s, km/s, s.
     """
 
     method: str = "stretching"
@@ -85,6 +92,10 @@ class DvvConfig:
     min_coefficient: float = 0.5
     max_error: float | None = None
     min_windows: int = 1
+    min_snr: float | None = None
+    snr_vmin: float = 1.5
+    snr_vmax: float = 5.0
+    snr_noise_length: float = 50.0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -211,6 +222,8 @@ class DvvResult:
     fits : ndarray of bool (n_pairs,)
         The coda window fitted the lags (pairs that do not are reported and NaN).
     distance_km : ndarray (n_pairs,)
+    snr : ndarray (n_pairs,) or None
+        SNR of each pair's reference (with ``min_snr``).
     stations : dict
         ``{station: (dvv, error, n_pairs)}`` arrays over times.
     network : tuple
@@ -228,6 +241,7 @@ class DvvResult:
     distance_km: np.ndarray
     stations: dict = field(default_factory=dict)
     network: tuple = ()
+    snr: np.ndarray | None = None
 
     @property
     def skipped(self) -> list:
@@ -308,7 +322,21 @@ def measure(results, config: DvvConfig | None = None, *, mapping: str = "sequent
         valid &= coef >= cfg.min_coefficient
     if cfg.max_error is not None:
         valid &= err <= cfg.max_error
+    pair_snr = None
+    if cfg.min_snr is not None:
+        from noisecorr.signal.symmetric import snr
+
+        fs = round(1.0 / float(series.lags[1] - series.lags[0]), 6)   # lags are k / fs
+        d = np.where(np.isfinite(series.distance_km), series.distance_km, 0.0)
+        pair_snr = snr(series.reference, fs, d, vmin=cfg.snr_vmin, vmax=cfg.snr_vmax,
+                       noise_length=cfg.snr_noise_length)["symmetric"]
+        low = ~(pair_snr >= cfg.min_snr)
+        if low.any():
+            logger.warning("%d of %d pairs have a reference SNR below %g (or undefined): left out "
+                           "of the averages: %s", int(low.sum()), low.size, cfg.min_snr,
+                           ", ".join(f"{a}-{b}" for (a, b), lo in zip(series.pairs, low) if lo)[:500])
+        valid &= ~low[:, None]
     network = combine(dvv, err, axis=0, valid=valid)
     stations = station_average(series.pairs, dvv, err, valid)
     return DvvResult(cfg, series.pairs, series.times, dvv, err, coef, valid, fits, series.distance_km,
-                     stations, network)
+                     stations, network, pair_snr)

@@ -103,3 +103,18 @@ def test_command_refuses_a_run_without_substacks(tmp_path, capsys):
     assert main(["run", "--out", str(out), "--stations", "3"]) in (0, 3)
     assert main(["dvv", str(out)]) != 0
     assert "substack: true" in capsys.readouterr().err
+
+
+def test_min_snr_leaves_low_snr_pairs_out_of_the_averages(series, caplog):
+    from noisecorr.signal.symmetric import snr
+
+    expect = snr(series.reference, 10.0, DIST, noise_length=50.0)["symmetric"]
+    cut = 0.5 * (np.sort(expect[:4])[0] + np.sort(expect[:4])[1])     # between the lowest two
+    low = int(np.nanargmin(expect[:4]))
+    r = measure(series, DvvConfig(coda_factor=2.0, coda_length=30.0, min_snr=float(cut)))
+    np.testing.assert_allclose(r.snr, expect, equal_nan=True)
+    assert not r.valid[low].any() and np.isfinite(r.dvv[low]).all()   # reported, not averaged
+    assert r.network[2].tolist() == [3] * TRUTH.size
+    keep = [i for i in range(4) if i != low]
+    np.testing.assert_allclose(r.network[0], combine(r.dvv[keep], r.error[keep], axis=0)[0])
+    assert f"{PAIRS[low][0]}-{PAIRS[low][1]}" in caplog.text and "SNR below" in caplog.text
