@@ -203,6 +203,29 @@ def _normalised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.divide(y, norm, out=np.zeros_like(y), where=norm > 0)
 
 
+def coda_inputs(series, reference, lags, mask, fits=None, dtype=None):
+    """Check and shape the common inputs of the dv/v methods.
+
+    Returns ``(cur, ref, lags, mask, fits)``: ``cur`` (n_pairs, n_days, n_lags) (a 2-D
+    series is one day per pair), ``ref`` (n_pairs, n_lags), ``lags`` float64 seconds,
+    ``mask`` broadcast to (n_pairs, n_lags), and ``fits`` (n_pairs,) bool: the given
+    ``fits`` (all True if None) and-ed with "the coda window has at least one lag".
+    ``dtype`` converts the series and reference (None: as given). Raises ValueError
+    naming the three shapes when they disagree.
+    """
+    cur = np.asarray(series, dtype=dtype)
+    if cur.ndim == 2:
+        cur = cur[:, None, :]
+    ref = np.asarray(reference, dtype=dtype)
+    lags = np.asarray(lags, dtype=np.float64)
+    n_pairs, _, n_lags = cur.shape
+    if ref.shape != (n_pairs, n_lags) or lags.shape != (n_lags,):
+        raise ValueError(f"shapes differ: series {cur.shape}, reference {ref.shape}, lags {lags.shape}")
+    mask = np.broadcast_to(np.asarray(mask, dtype=bool), (n_pairs, n_lags))
+    fits = np.ones(n_pairs, bool) if fits is None else np.asarray(fits, bool)
+    return cur, ref, lags, mask, fits & mask.any(axis=1)
+
+
 def stretching(series: np.ndarray, reference: np.ndarray, lags: np.ndarray, mask: np.ndarray, *,
                max_dvv: float = 0.01, n_eps: int = 201, freqmin: float | None = None,
                freqmax: float | None = None, fits: np.ndarray | None = None) -> StretchResult:
@@ -234,17 +257,8 @@ def stretching(series: np.ndarray, reference: np.ndarray, lags: np.ndarray, mask
     StretchResult
         ``dvv = epsilon`` (> 0: velocity increase, earlier arrivals).
     """
-    cur = np.asarray(series, dtype=np.float32)
-    if cur.ndim == 2:
-        cur = cur[:, None, :]
-    ref = np.asarray(reference, dtype=np.float32)
-    lags = np.asarray(lags, dtype=np.float64)
+    cur, ref, lags, mask, fits = coda_inputs(series, reference, lags, mask, fits, dtype=np.float32)
     n_pairs, n_days, n_lags = cur.shape
-    if ref.shape != (n_pairs, n_lags) or lags.shape != (n_lags,):
-        raise ValueError(f"shapes differ: series {cur.shape}, reference {ref.shape}, lags {lags.shape}")
-    mask = np.broadcast_to(np.asarray(mask, dtype=bool), (n_pairs, n_lags))
-    fits = np.ones(n_pairs, bool) if fits is None else np.asarray(fits, bool)
-    fits = fits & mask.any(axis=1)
     if (~fits).any():
         logger.warning("stretching: %d of %d pairs have no coda window inside the lags; left out (NaN)",
                        int((~fits).sum()), n_pairs)

@@ -57,6 +57,8 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import gaussian_filter1d
 
+from noisecorr.signal.dvv import coda_inputs
+
 __all__ = ["WCSResult", "wavelet_dvv", "morlet_frequencies"]
 
 logger = logging.getLogger(__name__)
@@ -129,17 +131,8 @@ def wavelet_dvv(series: np.ndarray, reference: np.ndarray, lags: np.ndarray, mas
     -------
     WCSResult
     """
-    cur = np.asarray(series)
-    if cur.ndim == 2:
-        cur = cur[:, None, :]
-    ref = np.asarray(reference)
-    lags = np.asarray(lags, dtype=np.float64)
+    cur, ref, lags, mask, fits = coda_inputs(series, reference, lags, mask, fits)
     n_pairs, n_days, n_lags = cur.shape
-    if ref.shape != (n_pairs, n_lags) or lags.shape != (n_lags,):
-        raise ValueError(f"shapes differ: series {cur.shape}, reference {ref.shape}, lags {lags.shape}")
-    mask = np.broadcast_to(np.asarray(mask, dtype=bool), (n_pairs, n_lags))
-    fits = np.ones(n_pairs, bool) if fits is None else np.asarray(fits, bool)
-    fits = fits & mask.any(axis=1)
     freqs = morlet_frequencies(freqmin, freqmax, omega0)
     bands = np.array([(freqmin, freqmax)] if bands is None else bands, dtype=np.float64).reshape(-1, 2)
     if np.any(bands[:, 0] >= bands[:, 1]):
