@@ -12,16 +12,12 @@ from noisecorr.signal.dvv import coda_mask
 from noisecorr.signal.dvv_wavelet import morlet_frequencies, wavelet_dvv
 from noisecorr.synth.dvv import coda_correlations, dvv_model
 
-DIST = np.array([12.0, 27.0, 41.0, 58.0])
-TRUTH = dvv_model(24, step=(8, -0.003), trend=1e-4, seasonal=(0.001, 12, 0))
+from dvv_cases import TRUTH, clean_case
 
 
 @pytest.fixture(scope="module")
 def clean():
-    lags, ref, ser = coda_correlations(DIST, TRUTH, sampling_rate=10.0, maxlag=80.0,
-                                       n_scatterers=250, seed=1)
-    mask, fits = coda_mask(lags, DIST, velocity=3.0, ballistic_factor=2.0, length=40.0)
-    return lags, ref, ser, mask, fits
+    return clean_case()
 
 
 def test_recovers_the_imposed_dvv_in_every_band(clean):
