@@ -20,6 +20,9 @@ per instance) say so with ``per_instance = True`` and are compared as sets.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import time
 from collections import Counter
 
 from noisecorr.engine import (
@@ -212,6 +215,31 @@ class FailOn(IterativePE):
         if x == self.bad:
             raise ValueError(f"refusing item {x}")
         return x
+
+
+class KillSelf(IterativePE):
+    """Kills its own worker process with ``sig`` on item ``bad`` (a crash, not an exception),
+    so a mapping must notice the dead process and name this PE and that item."""
+
+    def __init__(self, bad, sig=signal.SIGKILL):
+        super().__init__()
+        self.bad, self.sig = bad, sig
+        self.numprocesses = 2
+
+    def _process(self, x):
+        if x == self.bad:
+            os.kill(os.getpid(), self.sig)
+            time.sleep(30)
+        return x
+
+
+def chain(middle, n=50):
+    """``Range(n) -> middle -> Square``: one PE under test between a source and a sink."""
+    g = WorkflowGraph()
+    src, sq = Range(n), Square(numprocesses=1)
+    g.connect(src, "output", middle, "input")
+    g.connect(middle, "output", sq, "input")
+    return g
 
 
 class Passthrough(IterativePE):

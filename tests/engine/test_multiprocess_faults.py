@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from noisecorr.engine import ConsumerPE, IterativePE, PEError, ProducerPE, WorkflowGraph, run
-from noisecorr.testing.conformance import Range, Square
+from noisecorr.testing.conformance import KillSelf, Range, Square, chain
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,27 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 def _no_leftovers():
     assert multiprocessing.active_children() == []
     assert glob.glob(f"/dev/shm/noisecorr-{os.getpid()}-*") == []
-
-
-class KillSelf(IterativePE):
-    def __init__(self, bad, sig=signal.SIGKILL):
-        super().__init__()
-        self.bad, self.sig = bad, sig
-        self.numprocesses = 2
-
-    def _process(self, x):
-        if x == self.bad:
-            os.kill(os.getpid(), self.sig)
-            time.sleep(30)
-        return x
-
-
-def chain(middle, n=50):
-    g = WorkflowGraph()
-    src, sq = Range(n), Square(numprocesses=1)
-    g.connect(src, "output", middle, "input")
-    g.connect(middle, "output", sq, "input")
-    return g
 
 
 def test_worker_killed_by_sigkill_names_pe_and_item():

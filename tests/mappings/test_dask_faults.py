@@ -3,14 +3,13 @@ process killed for real, PE errors that stop every worker, and the cluster stayi
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
 import pytest
 
 from noisecorr.engine import IterativePE, MappingError, PEError, WorkflowGraph, run
-from noisecorr.testing.conformance import FailingPE, Range, Square, WordCount, run_case
+from noisecorr.testing.conformance import FailingPE, KillSelf, Range, WordCount, chain, run_case
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,19 +21,6 @@ def cluster():
     c = local_cluster(2, dashboard=False)
     yield c
     c.close()
-
-
-class KillSelf(IterativePE):
-    def __init__(self, bad, sig=signal.SIGKILL):
-        super().__init__()
-        self.bad, self.sig = bad, sig
-        self.numprocesses = 2
-
-    def _process(self, x):
-        if x == self.bad:
-            os.kill(os.getpid(), self.sig)
-            time.sleep(30)
-        return x
 
 
 class Slow(IterativePE):
@@ -60,14 +46,6 @@ class FailLate(IterativePE):
             time.sleep(1.5)
             raise RuntimeError("late failure on item 5")
         return x
-
-
-def chain(middle, n=50):
-    g = WorkflowGraph()
-    src, sq = Range(n), Square(numprocesses=1)
-    g.connect(src, "output", middle, "input")
-    g.connect(middle, "output", sq, "input")
-    return g
 
 
 def workers_of(cluster):
