@@ -67,22 +67,6 @@ def test_files_round_trip(series, tmp_path):
     assert [int(x["n_pairs"]) for x in net] == [4] * TRUTH.size
 
 
-@pytest.fixture(scope="module")
-def substack_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dvvrun") / "run"
-    env = {"NOISECORR_SUBSTACK": "true", "NOISECORR_SUBSTACK_LEN": "1800"}
-    import os
-
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        assert main(["run", "--out", str(out), "--stations", "4"]) in (0, 3)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return out
-
-
 def test_command_on_a_real_run(substack_run, capsys):
     assert main(["dvv", str(substack_run), "--coda-factor", "0", "--coda-start", "5",
                  "--coda-length", "20", "--mapping", "multiprocess", "-n", "2"]) == 0

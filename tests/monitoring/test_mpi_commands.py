@@ -26,19 +26,6 @@ def _noisecorr(*args):
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def substack_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dvvmpi") / "run"
-    old = {k: os.environ.get(k) for k in ("NOISECORR_SUBSTACK", "NOISECORR_SUBSTACK_LEN")}
-    os.environ.update({"NOISECORR_SUBSTACK": "true", "NOISECORR_SUBSTACK_LEN": "1800"})
-    try:
-        assert main(["run", "--out", str(out), "--stations", "4"]) in (0, 3)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return out
-
-
 @pytest.mark.parametrize("method", ["stretching", "mwcs", "wavelet"])
 def test_dvv_under_mpi_equals_sequential(substack_run, method):
     args = ["dvv", str(substack_run), "--method", method, "--coda-factor", "0", "--coda-start", "5",
