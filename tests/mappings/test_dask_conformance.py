@@ -13,15 +13,6 @@ from noisecorr.testing.conformance import CASES, WordCount, run_case
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from noisecorr.mappings.dask import local_cluster
-
-    c = local_cluster(2, dashboard=False)
-    yield c
-    c.close()
-
-
 @pytest.mark.parametrize("processes", [1, 2, 3, 5])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_dask(case, processes, cluster):

@@ -14,15 +14,6 @@ from noisecorr.testing.conformance import FailingPE, KillSelf, Range, WordCount,
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from noisecorr.mappings.dask import local_cluster
-
-    c = local_cluster(2, dashboard=False)
-    yield c
-    c.close()
-
-
 class Slow(IterativePE):
     """Slow enough that the other workers are still busy when one fails; appends every item
     it processes to ``log`` (if given), so a test can see whether it still runs."""

@@ -29,15 +29,6 @@ from noisecorr.workflow import load_config, run_workflow  # noqa: E402
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from noisecorr.mappings.dask import local_cluster
-
-    c = local_cluster(2, dashboard=False)
-    yield c
-    c.close()
-
-
 def test_sample_run_on_its_own_local_cluster_matches_reference_and_truth(tmp_path, caplog):
     caplog.set_level("INFO", logger="noisecorr.engine.dask")
     seen = []
