@@ -19,3 +19,14 @@ def clean_case():
                                        n_scatterers=250, seed=1)
     mask, fits = coda_mask(lags, DIST, velocity=3.0, ballistic_factor=2.0, length=40.0)
     return lags, ref, ser, mask, fits
+
+
+def noisy_case():
+    """``(truth, lags, reference, series, mask, fits)``: six pairs (10 to 45 km) over 30 days
+    with a 0.2 % sine of 15 days, local noise 0.3 of the coda."""
+    truth = dvv_model(30, seasonal=(0.002, 15, 0))
+    d = np.array([10.0, 20.0, 30.0, 45.0, 15.0, 35.0])
+    lags, ref, ser = coda_correlations(d, truth, sampling_rate=10.0, maxlag=80.0, noise=0.3,
+                                       n_scatterers=250, seed=3)
+    mask, fits = coda_mask(lags, d, velocity=3.0, ballistic_factor=2.0, length=40.0)
+    return truth, lags, ref, ser, mask, fits

@@ -12,7 +12,7 @@ from noisecorr.signal.dvv import (coda_mask, combine, dvv_regression, mwcs, stat
                                   stretch_matrix, stretching, stretching_error)
 from noisecorr.synth.dvv import coda_correlations, dvv_model
 
-from dvv_cases import TRUTH, clean_case
+from dvv_cases import TRUTH, clean_case, noisy_case
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +49,7 @@ def test_mwcs_recovers_the_imposed_dvv(clean):
 
 
 def test_errors_cover_the_truth_on_noisy_synthetics():
-    truth = dvv_model(30, seasonal=(0.002, 15, 0))
-    d = np.array([10.0, 20.0, 30.0, 45.0, 15.0, 35.0])
-    lags, ref, ser = coda_correlations(d, truth, sampling_rate=10.0, maxlag=80.0, noise=0.3,
-                                       n_scatterers=250, seed=3)
-    mask, fits = coda_mask(lags, d, velocity=3.0, ballistic_factor=2.0, length=40.0)
+    truth, lags, ref, ser, mask, fits = noisy_case()
     r = stretching(ser, ref, lags, mask, fits=fits, freqmin=0.2, freqmax=0.8)
     z = np.abs(r.dvv - truth) / r.error
     assert 0.6 <= np.mean(z < 1.0) <= 0.9              # nominal 68 % (Weaver: a little wide)

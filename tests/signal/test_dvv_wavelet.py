@@ -10,9 +10,9 @@ import pytest
 
 from noisecorr.signal.dvv import coda_mask
 from noisecorr.signal.dvv_wavelet import morlet_frequencies, wavelet_dvv
-from noisecorr.synth.dvv import coda_correlations, dvv_model
+from noisecorr.synth.dvv import coda_correlations
 
-from dvv_cases import TRUTH, clean_case
+from dvv_cases import TRUTH, clean_case, noisy_case
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,7 @@ def test_sign_of_a_pure_delay_and_a_frequency_independent_change():
 
 
 def test_errors_cover_the_truth_on_noisy_synthetics():
-    truth = dvv_model(30, seasonal=(0.002, 15, 0))
-    d = np.array([10.0, 20.0, 30.0, 45.0, 15.0, 35.0])
-    lags, ref, ser = coda_correlations(d, truth, sampling_rate=10.0, maxlag=80.0, noise=0.3,
-                                       n_scatterers=250, seed=3)
-    mask, fits = coda_mask(lags, d, velocity=3.0, ballistic_factor=2.0, length=40.0)
+    truth, lags, ref, ser, mask, fits = noisy_case()
     r = wavelet_dvv(ser, ref, lags, mask, freqmin=0.2, freqmax=0.8, fits=fits)
     z = np.abs(r.dvv[..., 0] - truth) / r.error[..., 0]
     assert np.isfinite(z).all()
