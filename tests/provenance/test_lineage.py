@@ -157,8 +157,6 @@ def test_failed_run_is_marked(tmp_path):
 
 
 MPI_SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
 from noisecorr.engine import run
 from noisecorr.testing import lineage_graphs as graphs
 g, inputs = graphs.graph(fine=True)
@@ -176,7 +174,7 @@ def test_identical_under_mpi(tmp_path):
     _, seq = record(tmp_path, "sequential")
     db = tmp_path / "mpi.sqlite"
     script = tmp_path / "prov_mpi.py"
-    script.write_text(MPI_SCRIPT.format(tests=os.path.dirname(__file__), db=str(db), run_id=RUN_ID))
+    script.write_text(MPI_SCRIPT.format(db=str(db), run_id=RUN_ID))
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     assert os.path.exists(mpiexec), "install the mpi extra: pip install 'noisecorr[mpi]'"
     proc = subprocess.run([mpiexec, "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
