@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["ENZ", "RTZ", "ENZ_PAIRS", "RTZ_PAIRS", "DEFAULT_COMPONENTS", "pair_index",
-           "rotation_matrices", "rotate_to_rtz", "required_channels"]
+           "rotation_matrices", "rotate_to_rtz", "rotate_to_rtz_block", "required_channels"]
 
 ENZ = ("E", "N", "Z")
 RTZ = ("R", "T", "Z")
@@ -119,3 +119,45 @@ def rotate_to_rtz(tensor: np.ndarray, azimuth: float, back_azimuth: float) -> np
     us, ur = rotation_matrices(azimuth, back_azimuth)
     out = np.einsum("pi,ij...,qj->pq...", us, c, ur)
     return out.astype(np.result_type(c.dtype, np.float32), copy=False)
+
+
+def rotate_to_rtz_block(tensors: np.ndarray, azimuths, back_azimuths) -> np.ndarray:
+    """:func:`rotate_to_rtz` of a block of pairs as one batched matrix product.
+
+    ``out[k, p, q] = sum_ij U_src,k[p, i] tensors[k, i, j] U_rcv,k[q, j]`` is, with the
+    nine components flattened, ``out[k] = (U_src,k kron U_rcv,k) @ tensors[k]``: one
+    ``np.matmul`` of ``(n_pairs, 9, 9)`` by ``(n_pairs, 9, n)`` where ``n`` covers the
+    trailing axes (windows, lags).
+
+    Parameters
+    ----------
+    tensors : ndarray, shape (n_pairs, 3, 3, ...)
+        ENZ x ENZ correlations of each pair (see :func:`rotate_to_rtz`).
+    azimuths, back_azimuths : array_like, shape (n_pairs,)
+        Degrees, per pair (see :func:`rotation_matrices`).
+
+    Returns
+    -------
+    ndarray, shape (n_pairs, 3, 3, ...), float32 for float32 input (else float64)
+    """
+    c = np.asarray(tensors)
+    az = np.atleast_1d(np.asarray(azimuths, dtype=np.float64))
+    baz = np.atleast_1d(np.asarray(back_azimuths, dtype=np.float64))
+    if c.ndim < 3 or c.shape[1:3] != (3, 3) or az.shape != (c.shape[0],) or baz.shape != az.shape:
+        raise ValueError(f"tensors must have shape (n_pairs, 3, 3, ...) with one azimuth and "
+                         f"back-azimuth per pair, got {c.shape}, {az.shape}, {baz.shape}")
+
+    def frames(radial):
+        a = np.radians(radial)
+        f = np.zeros(a.shape + (3, 3))
+        f[:, 0, 0], f[:, 0, 1] = np.sin(a), np.cos(a)
+        f[:, 1, 0], f[:, 1, 1] = np.cos(a), -np.sin(a)
+        f[:, 2, 2] = 1.0
+        return f
+
+    us, ur = frames(az), frames(baz + 180.0)
+    kron = np.einsum("kpi,kqj->kpqij", us, ur).reshape(len(az), 9, 9)
+    dtype = np.result_type(c.dtype, np.float32)
+    flat = c.reshape(c.shape[0], 9, -1)
+    out = np.matmul(kron.astype(dtype), flat.astype(dtype, copy=False))
+    return out.reshape(c.shape).astype(dtype, copy=False)

@@ -62,6 +62,7 @@ __all__ = [
     "block_cross_spectra",
     "cross_spectra_to_lags",
     "correlate",
+    "correlate_block",
 ]
 
 logger = logging.getLogger(__name__)
@@ -324,3 +325,78 @@ def correlate(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate
     c = cross_spectrum(source, receiver, cc_method, smoothspect_N=smoothspect_N,
                        water_level=water_level, band_weights=band_weights)
     return cross_spectra_to_lags(c, nfft, L), lag_axis(L, sampling_rate)
+
+
+def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate: float,
+                    maxlag: float, cc_method: str = "xcorr", *, band: slice | None = None,
+                    smoothspect_N: int = 0, water_level: float = 1e-3,
+                    band_weights: np.ndarray | None = None, rows_per_batch: int = 128,
+                    workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window correlations of a block of station pairs: one batched multiply and irfft.
+
+    The block version of :func:`correlate` (same sign convention and lag axis): the
+    windows of all pairs are rows of one batched product ``source_factor * receiver_factor``
+    on the carried band and one batched inverse real FFT (``scipy.fft.irfft``,
+    ``workers`` threads; 1 when every core runs a worker process), ``rows_per_batch`` rows
+    at a time so the full-length ``irfft`` output of only that many windows is held.
+
+    Parameters
+    ----------
+    source, receiver : ndarray, shape (..., n_windows, nfft // 2 + 1), complex
+        Spectra of the same windows of the two stations of each pair (leading axes: pairs);
+        a window one station lacks may be all zeros (its correlation is then zero).
+    nfft : int
+    sampling_rate : float
+        Hz.
+    maxlag : float
+        Largest lag, s (rounded to the nearest sample).
+    cc_method, smoothspect_N, water_level, band_weights
+        See :func:`source_factor`.
+    band : slice, optional
+        Bins outside which both spectra are exactly zero (whitened spectra:
+        :func:`noisecorr.signal.chain.whitened_band`); the factors are computed on it
+        padded by ``smoothspect_N + 1`` bins, so smoothed denominators and their per-window
+        floor see the same values as on the full spectrum and the result equals
+        :func:`correlate` on the full spectrum. Default: every bin.
+
+    Returns
+    -------
+    ccfs : ndarray, shape (..., n_windows, 2 L + 1), float32 (float64 for complex128 input)
+    lags : ndarray, shape (2 L + 1,), seconds (:func:`lag_axis`)
+    """
+    _check_method(cc_method)
+    s = np.asarray(source)
+    r = np.asarray(receiver)
+    if s.shape != r.shape or s.ndim < 2:
+        raise ValueError(f"source spectra {s.shape} and receiver spectra {r.shape} must have the "
+                         "same shape (..., n_windows, n_freq)")
+    nfft = int(nfft)
+    nf = nfft // 2 + 1
+    if s.shape[-1] != nf:
+        raise ValueError(f"spectra have {s.shape[-1]} bins, expected nfft // 2 + 1 = {nf}")
+    L = int(round(float(maxlag) * float(sampling_rate)))
+    if not 0 <= L <= (nfft - 1) // 2:
+        raise ValueError(f"maxlag of {L} samples must be in [0, (nfft - 1) // 2 = {(nfft - 1) // 2}]")
+    band = slice(0, nf) if band is None else slice(*band.indices(nf)[:2])
+    pad = 0 if cc_method == "xcorr" else int(smoothspect_N) + 1
+    wide = slice(max(band.start - pad, 0), min(band.stop + pad, nf))
+    inner = slice(band.start - wide.start, band.stop - wide.start)
+    w = None if band_weights is None else np.asarray(band_weights)[wide]
+    kw = dict(smoothspect_N=smoothspect_N, water_level=water_level, band_weights=w)
+    lead = s.shape[:-1]
+    s2, r2 = s.reshape(-1, nf), r.reshape(-1, nf)
+    rows = s2.shape[0]
+    wide_prec = np.complex128 in (s.dtype, r.dtype)
+    out = np.empty((rows, 2 * L + 1), dtype=np.float64 if wide_prec else np.float32)
+    step = max(1, int(rows_per_batch))
+    buf = np.zeros((min(step, max(rows, 1)), nf), dtype=np.complex128 if wide_prec else np.complex64)
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        b = buf[:r1 - r0]
+        b[:, band] = (source_factor(s2[r0:r1, wide], cc_method, **kw)[:, inner]
+                      * receiver_factor(r2[r0:r1, wide], cc_method, **kw)[:, inner])
+        full = scipy.fft.irfft(b, n=nfft, axis=-1, workers=workers)
+        out[r0:r1, L:] = full[:, :L + 1]
+        if L:
+            out[r0:r1, :L] = full[:, nfft - L:]
+    return out.reshape(lead + (2 * L + 1,)), lag_axis(L, sampling_rate)
