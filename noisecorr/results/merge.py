@@ -196,18 +196,21 @@ class MergeReport:
         Reads of batches of rows from the parts' uncompressed blocks.
     rows_written : int
         Stacks written through ``H5Dwrite`` (from a batch buffer).
+    buffers : int
+        Batch buffers allocated: one per merge (reused by every block of every part), more
+        only when a block has larger stacks than any before.
     chunks_copied : int
         Stacks copied as stored (compressed) chunks, ``read_direct_chunk`` to
         ``write_direct_chunk``, without decompressing them.
     """
 
     __slots__ = ("pairs", "in_memory", "memory", "index_bytes", "batch_rows", "batches",
-                 "rows_written", "chunks_copied")
+                 "rows_written", "chunks_copied", "buffers")
 
     def __init__(self, memory=0, index_bytes=0, in_memory=False):
         self.pairs, self.in_memory, self.memory = 0, bool(in_memory), int(memory)
         self.index_bytes, self.batch_rows = int(index_bytes), 0
-        self.batches = self.rows_written = self.chunks_copied = 0
+        self.batches = self.rows_written = self.chunks_copied = self.buffers = 0
 
     def __repr__(self):
         return "MergeReport(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
@@ -468,6 +471,7 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, batch_bytes: 
     main = all_cols[0] if all_cols else None
     winners = _winners(parts, main)
     sink = _PairSink(dst)
+    buffer = _Buffer(batch_bytes)
     for number, part in enumerate(parts):
         with h5py.File(part, "r") as src:
             if root_attrs is None:
@@ -499,7 +503,7 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, batch_bytes: 
                     _copy_chunks(block, sel, sink, report)
                 else:
                     _write_rows(block, sel, sink, _dcpl_plain(block.shape[1:], comp, opts),
-                                batch_bytes, report)
+                                buffer, report)
             all_cols.append({k: v for k, v in cols.items() if k not in ix.BLOCK})
     cols = ix.concat(all_cols)
     del all_cols
@@ -528,19 +532,46 @@ def _copy_chunks(block, sel, sink, report) -> None:
         report.chunks_copied += 1
 
 
-def _write_rows(block, sel, sink, dcpl, batch_bytes, report) -> None:
-    """Read rows of ``block`` in batches of at most ``batch_bytes`` (a range of rows each,
-    read with ``read_direct`` into one buffer) and write each row to its pair's dataset
-    with ``H5Dwrite``; ``sel`` as in :func:`_copy_chunks`."""
+class _Buffer:
+    """The one batch buffer of a merge: at most ``nbytes`` (but at least one stack), kept
+    from block to block and part to part, grown only when a block's stack is larger than
+    any before.
+
+    Allocating a fresh 64 MiB array per block cost more than reading into it: each new
+    mapping faults in every page again (measured with ``scripts/bench_finish.py``, 400
+    stations: ``read_direct`` of 2.6 GB took 4.8 s into fresh buffers).
+    """
+
+    def __init__(self, nbytes: int):
+        self.nbytes = int(nbytes)
+        self.raw = np.empty(0, dtype=np.uint8)
+        self.allocated = 0
+
+    def rows(self, shape, dtype, n_max: int):
+        """``(n, buffer)``: a C-contiguous ``(n, *shape)`` view of the buffer, ``n`` rows
+        (``1 <= n <= n_max``) within the budget."""
+        dtype = np.dtype(dtype)
+        row = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        n = max(1, min(self.nbytes // max(row, 1), n_max))
+        if self.raw.nbytes < n * row:
+            self.raw = np.empty(0, dtype=np.uint8)  # (the old one freed first)
+            self.raw = np.empty(n * row, dtype=np.uint8)
+            self.allocated += 1
+        return n, self.raw[:n * row].view(dtype).reshape((n, *shape))
+
+
+def _write_rows(block, sel, sink, dcpl, buffer: _Buffer, report) -> None:
+    """Read rows of ``block`` in batches (a range of rows each, read with ``read_direct``
+    into the merge's one ``buffer``) and write each row to its pair's dataset with
+    ``H5Dwrite``; ``sel`` as in :func:`_copy_chunks`."""
     shape = block.shape[1:]
     tid = block.id.get_type()
-    row = block.dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    n_batch = max(1, min(batch_bytes // max(row, 1), block.shape[0]))
     srcs, rcvs, comps, brows, fresh = sel
     if not len(brows):
         return
+    n_batch, buf = buffer.rows(shape, block.dtype, block.shape[0])
     report.batch_rows = max(report.batch_rows, n_batch)
-    buf = np.empty((n_batch, *shape), dtype=block.dtype)
+    report.buffers = buffer.allocated
     k = 0
     while k < len(brows):
         start = int(brows[k])

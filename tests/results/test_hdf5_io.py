@@ -199,6 +199,7 @@ def test_merge_stays_inside_its_memory_budget(tmp_path):
     assert not report.in_memory and report.rows_written == len(pairs)
     assert report.batch_rows * 8001 * 4 <= budget - report.index_bytes
     assert report.batches >= stacks / budget
+    assert report.buffers == 1  # one batch buffer for every block of every part
     assert 0 < peak <= budget, (peak, budget)
     mem = tmp_path / "mem" / "r.h5"
     mem.parent.mkdir()
