@@ -12,9 +12,10 @@ FFT length                ``zero_pad: true``: >= 2n - 1,  n (``next_fast_len``):
                           linear correlation              correlation (``zero_pad: false``)
 window taper              5 % cosine at each end          Hann ramps of min(20 samples, 5 %)
                           (``window_taper: 0.05``)        (``window_taper_max: 20`` samples)
-outlier rejection         ``max|x - mean| > max_over_std  ``max|x| > max_over_std * std`` of
-                          * std`` of the window           the whole chunk
-                          (``outlier_reference: window``) (``outlier_reference: chunk``)
+outlier rejection         ``max|x - mean|`` >             ``max|x| > max_over_std * std`` of
+                          ``max_over_std * std`` of the   the whole chunk
+                          window                          (``outlier_reference: chunk``)
+                          ``outlier_reference: window``
 whitening band            flat inside, cosine ramps       flat between the bins nearest
                           *inside* the band over 10 % of  ``freqmin``/``freqmax``, cos^2 ramps
                           its log width                   of 100 bins *outside* it

@@ -54,7 +54,7 @@ Storm logs.
    to a temporary name, then renamed) when the instance finishes. A PE failure writes
    ``<component>.<index>.error`` (the :class:`~noisecorr.engine.errors.PEError` pickled,
    naming PE, instance and item, with the traceback), sends a ``log`` at error level with
-   the same text and ``fail``s the tuple; the instance then fails every later tuple and
+   the same text and fails the tuple (``fail``); the instance then fails every later tuple and
    never reports end of stream, so the run cannot finish as if nothing happened.
 6. Provenance: when the topology config holds ``noisecorr.provenance`` (run id, store URL,
    rules; written by ``run(..., mapping="storm", provenance=...)``), the worker records
