@@ -330,7 +330,7 @@ def correlate(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate
 def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, sampling_rate: float,
                     maxlag: float, cc_method: str = "xcorr", *, band: slice | None = None,
                     smoothspect_N: int = 0, water_level: float = 1e-3,
-                    band_weights: np.ndarray | None = None, rows_per_batch: int = 128,
+                    band_weights: np.ndarray | None = None, rows_per_batch: int = 16,
                     workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-window correlations of a block of station pairs: one batched multiply and irfft.
 
@@ -384,17 +384,26 @@ def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, samplin
     w = None if band_weights is None else np.asarray(band_weights)[wide]
     kw = dict(smoothspect_N=smoothspect_N, water_level=water_level, band_weights=w)
     lead = s.shape[:-1]
-    s2, r2 = s.reshape(-1, nf), r.reshape(-1, nf)
-    rows = s2.shape[0]
+    # (pairs, windows, bins) views; a strided block (e.g. every other station) is not copied
+    s3, r3 = s.reshape((-1,) + s.shape[-2:]), r.reshape((-1,) + r.shape[-2:])
+    P, W = s3.shape[:2]
+    rows = P * W
     wide_prec = np.complex128 in (s.dtype, r.dtype)
     out = np.empty((rows, 2 * L + 1), dtype=np.float64 if wide_prec else np.float32)
+    # a few windows at a time: the buffer and the irfft output stay small and warm
     step = max(1, int(rows_per_batch))
     buf = np.zeros((min(step, max(rows, 1)), nf), dtype=np.complex128 if wide_prec else np.complex64)
     for r0 in range(0, rows, step):
         r1 = min(r0 + step, rows)
         b = buf[:r1 - r0]
-        b[:, band] = (source_factor(s2[r0:r1, wide], cc_method, **kw)[:, inner]
-                      * receiver_factor(r2[r0:r1, wide], cc_method, **kw)[:, inner])
+        k = r0
+        while k < r1:  # the rows r0..r1 may span pairs
+            p, w0 = divmod(k, W)
+            w1 = min(W, w0 + r1 - k)
+            b[k - r0:k - r0 + w1 - w0, band] = (
+                source_factor(s3[p, w0:w1, wide], cc_method, **kw)[:, inner]
+                * receiver_factor(r3[p, w0:w1, wide], cc_method, **kw)[:, inner])
+            k += w1 - w0
         full = scipy.fft.irfft(b, n=nfft, axis=-1, workers=workers)
         out[r0:r1, L:] = full[:, :L + 1]
         if L:

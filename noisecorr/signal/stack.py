@@ -534,18 +534,19 @@ def _block_inputs(ccfs, mask):
     return x, m
 
 
-def analytic_signal(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Analytic signal ``x + i H[x]`` along ``axis`` (circular, length unchanged), complex128.
+def analytic_signal(x: np.ndarray, axis: int = -1, single: bool = False) -> np.ndarray:
+    """Analytic signal ``x + i H[x]`` along ``axis`` (circular, length unchanged), complex128
+    (``single``: float32 transforms, complex64, about 2.5x faster, ~1e-7 relative rounding).
 
     The same transform as :func:`scipy.signal.hilbert` with ``N`` equal to the length (so
     equal to rounding), computed from one real FFT of all rows at once (``scipy.fft.rfft``)
     and one inverse complex FFT of the one-sided spectrum: about half the work of
     ``hilbert``'s two complex FFTs.
     """
-    a = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    a = np.moveaxis(np.asarray(x, dtype=np.float32 if single else np.float64), axis, -1)
     m = a.shape[-1]
     spec = scipy.fft.rfft(a, axis=-1)
-    h = np.full(spec.shape[-1], 2.0)
+    h = np.full(spec.shape[-1], 2.0, dtype=a.dtype)
     h[0] = 1.0
     if m % 2 == 0 and m:
         h[-1] = 1.0
@@ -554,7 +555,7 @@ def analytic_signal(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power: float = 2.0,
-                    rows_per_batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                    rows_per_batch: int = 64, single: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Phase-weighted stacks of a block of pairs (:func:`pws_stack` for each pair at once).
 
     ``pws[p](t) = linear[p](t) * |1/N_p sum_j exp(i phi_pj(t))| ** pws_power`` over the
@@ -569,6 +570,11 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
         Windows of each pair to stack (default all); masked rows are ignored.
     pws_power : float
         ``nu`` (>= 0).
+    single : bool
+        Hilbert transforms and unit phasors in float32 / complex64 (default; the phasor and
+        linear sums are accumulated in float64): 2.5x faster than float64, and the stack
+        agrees with :func:`pws_stack` (float64) to ~1e-6 of its maximum, below the float32
+        the stacks are stored in. False: float64 throughout (equal to rounding).
 
     Returns
     -------
@@ -586,8 +592,9 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
     per = max(1, int(rows_per_batch) // max(W, 1))
     for p0 in range(0, P, per):
         p1 = min(p0 + per, P)
-        ph = unit_phasors_nd(x[p0:p1])
-        phasor[p0:p1] = np.einsum("pw,pwm->pm", m[p0:p1].astype(np.float64), ph)
+        ph = unit_phasors_nd(x[p0:p1], single=single)
+        ph *= m[p0:p1, :, None]
+        phasor[p0:p1] = ph.sum(axis=1, dtype=np.complex128)
     n = np.maximum(counts, 1)[:, None]
     out = (linear / n) * (np.abs(phasor) / n) ** pws_power
     if (counts == 0).any():
@@ -595,10 +602,10 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
     return out.astype(np.result_type(x.dtype, np.float32)), counts
 
 
-def unit_phasors_nd(ccfs: np.ndarray) -> np.ndarray:
+def unit_phasors_nd(ccfs: np.ndarray, single: bool = False) -> np.ndarray:
     """:func:`unit_phasors` of windows along the last axis of an array of any shape
-    (complex128; 0 where the analytic signal is exactly zero)."""
-    analytic = analytic_signal(ccfs, axis=-1)
+    (complex128, ``single``: complex64; 0 where the analytic signal is exactly zero)."""
+    analytic = analytic_signal(ccfs, axis=-1, single=single)
     amp = np.abs(analytic)
     phasor = np.zeros_like(analytic)
     np.divide(analytic, amp, out=phasor, where=amp > 0)
