@@ -642,82 +642,42 @@ class Results:
         return meta
 
     # --------------------------------------------------------------- export
-    def _select(self, pairs, components):
-        comps = components or self.components()
-        wanted = pairs or self.pairs()
-        self._table()
-        return [(s, r, c) for s, r in wanted for c in comps
-                if self._table_row(s, r, c) is not None]
-
     def to_trace(self, source: str, receiver: str, component: str = "ZZ"):
-        """One stack as an ObsPy Trace; lag = time since 1970-01-01 (so
-        ``starttime = UTCDateTime(-maxlag)``), header codes of the receiver,
-        location ``"CC"``, channel ``"X" + component``; the pair is in
-        ``stats.noisecorr``."""
-        from obspy import Trace, UTCDateTime
+        """One stack as an ObsPy Trace (:func:`noisecorr.interop.mseed.stack_trace`: lag
+        = time since 1970-01-01, so ``starttime = UTCDateTime(-maxlag)``, header codes of
+        the receiver, location ``"CC"``, channel ``"X" + component``); the pair's
+        metadata is in ``stats.noisecorr``."""
+        from noisecorr.interop.mseed import stack_trace
 
         lags, data = self.stack(source, receiver, component)
-        if data.ndim != 1:
-            data = data.mean(axis=0)
         meta = self.meta(source, receiver, component)
-        net, sta = receiver.split(".")[:2]  # NET.STA or NET.STA.LOC (all_locations)
-        tr = Trace(np.ascontiguousarray(data, dtype=np.float32), header=dict(
-            network=net, station=sta, location="CC", channel=("X" + component)[:3],
-            sampling_rate=meta["sampling_rate"], starttime=UTCDateTime(float(lags[0]))))
+        tr = stack_trace(lags, data, receiver, component, meta["sampling_rate"])
         tr.stats.noisecorr = dict(meta)
         return tr
 
     def export_sac(self, out_dir, pairs=None, components=None) -> list:
-        """Write stacks as SAC files ``SRC_RCV_COMP.SAC`` in ``out_dir``.
+        """Write stacks as SAC files ``SRC_RCV_COMP.SAC`` in ``out_dir``: the header of
+        :func:`noisecorr.interop.sac.write_sac` (``b = -maxlag``, ``delta = 1/fs``, the
+        source as the "event", the receiver as the station, ``dist`` km, ``az``,
+        ``baz``, ``gcarc``, ``user0 = n_windows``), one file per pair and component
+        selected by :func:`noisecorr.interop.select.select` (a pair stored only the other
+        way round is reversed). A pair with sub-stacks gives its full stack. Returns the
+        paths. ``noisecorr export --format sac`` writes ``COMP/SRC_RCV.SAC`` instead."""
+        from noisecorr.interop.sac import write_sac
+        from noisecorr.interop.select import select
 
-        Header: ``b = -maxlag``, ``e = +maxlag``, ``delta = 1/fs``; the source
-        station as the "event" (``evla``, ``evlo``, ``kevnm``) and the
-        receiver as the station (``stla``, ``stlo``, ``knetwk``, ``kstnm``),
-        ``dist`` (km), ``az``, ``baz``, ``kcmpnm = component``,
-        ``user0 = n_windows``. A pair with sub-stacks gives its full stack (see
-        :meth:`stack`). Returns the paths.
-        """
-        from obspy.io.sac import SACTrace
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for s, r, c in self._select(pairs, components):
-            lags, data = self.stack(s, r, c)
-            if data.ndim != 1:
-                data = data.mean(axis=0)
-            m = self.meta(s, r, c)
-            hdr = dict(delta=1.0 / m["sampling_rate"], b=float(lags[0]),
-                       knetwk=r.split(".")[0], kstnm=r.split(".")[1][:8], kcmpnm=c,
-                       kevnm=s[:16], lcalda=False)
-            for prefix, (la, lo) in (("source", ("evla", "evlo")),
-                                     ("receiver", ("stla", "stlo"))):
-                xyz = m.get(f"{prefix}_coordinates")
-                if isinstance(xyz, list) and len(xyz) >= 2:
-                    hdr[la], hdr[lo] = float(xyz[0]), float(xyz[1])
-            for key, att in (("dist", "distance_km"), ("az", "azimuth"),
-                             ("baz", "back_azimuth"), ("user0", "n_windows")):
-                if isinstance(m.get(att), (int, float)):
-                    hdr[key] = float(m[att])
-            sac = SACTrace(data=np.ascontiguousarray(data, dtype=np.float32), **hdr)
-            p = out / f"{s}_{r}_{c}.SAC"
-            sac.write(str(p))
-            paths.append(p)
-        return paths
+        sel = select(self, pairs=pairs, components=components)
+        return write_sac(self, sel, out_dir, layout="flat")
 
     def export_mseed(self, out_dir, pairs=None, components=None) -> list:
         """Write stacks as float32 miniSEED files ``SRC_RCV_COMP.mseed`` (see
-        :meth:`to_trace` for the header convention). Returns the paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for s, r, c in self._select(pairs, components):
-            tr = self.to_trace(s, r, c)
-            del tr.stats.noisecorr
-            p = out / f"{s}_{r}_{c}.mseed"
-            tr.write(str(p), format="MSEED", encoding="FLOAT32")
-            paths.append(p)
-        return paths
+        :meth:`to_trace` for the header convention; :func:`noisecorr.interop.mseed.write_mseed`
+        with the selection of :meth:`export_sac`). Returns the paths."""
+        from noisecorr.interop.mseed import write_mseed
+        from noisecorr.interop.select import select
+
+        sel = select(self, pairs=pairs, components=components)
+        return write_mseed(self, sel, out_dir, layout="flat")
 
     def to_xarray(self, component: str = "ZZ", pairs=None, block: int = 4096,
                   series: bool = False):
