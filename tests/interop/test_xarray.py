@@ -92,3 +92,49 @@ def _no_series(tmp_path):
         w.write_pair("XS.A", "XS.B", "ZZ", 0.2, np.zeros(5, "f4"), {})
     with open_results(p) as res:
         res.to_xarray("ZZ", series=True)
+
+
+def test_series_of_a_selection_reads_only_the_selected_pairs(tmp_path):
+    """60 pairs, each with its own day of spans; the time axis and the data of a
+    two-pair selection come from those two pairs only. The other pairs' datasets are
+    deleted from the file after writing (their index rows stay), so any read of them,
+    eager or lazy, would fail."""
+    import h5py
+
+    from noisecorr.results.layout import pair_path
+    from noisecorr.results.substacks import pack
+    from noisecorr.results.writer import ResultsWriter
+
+    path = tmp_path / "many.h5"
+    pairs = [(f"XS.A{i:02d}", f"XS.B{i:02d}") for i in range(60)]
+    day, rng, subs = 86400.0, np.random.default_rng(5), {}
+    with ResultsWriter(path, {}, sampling_rate=10.0) as w:
+        for i, (s, r) in enumerate(pairs):
+            starts, counts = [i * day, i * day + 3600.0], [2, 5]
+            subs[s, r] = rng.standard_normal((2, 5)).astype(np.float32)
+            full = (subs[s, r] * np.array(counts)[:, None]).sum(0) / sum(counts)
+            data, layout = pack({"stack": full.astype("f4"), "substacks": subs[s, r],
+                                 "substack_starts": starts, "substack_counts": counts,
+                                 "substack_len": 3600.0})
+            w.write_pair(s, r, "ZZ", 0.2, data, {"n_windows": sum(counts), **layout})
+    chosen = [pairs[7], pairs[41]]
+    with h5py.File(path, "a") as f:
+        for s, r in pairs:
+            if (s, r) not in chosen:
+                del f[pair_path(s, r, "ZZ")]
+    with open_results(path) as res:
+        assert len(res.pairs("ZZ")) == 60  # still listed by the index
+        with pytest.raises(KeyError):
+            res.series(*pairs[0], "ZZ")  # unselected data really is gone
+        before = nx.BLOCKS_READ[0]
+        ds = res.to_xarray("ZZ", pairs=chosen, series=True, block=1)
+        assert nx.BLOCKS_READ[0] == before  # lazy: nothing read yet
+        secs = ds["time"].values.astype("datetime64[s]").astype(int).tolist()
+        assert secs == [7 * 86400, 7 * 86400 + 3600, 41 * 86400, 41 * 86400 + 3600]
+        assert ds["windows"].values.tolist() == [[2, 5, 0, 0], [0, 0, 2, 5]]
+        with dask.config.set(scheduler="synchronous"):
+            x = ds["stack"].values
+        assert nx.BLOCKS_READ[0] == before + 2  # one block per selected pair
+        np.testing.assert_array_equal(x[0, :2], subs[chosen[0]])
+        np.testing.assert_array_equal(x[1, 2:], subs[chosen[1]])
+        assert np.isnan(x[0, 2:]).all() and np.isnan(x[1, :2]).all()
