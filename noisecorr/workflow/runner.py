@@ -380,9 +380,11 @@ def _covered(coverage, span) -> bool:
     return any(a <= span[0] + 1e-6 and span[1] <= b + 1e-6 for a, b in coverage)
 
 
-def write_params(config: WorkflowConfig) -> dict:
-    """The ``params`` a run of ``config`` stores in its results file (what an append compares)."""
-    return {"processing": config.processing.to_dict(), "chunk_length": config.chunk_length}
+def write_params(config: WorkflowConfig, start=None) -> dict:
+    """The ``params`` a run of ``config`` starting at ``start`` stores in its results file
+    (what an append compares): with ``keep: chunks`` the processing of
+    :meth:`WorkflowConfig.chunk_params`, as the build writes it."""
+    return {"processing": config.chunk_params(start).to_dict(), "chunk_length": config.chunk_length}
 
 
 def append_workflow(config: WorkflowConfig, progress=None, build=None,
@@ -444,7 +446,9 @@ def append_workflow(config: WorkflowConfig, progress=None, build=None,
 
         with h5py.File(results, "r") as f:
             file_params = json.loads(f.attrs["params"])
-        check_params(file_params, write_params(config), where=str(results))
+        # keep: chunks: any start on the file's chunk grid gives the file's substack_origin
+        grid = config.start or (file_params.get("processing") or {}).get("substack_origin")
+        check_params(file_params, write_params(config, grid), where=str(results))
         coverage = read_coverage(results)
         check_method(file_params, coverage, where=str(results))
         from noisecorr.results.append import _iso, _posix, chunk_grid_origin
@@ -481,7 +485,7 @@ def append_workflow(config: WorkflowConfig, progress=None, build=None,
             cfg = config.replace(out=str(staging / _span_name(a, b)), start=_iso(a), end=_iso(b), resume=True)
             wf = (build or build_workflow)(cfg)
             check_params(file_params, wf.pes["WriteResults"].params if "WriteResults" in wf.pes
-                         else write_params(cfg), where=str(results))
+                         else write_params(cfg, cfg.start), where=str(results))
             report = run_workflow(cfg, progress=progress, workflow=wf, mapping_options=mapping_options, plot=False)
             truth = truth or bool(wf.sources.truth)
             if not root:

@@ -282,3 +282,81 @@ def test_cli_append(data, tmp_path, one_shot, capsys):
     bad.write_text(yaml.safe_dump({"data": data, **BASE, "step": 150.0}))
     assert main(["run", "--config", str(bad), "--out", str(out), "--append", "--end", T3]) == 2
     assert "step: file 300.0, this run 150.0" in capsys.readouterr().err
+
+
+CHUNKS = {k: v for k, v in BASE.items() if k not in ("substack", "substack_len")}
+
+
+def chunk_config(data, out, start=T0, end=T3, **kw):
+    """``keep: chunks`` (one series row per 1 h chunk) instead of explicit sub-stacks."""
+    return load_config(overrides=dict(CHUNKS, keep="chunks", data=data, out=str(out), start=start,
+                                      end=end, **kw))
+
+
+def assert_series_grew(want_path, got_path, n_after, rows_exact=True):
+    """Every pair's series has ``n_after`` rows, equal to ``want``'s bit for bit
+    (``rows_exact``) or within ``TOL`` of each row's peak (another mapping: other float
+    summation order)."""
+    with open_results(want_path) as want, open_results(got_path) as got:
+        assert got.pairs("ZZ") == want.pairs("ZZ")
+        for a, b in want.pairs("ZZ"):
+            tw, _, aw, nw = want.series(a, b, "ZZ")
+            tg, _, ag, ng = got.series(a, b, "ZZ")
+            assert len(tg) == n_after and len(tw) == n_after
+            np.testing.assert_array_equal(tg, tw)
+            np.testing.assert_array_equal(ng, nw)
+            if rows_exact:
+                np.testing.assert_array_equal(ag, aw)
+            else:
+                row_peak = np.abs(aw).max(axis=1, keepdims=True)
+                assert (np.abs(ag - aw) <= TOL * row_peak).all(), f"{a}-{b} chunk rows differ"
+            peak = np.abs(want.stack(a, b, "ZZ")[1]).max()
+            assert np.abs(got.stack(a, b, "ZZ")[1] - want.stack(a, b, "ZZ")[1]).max() <= TOL * peak
+
+
+@pytest.mark.parametrize("method", ["linear", "pws"])
+def test_append_with_keep_chunks_grows_the_series(data, tmp_path, method):
+    """keep: chunks: two chunks, then an append of the third; the series grow from 2 to 3
+    rows, equal to a one-shot keep: chunks run over the three."""
+    whole = run_workflow(chunk_config(data, tmp_path / "one", stack_method=method)).results
+    out = tmp_path / "survey"
+    run_workflow(chunk_config(data, out, end=T2, stack_method=method))
+    with open_results(out / "results.h5") as res:
+        assert all(len(res.series(a, b, "ZZ")[0]) == 2 for a, b in res.pairs("ZZ"))
+        first = {p: res.series(*p, "ZZ")[2] for p in res.pairs("ZZ")}
+    report = append_workflow(chunk_config(data, out, end=T3, stack_method=method))
+    assert report.chunks_requested == 3 and report.chunks_skipped == 2 and report.updated == 6
+    assert_series_grew(whole, report.results, 3)
+    with open_results(report.results) as res:  # the old rows are untouched
+        for p, rows in first.items():
+            np.testing.assert_array_equal(res.series(*p, "ZZ")[2][:2], rows)
+
+
+@pytest.mark.mpi
+def test_append_under_mpi_equals_the_sequential_append(data, tmp_path):
+    """The same keep: chunks append run by ``mpiexec -n 2`` (this file as a script, below)
+    gives the file of the sequential append."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    seq = tmp_path / "seq"
+    run_workflow(chunk_config(data, seq, end=T2))
+    append_workflow(chunk_config(data, seq, end=T3))
+    mpi = tmp_path / "mpi"
+    run_workflow(chunk_config(data, mpi, end=T2))
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    assert mpiexec.exists(), f"no mpiexec next to {sys.executable}: pip install -e '.[mpi]'"
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, __file__, data, str(mpi)],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "appended 1 skipped 2 updated 6" in proc.stdout
+    assert_series_grew(seq / "results.h5", mpi / "results.h5", 3, rows_exact=False)
+
+
+if __name__ == "__main__":  # the ranks of test_append_under_mpi_equals_the_sequential_append
+    import sys
+
+    rep = append_workflow(chunk_config(sys.argv[1], sys.argv[2], end=T3, mapping="mpi"))
+    if rep is not None:
+        print(f"appended {len(rep.appended)} skipped {rep.chunks_skipped} updated {rep.updated}")
