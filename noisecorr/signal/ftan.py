@@ -193,8 +193,12 @@ def narrowband(signal, dt: float, periods, alpha, *, plan=None, spectrum=None):
         spectrum = 2.0 * scipy.fft.rfft(signal, nfft, axis=-1)[:, :K]
     freqs = np.arange(K) / (nfft * dt)
     bank = gaussian_bank(freqs, periods, alpha_arr)  # (n, m, K)
-    z = scipy.fft.ifft(spectrum[:, None, :] * bank, M, axis=-1, workers=-1)
-    z *= np.float32(M / nfft)  # the analytic signal's amplitude on the coarse grid
+    bank *= np.float32(M / nfft)  # the analytic signal's amplitude on the coarse grid
+    # the product goes straight into the zero-padded buffer the inverse transform works in
+    # (no padded copy, no separate scaling pass)
+    buf = np.zeros((n, np.size(periods), M), dtype=np.complex64)
+    np.multiply(np.asarray(spectrum, dtype=np.complex64)[:, None, :], bank, out=buf[..., :K])
+    z = scipy.fft.ifft(buf, axis=-1, workers=-1, overwrite_x=True)
     return z.astype(np.complex64, copy=False), dtc
 
 
