@@ -166,17 +166,27 @@ def test_one_pair_read_does_not_scan_the_index(tmp_path, monkeypatch):
     monkeypatch.setattr(index_mod, "read_index", boom)
     monkeypatch.setattr(index_mod, "find_row", counting_find_row)
     accessed, values = [], []
-    orig_getitem, orig_value = h5py.Dataset.__getitem__, index_mod._Column.__getitem__
+    orig_getitem, real_columns_of = h5py.Dataset.__getitem__, index_mod.columns_of
 
     def spy(self, sel):
         accessed.append(self.name)
         return orig_getitem(self, sel)
 
-    def spy_value(self, i):
-        values.append(i)
-        return orig_value(self, i)
+    class Counted:
+        """A column as columns_of() gives it (``n`` rows, one value per ``[i]``), counting
+        the values read through it."""
+
+        def __init__(self, col):
+            self.col, self.n = col, col.n
+
+        def __getitem__(self, i):
+            values.append(i)
+            return self.col[i]
+
+    def counted_columns_of(f):
+        return {name: Counted(col) for name, col in real_columns_of(f).items()}
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
-    monkeypatch.setattr(index_mod._Column, "__getitem__", spy_value)
+    monkeypatch.setattr(index_mod, "columns_of", counted_columns_of)
     with open_results(path) as res:
         assert accessed == [] and values == []  # opening reads no dataset
         assert np.all(res.stack("XS.A0017", "XS.B0023")[1] == 17 * 30 + 23)
