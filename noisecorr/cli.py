@@ -192,6 +192,38 @@ def enact(target, mapping, processes, iterations, data, data_file, show_plan, sh
             click.echo(f"provenance run {result.provenance_run_id}")
 
 
+@cli.command("stack")
+@click.argument("results", type=click.Path(exists=True))
+@click.option("--window", required=True, help="Moving window, e.g. 10d, 12h (a whole number of chunks).")
+@click.option("--step", required=True, help="Step between windows, e.g. 1d.")
+@click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True)
+@click.option("--reference", default="all", show_default=True,
+              help="Reference stack: all, or the chunks starting in START:END (dates) or START/END (ISO times).")
+@click.option("--component", "components", multiple=True,
+              help="Component(s) (repeat); default: every component with chunk series.")
+@click.option("--pws-power", type=float, default=None, help="Default: the run's pws_power.")
+def stack_command(results, window, step, method, reference, components, pws_power):
+    """Moving-window and reference stacks of RESULTS (a folder or results.h5 of a run with
+    keep: chunks), stored in the results file (group /moving; a rerun replaces it).
+
+    Read them with Results.moving(src, rcv, comp) and Results.reference(...).
+    """
+    from noisecorr.results.moving import store
+
+    path = Path(results)
+    if path.is_dir():
+        path = path / "results.h5"
+    try:
+        summary = store(path, window, step, method, components or None, reference, pws_power)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    for comp, s in summary.items():
+        note = "" if s["phasors"] != "chunks" else " (pws from the chunk stacks' phasors: an approximation)"
+        click.echo(f"{comp}: {s['pairs']} pairs x {s['windows']} moving windows of {window} every "
+                   f"{step}, {method}{note}; {s['empty']} without data (NaN)")
+    click.echo(f"stored in {path}:/moving")
+
+
 def _is_root(module):
     is_root = getattr(module, "is_root", None)
     return True if is_root is None else is_root()

@@ -618,6 +618,41 @@ class Results:
         stack, n = combine(sub, float(proc.get("pws_power", 2.0)), _posix(start), _posix(end))
         return sub.lags, stack, n
 
+    def moving(self, source: str, receiver: str, component: str = "ZZ", counts: bool = False):
+        """The stored moving-window stacks of a pair (``noisecorr stack``, see
+        :mod:`noisecorr.results.moving`): ``(times, lags, array)``, ``times`` (J,) the window
+        starts (POSIX s), ``array`` float32 (J, n_lags), NaN where a window has no data; with
+        ``counts`` also the windows stacked per moving window. A reverse pair is reversed as
+        in :meth:`stack`.
+
+        Raises
+        ------
+        ValueError
+            No moving stacks stored.
+        KeyError
+            Neither the pair nor its reverse has them.
+        """
+        from .moving import read_moving
+
+        times, lags, data, n = read_moving(self._files[0], source, receiver, component,
+                                           self.__dict__.setdefault("_moving_cache", {}))
+        return (times, lags, data, n) if counts else (times, lags, data)
+
+    def reference(self, source: str, receiver: str, component: str = "ZZ"):
+        """The stored reference stack of a pair (``noisecorr stack --reference``):
+        ``(lags, stack, n_windows)``; errors as :meth:`moving`."""
+        from .moving import read_reference
+
+        return read_reference(self._files[0], source, receiver, component,
+                              self.__dict__.setdefault("_moving_cache", {}))
+
+    def moving_info(self) -> dict:
+        """``{component: {window, step, chunk_length (s), method, pws_power, phasors,
+        reference}}`` of the stored moving stacks (ValueError if none)."""
+        from .moving import read_info
+
+        return read_info(self._files[0])
+
     def meta(self, source: str, receiver: str, component: str = "ZZ") -> dict:
         """Metadata of a pair as a dict of Python values: ``source``,
         ``receiver``, ``component``, ``source_coordinates``,
