@@ -59,6 +59,8 @@ def _posix(text):
 @click.option("--side", type=click.Choice(["both", "causal", "acausal"]), default="both", show_default=True)
 @click.option("--reference", nargs=2, default=None, metavar="START END",
               help="Reference period (ISO times); default: the full stack.")
+@click.option("--stored-reference", is_flag=True,
+              help="Use the reference stack stored by `noisecorr stack` (instead of --reference).")
 @click.option("--max-dvv", type=float, default=0.01, show_default=True, help="Stretching grid half-width (fraction).")
 @click.option("--min-snr", type=float, default=None,
               help="Leave pairs whose reference SNR (symmetric, 1.5-5 km/s window over the next 50 s) "
@@ -69,7 +71,8 @@ def _posix(text):
               help="Output folder (default: RESULTS folder / dvv).")
 @click.option("--plot-pair", nargs=2, default=None, metavar="SRC RCV", help="Also draw this pair's series.")
 def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_factor, coda_start,
-                coda_length, side, reference, max_dvv, min_snr, mapping, processes, out, plot_pair):
+                coda_length, side, reference, stored_reference, max_dvv, min_snr, mapping, processes, out,
+                plot_pair):
     """Measure dv/v from the sub-stack series of RESULTS (a run with substack: true).
 
     Writes dvv.h5, dvv_pairs.csv, dvv_stations.csv, dvv_network.csv and plots to --out.
@@ -90,7 +93,8 @@ def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_fac
         cfg = DvvConfig(method=method, component=component, freqmin=freqmin, freqmax=freqmax,
                         velocity=velocity, coda_factor=coda_factor or None, coda_start=coda_start,
                         coda_length=coda_length, side=side, max_dvv=max_dvv, min_snr=min_snr,
-                        reference=None if not reference else (_posix(reference[0]), _posix(reference[1])))
+                        reference="stored" if stored_reference else
+                        None if not reference else (_posix(reference[0]), _posix(reference[1])))
         series = load_series(path, component, cfg.reference)
         res = measure(series, cfg, mapping=mapping, processes=processes)
     except ValueError as exc:

@@ -42,9 +42,11 @@ class DvvConfig:
     coda_length : float
         Seconds.
     side : {"both", "causal", "acausal"}
-    reference : (start, end) or None
+    reference : (start, end), "stored" or None
         POSIX seconds: the reference is the window-weighted stack of the spans starting in
-        ``[start, end)``; None: the full stack (every window of the run).
+        ``[start, end)``; ``"stored"``: the reference stack that ``noisecorr stack`` stored
+        (:meth:`noisecorr.results.Results.reference`); None: the full stack (every window
+        of the run).
     max_dvv, n_eps : float, int
         Stretching grid.
     mwcs_window, mwcs_step : float
@@ -160,7 +162,7 @@ def load_series(results, component: str = "ZZ", reference=None) -> Series:
     own = not hasattr(results, "substacks")
     res = open_results(results) if own else results
     try:
-        pairs, subs, dist, missing = [], [], [], []
+        pairs, subs, dist, missing, stored = [], [], [], [], []
         for src, rcv in res.pairs(component):
             try:
                 sub = res.substacks(src, rcv, component)
@@ -172,6 +174,12 @@ def load_series(results, component: str = "ZZ", reference=None) -> Series:
                 continue
             pairs.append((src, rcv))
             subs.append(sub)
+            if reference == "stored":
+                try:
+                    stored.append(res.reference(src, rcv, component)[1])
+                except KeyError:
+                    raise ValueError(f"{src}-{rcv} {component}: no stored reference stack in "
+                                     f"{res.path}: run noisecorr stack again") from None
             d = res.meta(src, rcv, component).get("distance_km")
             dist.append(np.nan if d is None else float(d))
         if missing:
@@ -196,7 +204,9 @@ def load_series(results, component: str = "ZZ", reference=None) -> Series:
         k = np.searchsorted(times, s.starts)
         data[i, k] = s.stacks
         counts[i, k] = s.counts
-        if reference is None and s.stack is not None:
+        if reference == "stored":
+            ref[i] = stored[i]
+        elif reference is None and s.stack is not None:
             ref[i] = s.stack
         else:
             lo, hi = (None, None) if reference is None else reference

@@ -208,3 +208,19 @@ def test_stack_command(runs, capsys):
     assert "longer than" in capsys.readouterr().err
     assert main(["stack", str(folder), "--window", "2x", "--step", "1h"]) != 0
     assert "window: '2x' is not a duration" in capsys.readouterr().err
+
+
+def test_dvv_monitoring_takes_the_stored_reference(runs):
+    from noisecorr.monitoring import load_series
+
+    path = runs["linear"]
+    with pytest.raises(ValueError, match="no moving stacks stored"):
+        load_series(path, reference="stored")
+    store(path, "1h", "1h", reference="2024-01-01T01:00:00/2024-01-01T03:00:00")
+    stored = load_series(path, reference="stored")
+    period = load_series(path, reference=(T0 + H, T0 + 3 * H))
+    full = load_series(path)
+    assert stored.pairs == period.pairs and len(stored.pairs) == 6
+    peak = np.abs(period.reference).max()
+    assert np.abs(stored.reference - period.reference).max() <= 2e-5 * peak
+    assert np.abs(stored.reference - full.reference).max() > 1e-3 * peak  # not the full stack
