@@ -215,7 +215,7 @@ def stack_command(results, window, step, method, reference, components, pws_powe
         path = path / "results.h5"
     try:
         summary = store(path, window, step, method, components or None, reference, pws_power)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     for comp, s in summary.items():
         note = "" if s["phasors"] != "chunks" else " (pws from the chunk stacks' phasors: an approximation)"
