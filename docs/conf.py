@@ -65,6 +65,7 @@ numpydoc_xref_param_type = False
 intersphinx_mapping = {}   # off: nothing fetched
 
 sphinx_gallery_conf = {
+    "image_scrapers": ("matplotlib", "noisecorr_docs.figure_scraper"),
     "examples_dirs": "examples",
     "gallery_dirs": "gallery",
     "filename_pattern": r"/plot_",
@@ -78,3 +79,4 @@ sphinx_gallery_conf = {
     "reference_url": {},
     "write_computation_times": False,
 }
+html_favicon = "_static/favicon.svg"   # a browser asks for one; without it every page logs a 404

@@ -226,3 +226,22 @@ def setup(app):
     app.add_directive("noisecorr-config", ConfigDirective)
     app.add_html_math_renderer("mathtext", (_visit_inline, None), (_visit_block, None))
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# -- sphinx-gallery: figures that noisecorr's plot functions return ----------------------------
+def figure_scraper(block, block_vars, gallery_conf, **kwargs):
+    """Save every :class:`matplotlib.figure.Figure` bound to a name of the example that was
+    not shown yet: noisecorr's plot functions return figures outside pyplot (no global
+    state), so the default matplotlib scraper does not see them; pyplot's figures it does."""
+    from matplotlib.figure import Figure
+    from sphinx_gallery.scrapers import figure_rst
+
+    shown = block_vars.setdefault("noisecorr_shown", set())
+    paths = []
+    for value in list(block_vars["example_globals"].values()):
+        if isinstance(value, Figure) and value.canvas.manager is None and id(value) not in shown:
+            shown.add(id(value))
+            path = next(block_vars["image_path_iterator"])
+            value.savefig(path, dpi=90)
+            paths.append(path)
+    return figure_rst(paths, gallery_conf["src_dir"])

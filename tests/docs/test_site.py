@@ -1,0 +1,113 @@
+"""The documentation site builds with warnings as errors, and opens in Chromium.
+
+The build is the one CI runs (``sphinx -W -b html docs``), into a temporary folder; the
+gallery examples run during it. The browser tests serve the built html with
+``http.server`` on 127.0.0.1 and require that the index, a tutorial and a gallery page load
+with every image (``naturalWidth > 0``), with no console error, failed request or fetch
+from outside the server (the checks of ``tests/provenance/test_browser.py``).
+"""
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """Folder of the built html (the build's doctrees and generated pages stay in tmp)."""
+    out = tmp_path_factory.mktemp("site")
+    html = out / "html"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+                           "-d", str(out / "doctrees"), str(ROOT / "docs"), str(html)],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=out)
+    assert proc.returncode == 0, f"sphinx -W failed:\n{proc.stdout}\n{proc.stderr}"
+    return html
+
+
+@pytest.mark.slow
+def test_build_has_every_part(site):
+    for page in ("index.html", "cli.html", "configuration.html", "api/index.html",
+                 "tutorials/first-run.html", "gallery/index.html"):
+        assert (site / page).is_file(), page
+    cli = (site / "cli.html").read_text()
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    from noisecorr_docs import cli as group
+
+    for name in group.commands:                          # every command has its section
+        assert f'id="noisecorr-{name}"' in cli, name
+    config = (site / "configuration.html").read_text()
+    for key in ("cc_len", "provenance_rules.store", "joint_normalisation", "synthetic_seed"):
+        assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{key}</span></code>" in config \
+            or key in config, key
+    assert list((site / "_images").glob("sphx_glr_plot_*.png")), "the gallery made no figure"
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    srv.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/services/chromium.sh (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    """Load ``url``; return ``(page, problems, external requests, images)``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    problems, external = [], []
+    page.on("request", lambda r: None if r.url.startswith("http://127.0.0.1") else external.append(r.url))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
+    title = page.title()
+    context.close()
+    return title, problems, external, images
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path, min_images", [("index.html", 0), ("tutorials/first-run.html", 0),
+                                              ("gallery/plot_record_section.html", 1),
+                                              ("gallery/plot_dvv.html", 1)])
+def test_page_opens_in_chromium(browser, server, path, min_images):
+    title, problems, external, images = open_page(browser, f"{server}/{path}")
+    assert "noisecorr" in title
+    assert problems == [] and external == [], (problems, external)
+    assert len(images) >= min_images, images
+    broken = [src for src, complete, width in images if not complete or width == 0]
+    assert broken == [], f"images that did not load: {broken}"
