@@ -148,6 +148,8 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
         options = dict(mapping_options or {})
         if progress is not None and config.mapping in ("sequential", "multiprocess", "mpi", "dask", "simple", "multi"):
             options["progress"] = progress
+        if config.mapping == "dask" and wf.memory:  # a local cluster's workers get the planner's budget each
+            options.setdefault("memory_limit", wf.memory["per_worker_budget_bytes"])
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      provenance=prov, **options)
         if result is None:  # an MPI rank other than 0

@@ -47,6 +47,11 @@ def test_sample_run_on_its_own_local_cluster_matches_reference_and_truth(tmp_pat
     assert m["workers"] == 2 and m["per_worker_budget_bytes"] == m["budget_bytes"] // 2
     assert seen and seen[-1]["WriteResults"]["in"] > 0, "no progress from the workers"
     assert "started a local cluster of 2 worker process(es)" in caplog.text
+    # and Dask's workers got that same per-worker budget as their memory_limit (what the
+    # scheduler reports for them, not Dask's "auto" share of the machine's memory)
+    from dask.utils import format_bytes
+
+    assert f"(memory limit {format_bytes(m['per_worker_budget_bytes'])} per worker)" in caplog.text
 
 
 def test_station_spectra_reach_each_tile_worker_once(tmp_path, cluster):
@@ -107,3 +112,24 @@ def test_cli_refuses_a_scheduler_without_the_dask_mapping(tmp_path, capsys):
     code = main(["run", "--mapping", "multiprocess", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path)])
     assert code == 2
     assert "--scheduler" in capsys.readouterr().err
+
+
+def test_local_cluster_workers_hold_the_given_memory_limit():
+    """A local cluster started with a per-worker budget: each worker's memory manager has that
+    limit, nothing is spilled or paused, and the nanny kills only above the whole budget."""
+    import dask
+    import distributed
+
+    from noisecorr.mappings.dask import local_cluster
+
+    cluster = local_cluster(2, memory_limit="1.5GB", dashboard=False)
+    try:
+        with distributed.Client(cluster.scheduler_address) as client:
+            limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+            fractions = client.run(lambda: [dask.config.get(f"distributed.worker.memory.{k}")
+                                            for k in ("target", "spill", "pause", "terminate")])
+            reported = {w["memory_limit"] for w in client.scheduler_info()["workers"].values()}
+    finally:
+        cluster.close()
+    assert len(limits) == 2 and set(limits.values()) == {1_500_000_000} == reported
+    assert all(f == [False, False, False, 1.0] for f in fractions.values())

@@ -65,6 +65,18 @@ WORKER_SETTINGS = {
     "distributed.worker.profile.enabled": False,
 }
 
+#: Dask's memory management of the local cluster's workers when ``memory_limit`` is the run's
+#: per-worker budget. A worker task's arrays are not Dask-managed data, so there is nothing
+#: to spill and a paused worker would only stall the actor calls; the nanny kills a worker
+#: only above its whole budget (the planner's predicted peak stays within it), and the run
+#: then reports the PE and the item, as for any killed worker.
+MEMORY_SETTINGS = {
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+    "distributed.worker.memory.pause": False,
+    "distributed.worker.memory.terminate": 1.0,
+}
+
 
 def _distributed():
     try:
@@ -79,8 +91,11 @@ def local_cluster(processes, memory_limit="auto", dashboard=True):
     """Start a :class:`distributed.LocalCluster` of ``processes`` one-thread worker processes.
 
     Workers talk TCP on 127.0.0.1. The scheduler's HTTP server takes a free port; it serves
-    the dashboard when bokeh is installed (its address is logged when ``dashboard``). ``memory_limit`` is Dask's per worker
-    (``"auto"``: the machine's memory divided over the workers).
+    the dashboard when bokeh is installed (its address is logged when ``dashboard``).
+    ``memory_limit`` is Dask's per worker: bytes or a size (``"2GB"``), as the workflow
+    passes its memory budget divided over the workers (with :data:`MEMORY_SETTINGS`), or
+    ``"auto"`` (the machine's memory divided over the workers, Dask's own thresholds). The
+    limit the workers report is logged.
     """
     import importlib.util
 
@@ -89,17 +104,24 @@ def local_cluster(processes, memory_limit="auto", dashboard=True):
     # always takes a free port: a fixed one (8787) collides with other clusters
     import dask
 
-    with dask.config.set(WORKER_SETTINGS):
+    settings = dict(WORKER_SETTINGS)
+    if memory_limit not in (None, "auto"):
+        settings.update(MEMORY_SETTINGS)
+    with dask.config.set(settings):
         cluster = distributed.LocalCluster(
             n_workers=processes, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp://",
             dashboard_address=":0", memory_limit=memory_limit, silence_logs=logging.ERROR,
         )
+    from dask.utils import format_bytes
+
+    limits = sorted({w.get("memory_limit") or 0 for w in cluster.scheduler_info["workers"].values()})
+    limit = "no memory limit" if limits == [0] else "memory limit " + "/".join(format_bytes(x) for x in limits)
     if dashboard and importlib.util.find_spec("bokeh") is not None:
-        log.info("dask: started a local cluster of %d worker process(es), scheduler %s, dashboard %s",
-                 processes, cluster.scheduler_address, cluster.dashboard_link)
+        log.info("dask: started a local cluster of %d worker process(es) (%s per worker), scheduler %s, "
+                 "dashboard %s", processes, limit, cluster.scheduler_address, cluster.dashboard_link)
     else:
-        log.info("dask: started a local cluster of %d worker process(es), scheduler %s "
-                 "(no dashboard: install bokeh for one)", processes, cluster.scheduler_address)
+        log.info("dask: started a local cluster of %d worker process(es) (%s per worker), scheduler %s "
+                 "(no dashboard: install bokeh for one)", processes, limit, cluster.scheduler_address)
     return cluster
 
 
@@ -135,7 +157,8 @@ def enact(spec, processes=None, mapping_name=NAME, scheduler=None, window=16, pr
     provenance : noisecorr.provenance.Session, optional
         Record lineage; each worker records its own PE instances.
     memory_limit : str or int
-        Per worker memory limit of a local cluster (Dask's ``memory_limit``).
+        Per worker memory limit of a local cluster (Dask's ``memory_limit``; the workflow
+        passes its memory budget divided over the workers). Ignored with ``scheduler``.
     timeout : float
         Seconds to wait for the scheduler to answer (``OSError`` after that).
     """
