@@ -65,7 +65,7 @@ numpydoc_xref_param_type = False
 intersphinx_mapping = {}   # off: nothing fetched
 
 sphinx_gallery_conf = {
-    "image_scrapers": ("matplotlib", "noisecorr_docs.figure_scraper"),
+    "image_scrapers": ("noisecorr_docs.figure_scraper", "matplotlib"),
     "examples_dirs": "examples",
     "gallery_dirs": "gallery",
     "filename_pattern": r"/plot_",

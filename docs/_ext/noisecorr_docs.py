@@ -236,10 +236,14 @@ def figure_scraper(block, block_vars, gallery_conf, **kwargs):
     from matplotlib.figure import Figure
     from sphinx_gallery.scrapers import figure_rst
 
+    from matplotlib._pylab_helpers import Gcf
+
     shown = block_vars.setdefault("noisecorr_shown", set())
+    # pyplot's figures are the matplotlib scraper's (run after this one, it closes them)
+    shown.update(id(m.canvas.figure) for m in Gcf.get_all_fig_managers())
     paths = []
     for value in list(block_vars["example_globals"].values()):
-        if isinstance(value, Figure) and value.canvas.manager is None and id(value) not in shown:
+        if isinstance(value, Figure) and id(value) not in shown:
             shown.add(id(value))
             path = next(block_vars["image_path_iterator"])
             value.savefig(path, dpi=90)
