@@ -28,7 +28,8 @@ import numpy as np
 from obspy import UTCDateTime
 
 from noisecorr.engine import GenericPE
-from noisecorr.signal.chain import StationSpectra, correlate_pair
+from noisecorr.signal.chain import StationSpectra, cc_band_weights, correlate_pair, whitened_band
+from noisecorr.signal.correlate import correlate_block
 from noisecorr.signal.components import ENZ, ENZ_PAIRS, RTZ, rotate_to_rtz
 from noisecorr.signal.geodesy import pair_geometry
 from noisecorr.signal.params import CorrelationParams
@@ -137,15 +138,63 @@ class CrossCorrelatePE(GenericPE):
             return None
         return pair_geometry(ca[0], ca[1], cb[0], cb[1])
 
+    #: Station pairs whose ENZ components are correlated together (one batched multiply +
+    #: inverse FFT over all their windows, :func:`noisecorr.signal.correlate.correlate_block`).
+    pair_block = 16
+
     def _flush(self, chunk):
         items = self.pending.pop(chunk)
         stations = {}
         for sid, item in items.items():
             stations.setdefault(station_key(sid), {})[sid[-1].upper()] = item
         keys = sorted(stations)
-        for i, a in enumerate(keys):
-            for b in keys[i if self.include_autocorrelation else i + 1:]:
-                self._correlate_station_pair(chunk, a, b, stations[a], stations[b])
+        pairs = [(a, b) for i, a in enumerate(keys)
+                 for b in keys[i if self.include_autocorrelation else i + 1:]]
+        for q0 in range(0, len(pairs), self.pair_block):
+            block = pairs[q0:q0 + self.pair_block]
+            done = self._correlate_block(block, stations)
+            for a, b in block:
+                self._correlate_station_pair(chunk, a, b, stations[a], stations[b], done)
+
+    def _correlate_block(self, block, stations) -> dict:
+        """``{(a, b, comp): (ccfs, starttimes, lags)}`` of the ENZ components of the pairs of
+        ``block`` whose two channels have the same windows (the usual case), correlated
+        together; the others are left to :func:`correlate_pair` (windows in common only)."""
+        p = self.params
+        out = {}
+        for comp in p.components:
+            if comp not in ENZ_PAIRS:
+                continue
+            todo, grid = [], None
+            for a, b in block:
+                src, rcv = stations[a].get(comp[0]), stations[b].get(comp[1])
+                if src is None or rcv is None or len(src["starttimes"]) == 0:
+                    continue
+                t = np.asarray(src["starttimes"])
+                if grid is None:
+                    grid = t
+                if (src["nfft"], src["sampling_rate"]) != (rcv["nfft"], rcv["sampling_rate"]) \
+                        or not (np.array_equal(t, grid) and np.array_equal(rcv["starttimes"], grid)):
+                    continue
+                todo.append((a, b, src, rcv))
+            if not todo:
+                continue
+            nfft = int(todo[0][2]["nfft"])
+            specs, index = [], {}
+            for _, _, src, rcv in todo:
+                for it in (src, rcv):
+                    if it["seed_id"] not in index:
+                        index[it["seed_id"]] = len(specs)
+                        specs.append(it["spectra"])
+            ii = [index[src["seed_id"]] for _, _, src, _ in todo]
+            jj = [index[rcv["seed_id"]] for _, _, _, rcv in todo]
+            ccfs, lags = correlate_block(specs, specs, nfft, p.sampling_rate, p.maxlag, p.cc_method,
+                                         band=whitened_band(p, nfft), smoothspect_N=p.smoothspect_N,
+                                         water_level=p.spectral_water_level,
+                                         band_weights=cc_band_weights(p, nfft), pairs=(ii, jj))
+            for k, (a, b, _, _) in enumerate(todo):
+                out[(a, b, comp)] = (ccfs[k], grid, lags)
+        return out
 
     def _emit(self, chunk, a, b, comp, src_id, rcv_id, ccfs, t, lags, geom):
         self.write("output", {
@@ -157,7 +206,7 @@ class CrossCorrelatePE(GenericPE):
             "back_azimuth": None if geom is None else geom.back_azimuth,
         })
 
-    def _correlate_station_pair(self, chunk, a, b, chans_a, chans_b):
+    def _correlate_station_pair(self, chunk, a, b, chans_a, chans_b, done=None):
         p = self.params
         any_a, any_b = next(iter(chans_a.values())), next(iter(chans_b.values()))
         geom = self._geometry(a, b, any_a["seed_id"], any_b["seed_id"], chunk)
@@ -170,7 +219,8 @@ class CrossCorrelatePE(GenericPE):
                 self.log("chunk %s: %s-%s has no %s channels; pair component skipped", chunk, a, b,
                          comp, level=logging.INFO)
                 continue
-            ccfs, t, lags = correlate_pair(_spectra(src), _spectra(rcv), p)
+            got = (done or {}).get((a, b, comp))
+            ccfs, t, lags = got if got is not None else correlate_pair(_spectra(src), _spectra(rcv), p)
             self._emit(chunk, a, b, comp, src["seed_id"], rcv["seed_id"], ccfs, t, lags, geom)
         if not rtz_wanted:
             return
@@ -187,14 +237,17 @@ class CrossCorrelatePE(GenericPE):
         shared = reduce(np.intersect1d, grids)
         rows = {(side, c): np.searchsorted(g, shared)
                 for (side, c), g in zip([(s, c) for s in "ab" for c in ENZ], grids)}
-        tensor = None
-        for i, ci in enumerate(ENZ):
-            for j, cj in enumerate(ENZ):
-                ccfs, t, lags = correlate_pair(_spectra(chans_a[ci], rows[("a", ci)]),
-                                               _spectra(chans_b[cj], rows[("b", cj)]), p)
-                if tensor is None:
-                    tensor = np.zeros((3, 3) + ccfs.shape, dtype=np.float32)
-                tensor[i, j] = ccfs
+        # the nine ENZ x ENZ correlations on the shared windows as one block, then rotated
+        src = [_spectra(chans_a[c], rows[("a", c)]).spectra for c in ENZ]
+        rcv = [_spectra(chans_b[c], rows[("b", c)]).spectra for c in ENZ]
+        nfft = int(chans_a["Z"]["nfft"])
+        ii, jj = np.divmod(np.arange(9), 3)
+        ccfs, lags = correlate_block(src + rcv, src + rcv, nfft, p.sampling_rate, p.maxlag, p.cc_method,
+                                     band=whitened_band(p, nfft), smoothspect_N=p.smoothspect_N,
+                                     water_level=p.spectral_water_level,
+                                     band_weights=cc_band_weights(p, nfft), pairs=(ii, jj + 3))
+        t = chans_a["Z"]["starttimes"][rows[("a", "Z")]]
+        tensor = ccfs.reshape((3, 3) + ccfs.shape[1:]).astype(np.float32, copy=False)
         rtz = rotate_to_rtz(tensor, geom.azimuth, geom.back_azimuth)
         for comp in rtz_wanted:
             i, j = RTZ.index(comp[0]), RTZ.index(comp[1])

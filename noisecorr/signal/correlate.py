@@ -331,7 +331,7 @@ def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, samplin
                     maxlag: float, cc_method: str = "xcorr", *, band: slice | None = None,
                     smoothspect_N: int = 0, water_level: float = 1e-3,
                     band_weights: np.ndarray | None = None, rows_per_batch: int = 16,
-                    workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                    workers: int = 1, pairs=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-window correlations of a block of station pairs: one batched multiply and irfft.
 
     The block version of :func:`correlate` (same sign convention and lag axis): the
@@ -359,15 +359,35 @@ def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, samplin
         floor see the same values as on the full spectrum and the result equals
         :func:`correlate` on the full spectrum. Default: every bin.
 
+    pairs : (ndarray, ndarray) of int, optional
+        ``(ii, jj)``: ``source`` and ``receiver`` are then the spectra of *stations*,
+        shape (n_stations, n_windows, n_freq) each (on one window grid), and pair ``p``
+        is source station ``ii[p]`` with receiver station ``jj[p]`` (no per-pair copies).
+
     Returns
     -------
     ccfs : ndarray, shape (..., n_windows, 2 L + 1), float32 (float64 for complex128 input)
+        With ``pairs``: (n_pairs, n_windows, 2 L + 1).
     lags : ndarray, shape (2 L + 1,), seconds (:func:`lag_axis`)
     """
     _check_method(cc_method)
-    s = np.asarray(source)
-    r = np.asarray(receiver)
-    if s.shape != r.shape or s.ndim < 2:
+    if pairs is not None and isinstance(source, (list, tuple)):
+        # stations as a list of (n_windows, n_freq) arrays: no stacked copy of them
+        shapes = {np.shape(x) for x in list(source) + list(receiver)}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"pairs: station spectra must all be (n_windows, n_freq) alike, got {shapes}")
+        s, r = _Stations(source), _Stations(receiver)
+    else:
+        s = np.asarray(source)
+        r = np.asarray(receiver)
+    if pairs is not None:
+        ii, jj = (np.asarray(v, dtype=np.int64).ravel() for v in pairs)
+        if (s.ndim != 3 or r.ndim != 3 or s.shape[1:] != r.shape[1:] or ii.shape != jj.shape
+                or (ii.size and (ii.min() < 0 or ii.max() >= s.shape[0] or jj.min() < 0
+                                 or jj.max() >= r.shape[0]))):
+            raise ValueError(f"pairs: station spectra {s.shape} / {r.shape} must be (n_stations, "
+                             "n_windows, n_freq) alike and the pair indices within them")
+    elif s.shape != r.shape or s.ndim < 2:
         raise ValueError(f"source spectra {s.shape} and receiver spectra {r.shape} must have the "
                          "same shape (..., n_windows, n_freq)")
     nfft = int(nfft)
@@ -383,12 +403,18 @@ def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, samplin
     inner = slice(band.start - wide.start, band.stop - wide.start)
     w = None if band_weights is None else np.asarray(band_weights)[wide]
     kw = dict(smoothspect_N=smoothspect_N, water_level=water_level, band_weights=w)
-    lead = s.shape[:-1]
     # (pairs, windows, bins) views; a strided block (e.g. every other station) is not copied
-    s3, r3 = s.reshape((-1,) + s.shape[-2:]), r.reshape((-1,) + r.shape[-2:])
-    P, W = s3.shape[:2]
+    s3 = s if isinstance(s, _Stations) else s.reshape((-1,) + s.shape[-2:])
+    r3 = r if isinstance(r, _Stations) else r.reshape((-1,) + r.shape[-2:])
+    if pairs is None:
+        lead = s.shape[:-1]
+        ii = jj = np.arange(s3.shape[0])
+    else:
+        lead = (len(ii), s.shape[1])
+    P, W = len(ii), s3.shape[1]
     rows = P * W
-    wide_prec = np.complex128 in (s.dtype, r.dtype)
+    wide_prec = np.complex128 in (s.dtype, r.dtype) if pairs is None or not isinstance(s, _Stations) \
+        else any(np.asarray(x).dtype == np.complex128 for x in s.items + r.items)
     out = np.empty((rows, 2 * L + 1), dtype=np.float64 if wide_prec else np.float32)
     # a few windows at a time: the buffer and the irfft output stay small and warm
     step = max(1, int(rows_per_batch))
@@ -401,11 +427,25 @@ def correlate_block(source: np.ndarray, receiver: np.ndarray, nfft: int, samplin
             p, w0 = divmod(k, W)
             w1 = min(W, w0 + r1 - k)
             b[k - r0:k - r0 + w1 - w0, band] = (
-                source_factor(s3[p, w0:w1, wide], cc_method, **kw)[:, inner]
-                * receiver_factor(r3[p, w0:w1, wide], cc_method, **kw)[:, inner])
+                source_factor(s3[ii[p], w0:w1, wide], cc_method, **kw)[:, inner]
+                * receiver_factor(r3[jj[p], w0:w1, wide], cc_method, **kw)[:, inner])
             k += w1 - w0
         full = scipy.fft.irfft(b, n=nfft, axis=-1, workers=workers)
         out[r0:r1, L:] = full[:, :L + 1]
         if L:
             out[r0:r1, :L] = full[:, nfft - L:]
     return out.reshape(lead + (2 * L + 1,)), lag_axis(L, sampling_rate)
+
+
+class _Stations:
+    """A list of per-station ``(n_windows, n_freq)`` spectra indexed like a 3-D array."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.shape = (len(self.items),) + np.shape(self.items[0]) if self.items else (0, 0, 0)
+        self.ndim = 3
+        self.dtype = None
+
+    def __getitem__(self, key):
+        k, rest = key[0], key[1:]
+        return np.asarray(self.items[k])[rest]

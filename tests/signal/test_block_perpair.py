@@ -115,3 +115,15 @@ def test_block_inputs_are_checked():
         robust_stack_block(np.zeros((2, 3, 4)), np.ones((2, 2), bool))
     with pytest.raises(ValueError, match="same shape"):
         correlate_block(np.zeros((2, 3, 5), complex), np.zeros((2, 2, 5), complex), 8, 1.0, 2.0)
+
+
+def test_block_correlation_of_station_pairs_by_index():
+    s, r = _pairs(5)
+    stations = np.concatenate([s, r])  # stations 0..4 sources, 5..9 receivers
+    ii, jj = np.array([0, 1, 4, 2]), np.array([5, 6, 9, 0])
+    block, _ = correlate_block(stations, stations, NFFT, FS, MAXLAG, pairs=(ii, jj), rows_per_batch=4)
+    for p, (i, j) in enumerate(zip(ii, jj)):
+        ref, _ = correlate(stations[i], stations[j], NFFT, FS, MAXLAG)
+        np.testing.assert_allclose(block[p], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="pair indices"):
+        correlate_block(stations, stations, NFFT, FS, MAXLAG, pairs=([0], [99]))
