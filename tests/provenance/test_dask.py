@@ -12,20 +12,11 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from test_lineage import RUN_ID, record, tables  # noqa: E402
+from test_lineage import RUN_ID, assert_same_lineage, record, recorded_workers  # noqa: E402
 
 from noisecorr.engine import run  # noqa: E402
 from noisecorr.testing import lineage_graphs as graphs  # noqa: E402
 from noisecorr.workflow import build_workflow, load_config  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from noisecorr.mappings.dask import local_cluster
-
-    c = local_cluster(2, dashboard=False)
-    yield c
-    c.close()
 
 
 def test_lineage_identical_under_dask(tmp_path, cluster):
@@ -35,14 +26,10 @@ def test_lineage_identical_under_dask(tmp_path, cluster):
     result = run(g, inputs=inputs, mapping="dask", processes=3, scheduler=cluster.scheduler_address,
                  provenance={"store": str(db), "run_id": RUN_ID})
     assert result.provenance_run_id == RUN_ID
-    a, b = tables(seq), tables(db)
-    for name in ("entities", "derived", "used"):
-        assert a[name] == b[name], name
-    assert [g[:2] for g in a["generated"]] == [g[:2] for g in b["generated"]]
+    assert_same_lineage(seq, db)
+    assert recorded_workers(db) == {0, 1, 2}  # every engine worker recorded its own instances, two share a process
     with sqlite3.connect(db) as c:
-        workers = {w for (w,) in c.execute("SELECT DISTINCT worker FROM activities")}
         runs = c.execute("SELECT status, mapping, processes FROM runs WHERE run_id = ?", (RUN_ID,)).fetchall()
-    assert workers == {0, 1, 2}  # every engine worker recorded its own instances, two share a process
     assert runs == [("completed", "dask", 3)]
 
 

@@ -35,6 +35,22 @@ def tables(db):
     return out
 
 
+def assert_same_lineage(reference, db, generated=True):
+    """The lineage rows of store ``db`` equal those of ``reference`` (entities, derivations,
+    uses; and, with ``generated``, which PE generated each entity)."""
+    a, b = tables(reference), tables(db)
+    for name in ("entities", "derived", "used"):
+        assert a[name] == b[name], name
+    if generated:
+        assert [g[:2] for g in a["generated"]] == [g[:2] for g in b["generated"]]
+
+
+def recorded_workers(db):
+    """The engine workers that recorded activities in store ``db``."""
+    with sqlite3.connect(db) as c:
+        return {w for (w,) in c.execute("SELECT DISTINCT worker FROM activities")}
+
+
 def ancestors_by_pe(db, entity_id):
     with Store(db, create=False) as s:
         nodes, edges, truncated = s.lineage(entity_id, "ancestors", depth=10)
@@ -89,13 +105,8 @@ def test_lineage_complete_sequential(tmp_path):
 def test_identical_across_mappings(tmp_path, processes):
     _, seq = record(tmp_path, "sequential")
     _, mp = record(tmp_path, "multiprocess", processes=processes)
-    a, b = tables(seq), tables(mp)
-    for name in ("entities", "derived", "used"):
-        assert a[name] == b[name], name
-    assert [g[:2] for g in a["generated"]] == [g[:2] for g in b["generated"]]
-    with sqlite3.connect(mp) as c:
-        workers = {w for (w,) in c.execute("SELECT DISTINCT worker FROM activities")}
-    assert len(workers) > 1  # the derivations did cross processes
+    assert_same_lineage(seq, mp)
+    assert len(recorded_workers(mp)) > 1  # the derivations did cross processes
 
 
 def test_postprocess_default_lineage(tmp_path):
@@ -180,9 +191,5 @@ def test_identical_under_mpi(tmp_path):
     proc = subprocess.run([mpiexec, "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    a, b = tables(seq), tables(db)
-    for name in ("entities", "derived", "used"):
-        assert a[name] == b[name], name
-    with sqlite3.connect(db) as c:
-        workers = {w for (w,) in c.execute("SELECT DISTINCT worker FROM activities")}
-    assert len(workers) > 1, "the derivations should cross ranks"
+    assert_same_lineage(seq, db, generated=False)
+    assert len(recorded_workers(db)) > 1, "the derivations should cross ranks"
