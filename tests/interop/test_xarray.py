@@ -46,14 +46,14 @@ def test_pair_selection(results_file):
             res.to_xarray("ZZ", pairs=["XS.C_XS.A"])
 
 
-def test_per_chunk_series_has_a_time_axis(tmp_path):
+def write_series_file(path, spans, seed):
+    """A results file of ZZ pairs, each with two 1-hour chunks: ``spans`` maps ``(src, rcv)``
+    to ``(chunk starts, windows per chunk)``; the chunk rows are random, the total stack is
+    their window-weighted mean. Returns the chunk rows by pair."""
     from noisecorr.results.substacks import pack
     from noisecorr.results.writer import ResultsWriter
 
-    path = tmp_path / "s.h5"
-    spans = {("XS.A", "XS.B"): ([0.0, 3600.0], [2, 3]), ("XS.A", "XS.C"): ([3600.0, 7200.0], [4, 1])}
-    rng = np.random.default_rng(3)
-    subs = {}
+    rng, subs = np.random.default_rng(seed), {}
     with ResultsWriter(path, {}, sampling_rate=10.0) as w:
         for (s, r), (starts, counts) in spans.items():
             subs[s, r] = rng.standard_normal((2, 5)).astype(np.float32)
@@ -62,6 +62,13 @@ def test_per_chunk_series_has_a_time_axis(tmp_path):
                                  "substack_starts": starts, "substack_counts": counts,
                                  "substack_len": 3600.0})
             w.write_pair(s, r, "ZZ", 0.2, data, {"n_windows": sum(counts), **layout})
+    return subs
+
+
+def test_per_chunk_series_has_a_time_axis(tmp_path):
+    path = tmp_path / "s.h5"
+    spans = {("XS.A", "XS.B"): ([0.0, 3600.0], [2, 3]), ("XS.A", "XS.C"): ([3600.0, 7200.0], [4, 1])}
+    subs = write_series_file(path, spans, seed=3)
     with open_results(path) as res:
         before = nx.BLOCKS_READ[0]
         ds = res.to_xarray("ZZ", series=True, block=1)
@@ -102,21 +109,12 @@ def test_series_of_a_selection_reads_only_the_selected_pairs(tmp_path):
     import h5py
 
     from noisecorr.results.layout import pair_path
-    from noisecorr.results.substacks import pack
-    from noisecorr.results.writer import ResultsWriter
 
     path = tmp_path / "many.h5"
     pairs = [(f"XS.A{i:02d}", f"XS.B{i:02d}") for i in range(60)]
-    day, rng, subs = 86400.0, np.random.default_rng(5), {}
-    with ResultsWriter(path, {}, sampling_rate=10.0) as w:
-        for i, (s, r) in enumerate(pairs):
-            starts, counts = [i * day, i * day + 3600.0], [2, 5]
-            subs[s, r] = rng.standard_normal((2, 5)).astype(np.float32)
-            full = (subs[s, r] * np.array(counts)[:, None]).sum(0) / sum(counts)
-            data, layout = pack({"stack": full.astype("f4"), "substacks": subs[s, r],
-                                 "substack_starts": starts, "substack_counts": counts,
-                                 "substack_len": 3600.0})
-            w.write_pair(s, r, "ZZ", 0.2, data, {"n_windows": sum(counts), **layout})
+    day = 86400.0
+    subs = write_series_file(path, {p: ([i * day, i * day + 3600.0], [2, 5]) for i, p in enumerate(pairs)},
+                             seed=5)
     chosen = [pairs[7], pairs[41]]
     with h5py.File(path, "a") as f:
         for s, r in pairs:
