@@ -232,7 +232,10 @@ def test_random_files_never_escape_either_reader(tmp_path, data, keep_header):
 
 def test_unreadable_file_is_named_permission_denied():
     """A file without read permission. Root reads any file, so as root the readers run in a
-    child process with the uid of ``nobody`` (``setpriv``); otherwise in this process."""
+    child process stripped of the capabilities that bypass file permissions (``setpriv``
+    drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH); it keeps uid 0, so it still reads the
+    checkout and its virtual environment wherever the clone lies (a ``nobody`` child cannot
+    enter a clone under a private ``mktemp -d`` folder)."""
 
     folder = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
@@ -242,7 +245,8 @@ def test_unreadable_file_is_named_permission_denied():
         path.chmod(0)
         code = ("import sys; sys.path.insert(0, sys.argv[2]); from pes.fetch import index_file, read_checked; "
                 "print(index_file(sys.argv[1])[1]['reason']); print(read_checked(sys.argv[1])[1])")
-        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        caps = "-dac_override,-dac_read_search"
+        drop = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"] if os.geteuid() == 0 else []
         proc = subprocess.run([*drop, sys.executable, "-c", code, str(path), str(ROOT)], capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
