@@ -1,9 +1,11 @@
 """The ``noisecorr`` command line.
 
 ``main(argv=None) -> int`` is the entry point (console script ``noisecorr`` and
-``python -m noisecorr``). Library code logs; only this module prints. Commands are added by
-their own modules (``enact`` here; ``run``, ``synth``, ``plot``, ``storm`` ... where they
-live) so the command line stays a thin layer over the library.
+``python -m noisecorr``). Library code logs; only this module prints. Commands live beside
+the code they drive (``enact`` and ``stack`` here; ``run``, ``synth``, ``plot``, ``storm`` ...
+where they live, each module listing its own in ``commands()``) so the command line stays a
+thin layer over the library. Those are mounted lazily (:data:`LAZY_COMMANDS`): ``noisecorr
+--help`` imports none of their modules, ``noisecorr NAME ...`` imports only NAME's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,75 @@ def _configure_logging(verbose, quiet):
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: The commands that live in other modules: name -> (module, attribute, short help). The
+#: module is imported only when the command runs or shows its own help; the group's help lists
+#: the short help from here. tests/test_cli.py checks the table against every module's
+#: ``commands()`` (names, objects and short help), so a command added there fails until listed.
+LAZY_COMMANDS = {
+    "dispersion": ("noisecorr.dispersion.cli", "dispersion_command",
+                   "SNR and group/phase velocity curves (FTAN) of every pair of a results file."),
+    "dvv": ("noisecorr.monitoring.cli", "dvv_command",
+            "Measure dv/v from the sub-stack series of RESULTS (a run with substack: true)."),
+    "export": ("noisecorr.interop.cli", "export_command",
+               "Write the stacks of RESULTS as SAC, ASDF, miniSEED or npz files."),
+    "import": ("noisecorr.interop.cli", "import_command",
+               "Read other tools' stacks (INPUTS: files or folders) into a noisecorr results file."),
+    "info": ("noisecorr.workflow.cli", "info_command",
+             "Stations, pairs, windows used, parameters and skips of a results file."),
+    "merge": ("noisecorr.slurm.cli", "merge_command",
+              "Combine per-task results (array jobs) into the final stacks of OUT/results.h5."),
+    "plot": ("noisecorr.workflow.cli", "plot_group",
+             "Plots of a results file: record-section, pair, availability."),
+    "prov": ("noisecorr.provenance.cli", "prov_group",
+             "W3C-PROV lineage of runs: list, export, serve (web API and browser page)."),
+    "registry": ("noisecorr.registry.cli", "registry",
+                 "Store, share and recombine PEs and workflows (with their source, hash and version)."),
+    "run": ("noisecorr.workflow.cli", "run_command",
+            "Cross-correlate every station pair and stack: the whole ambient-noise workflow."),
+    "slurm": ("noisecorr.slurm.cli", "slurm_group",
+              "SLURM job scripts for noisecorr runs (MPI across nodes, one node, or a job array)."),
+    "storm": ("noisecorr.mappings.storm.cli", "storm",
+              "Apache Storm topologies: package a workflow, validate a Flux file, collect outputs."),
+    "synth": ("noisecorr.workflow.cli", "synth_command",
+              "Write a synthetic network with known travel times (SDS, StationXML, truth.csv)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose :data:`LAZY_COMMANDS` are imported on first use (click's documented
+    lazy-loading pattern: ``list_commands`` names them, ``get_command`` imports one), and whose
+    help lists them from the table without importing any."""
+
+    def __init__(self, *args, lazy_commands=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module_name, attr, _ = self.lazy_commands[cmd_name]
+            command = getattr(importlib.import_module(module_name), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx, formatter):
+        """Click's command list, with the short help of a command not yet imported taken from
+        the table (shortened to the terminal width the same way click shortens its own)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(name, help=self.lazy_commands[name][2])
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in rows])
+
+
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(noisecorr.__version__, prog_name="noisecorr")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
@@ -229,30 +299,6 @@ def _is_root(module):
     return True if is_root is None else is_root()
 
 
-def _register_optional_commands():
-    """Mount commands that live beside the code they drive (added as they land)."""
-    for module_name, attr in (
-        ("noisecorr.workflow.cli", "commands"),
-        ("noisecorr.mappings.storm.cli", "commands"),
-        ("noisecorr.registry.cli", "commands"),
-        ("noisecorr.provenance.cli", "commands"),
-        ("noisecorr.slurm.cli", "commands"),
-        ("noisecorr.monitoring.cli", "commands"),
-        ("noisecorr.dispersion.cli", "commands"),
-        ("noisecorr.interop.cli", "commands"),
-    ):
-        if importlib.util.find_spec(module_name.rpartition(".")[0]) is None:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        for command in getattr(module, attr)():
-            cli.add_command(command)
-
-
 class _Terminated(BaseException):
     """SIGTERM, turned into an exception so that workers are stopped and files closed."""
 
@@ -263,7 +309,6 @@ def _raise_terminated(signum, frame):
 
 def main(argv=None) -> int:
     """Run the command line; return the exit status (never calls ``sys.exit`` itself)."""
-    _register_optional_commands()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         # argv is kept for commands that re-launch themselves (enact --mapping mpi -n N).

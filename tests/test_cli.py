@@ -2,6 +2,7 @@
 and returns the documented exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,65 @@ def test_console_entry_points():
     assert proc.returncode == 0 and "noisecorr, version" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "noisecorr", "enact", "--help"], capture_output=True, text=True, timeout=60)
     assert "--mapping" in proc.stdout
+
+
+# -- the lazily mounted commands ------------------------------------------------------------------
+def _table_modules():
+    from noisecorr.cli import LAZY_COMMANDS
+
+    return sorted({module for module, _, _ in LAZY_COMMANDS.values()})
+
+
+@pytest.mark.parametrize("module_name", _table_modules())
+def test_lazy_table_lists_exactly_each_modules_commands(module_name):
+    """Every command a module mounts (its ``commands()``) has a row naming that very object,
+    its name and its short help; a row without a command, or a command without a row, fails."""
+    import importlib
+
+    import click
+
+    from noisecorr.cli import LAZY_COMMANDS
+
+    module = importlib.import_module(module_name)
+    mounted = {command.name: command for command in module.commands()}
+    rows = {name: (attr, text) for name, (mod, attr, text) in LAZY_COMMANDS.items() if mod == module_name}
+    assert set(rows) == set(mounted)
+    for name, (attr, text) in rows.items():
+        command = getattr(module, attr)
+        assert command is mounted[name] and isinstance(command, click.Command)
+        assert command.get_short_help_str(limit=10**6) == text, name
+
+
+def test_every_command_of_the_group_loads_under_its_table_name():
+    import click
+
+    from noisecorr.cli import LAZY_COMMANDS, cli
+
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert names == sorted(names) and {"enact", "stack", *LAZY_COMMANDS} == set(names)
+    for name in names:
+        assert cli.get_command(ctx, name).name == name
+    assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_group_help_from_the_table_equals_the_help_of_the_loaded_commands():
+    """``noisecorr --help`` lists the table's short help (nothing imported); once every command
+    is imported it lists their own: the two listings are the same text, at two widths."""
+    probe = ("import click, os, sys\n"
+             "from noisecorr.cli import cli, main\n"
+             "def show():\n"
+             "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+             "show()\n"
+             "assert 'noisecorr.workflow.cli' not in sys.modules\n"
+             "print('=====')\n"
+             "ctx = click.Context(cli)\n"
+             "[cli.get_command(ctx, name) for name in cli.list_commands(ctx)]\n"
+             "show()\n")
+    for columns in ("80", "120"):
+        env = {**os.environ, "COLUMNS": columns}
+        out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                             env=env, timeout=120).stdout
+        lazy, loaded = out.split("=====\n")
+        assert "Commands:" in lazy and "  run " in lazy and "  storm " in lazy
+        assert lazy == loaded

@@ -8,11 +8,12 @@
   ``.. math::`` as SVG images with matplotlib's mathtext, so formulas need neither a LaTeX
   install nor MathJax from a CDN. Mathtext is a TeX subset: one formula per block, no
   ``align`` environments.
-* :data:`cli`, the ``noisecorr`` click group with every optional command mounted, for
+* :data:`cli`, the ``noisecorr`` click group (every command, mounted lazily), for
   ``.. click:: noisecorr_docs:cli`` (sphinx-click).
 """
 
 import hashlib
+import importlib
 import re
 from pathlib import Path
 
@@ -25,15 +26,9 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 
-def _cli():
-    from noisecorr import cli as module
-
-    module._register_optional_commands()
-    return module.cli
-
-
-#: The click group of ``noisecorr`` with every command of the installed extras mounted.
-cli = _cli()
+#: The click group of ``noisecorr``; sphinx-click lists its commands (``list_commands``), which
+#: imports each lazily mounted one (``get_command``).
+cli = importlib.import_module("noisecorr.cli").cli
 
 
 # -- configuration reference ------------------------------------------------------------------
