@@ -35,7 +35,7 @@ import numpy as np
 
 from noisecorr.engine import GenericPE
 from noisecorr.signal.params import CorrelationParams
-from noisecorr.signal.stack import StackState, substack_states
+from noisecorr.signal.stack import StackState, check_windows, substack_states_block
 
 __all__ = ["StackPE"]
 
@@ -53,6 +53,12 @@ class StackPE(GenericPE):
     one robust stack (``8 * n_lags``) per input item and span (one chunk of the pair, or
     its part in a span), see :class:`~noisecorr.signal.stack.StackState` for what that
     means for the result.
+
+    Items are stacked in blocks: up to :attr:`pair_block` items (at most :attr:`block_bytes`
+    of correlations) wait, then their states are computed together and merged in the order
+    the items came, so the result is the pair-by-pair one to rounding (pws: phasors in
+    float32, see :meth:`~noisecorr.signal.stack.StackState.from_window_sets`). A bad item
+    (not 2-D, NaN or inf) fails in its own ``process`` call.
     """
 
     def __init__(self, params: CorrelationParams, name: str | None = None, span_starts=None,
@@ -64,6 +70,7 @@ class StackPE(GenericPE):
         self._add_output("output")
         self.params = params
         self.state = {}
+        self._pending, self._pending_bytes = [], 0
         self.selection = selection
         self.span_keys = None
         if span_starts is not None:
@@ -75,6 +82,13 @@ class StackPE(GenericPE):
                                  f"(origin {params.substack_origin}, {params.substack_len} s)")
             self.span_keys = sorted({int(round(x)) for x in k})
 
+    #: Input items (one chunk of one pair component each) whose states are computed together
+    #: (:func:`~noisecorr.signal.stack.substack_states_block`: one batched Hilbert transform for
+    #: pws, one re-weighting vectorised over the pairs for robust), or fewer when they hold
+    #: more than :attr:`block_bytes` of correlations.
+    pair_block = 16
+    block_bytes = 64 << 20
+
     def process(self, inputs):
         item = inputs["input"]
         p = self.params
@@ -84,15 +98,38 @@ class StackPE(GenericPE):
                 item["source"], item["receiver"], item["component"], item.get("distance_km")))
             st = self.state[item["key"]] = {"meta": {k: item[k] for k in _META}, "spans": {},
                                             "keep": keep}
-        ccfs = np.asarray(item["ccfs"])
-        if st["keep"]:  # a pair left out by keep_chunks holds one state, not one per span
-            new = substack_states(ccfs, item["starttimes"], p.substack_len, p.stack_method,
-                                  origin=p.substack_origin_seconds)
-        else:
-            new = {0: StackState.from_windows(ccfs, p.stack_method, item.get("starttimes"))}
-        spans = st["spans"]
-        for k, state in new.items():
-            spans[k] = state if k not in spans else spans[k].merge(state)
+        # checked now, so that a bad item fails in its own process call, not in a later flush
+        ccfs = check_windows(item["ccfs"])
+        t = item.get("starttimes")
+        if st["keep"] and np.shape(t) != (ccfs.shape[0],):
+            raise ValueError(f"starttimes has shape {np.shape(t)}, expected ({ccfs.shape[0]},)")
+        self._pending.append((item["key"], ccfs, t))
+        self._pending_bytes += ccfs.nbytes
+        if len(self._pending) >= self.pair_block or self._pending_bytes >= self.block_bytes:
+            self.flush()
+
+    def flush(self):
+        """Merge the items received since the last flush into their pairs' states, in the
+        order they arrived (called every :attr:`pair_block` items and before the stacks)."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        p = self.params
+        by_lags = {}  # one batch per lag count (the same for every item of a run)
+        for n, (key, ccfs, _) in enumerate(pending):
+            by_lags.setdefault((ccfs.shape[1], self.state[key]["keep"]), []).append(n)
+        new = [None] * len(pending)
+        for (_, keep), idx in by_lags.items():
+            # a pair left out by keep_chunks holds one state, not one per span
+            got = substack_states_block([pending[n][1] for n in idx], [pending[n][2] for n in idx],
+                                        p.substack_len if keep else None, p.stack_method,
+                                        origin=p.substack_origin_seconds)
+            for n, states in zip(idx, got):
+                new[n] = states
+        for (key, _, _), states in zip(pending, new):
+            spans = self.state[key]["spans"]
+            for k, state in states.items():
+                spans[k] = state if k not in spans else spans[k].merge(state)
 
     # Provenance: a stack derives from its own pair-component's correlations only.
     def provenance_input_keys(self, port, item):
@@ -102,6 +139,7 @@ class StackPE(GenericPE):
         return (item["key"],)
 
     def postprocess(self):
+        self.flush()
         p = self.params
         for key in sorted(self.state):
             st = self.state.pop(key)

@@ -62,10 +62,11 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-__all__ = ["STACK_METHODS", "DEFAULT_SUBSTACK_ORIGIN", "StackState", "linear_stack",
+__all__ = ["STACK_METHODS", "DEFAULT_SUBSTACK_ORIGIN", "StackState", "check_windows", "linear_stack",
            "pws_stack", "robust_stack", "robust_weights", "stack", "stack_memory_bytes", "substack", "substack_index",
            "substack_states", "unit_phasors", "analytic_signal", "unit_phasors_nd",
-           "pws_stack_block", "robust_stack_block"]
+           "pws_stack_block", "robust_stack_block", "hilbert_transform", "phasor_parts",
+           "substack_states_block"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ STACK_METHODS = ("linear", "pws", "robust")
 
 #: Origin of the sub-stack grid when none is configured: 1970-01-01T00:00:00 UTC (POSIX s).
 DEFAULT_SUBSTACK_ORIGIN = 0.0
+
+
+def check_windows(ccfs: np.ndarray) -> np.ndarray:
+    """``ccfs`` as an array of shape ``(n_windows, n_lags)`` with finite values, or the
+    ValueError every stacking function raises."""
+    return _as_2d(ccfs)
 
 
 def _as_2d(ccfs: np.ndarray) -> np.ndarray:
@@ -310,6 +317,87 @@ class StackState:
             pieces = ((robust_weights(x)[0], n, t0),)
         return cls(method, n, linear_sum, phasor_sum, pieces)
 
+    @classmethod
+    def from_window_sets(cls, sets, method: str, starttimes=None, *, single: bool = True,
+                         batch_bytes: int = 32 << 20) -> list:
+        """:meth:`from_windows` of many window sets at once, e.g. one chunk of each pair of a
+        block of pairs: a list of states, one per set, in the order of ``sets``.
+
+        The sets may hold different numbers of windows (0 included) but the same number of
+        lags. linear: the per-set sums of all rows in one segmented sum (equal to
+        :meth:`from_windows`); pws: the unit phasors of all rows from batched Hilbert
+        transforms (:func:`phasor_parts`) of about ``batch_bytes`` of rows at a time,
+        summed per set in float64; robust: one Pavlis & Vernon re-weighting vectorised over
+        the sets of each window count (:func:`robust_stack_block`'s per-set convergence
+        mask), equal to :func:`robust_weights` per set to rounding.
+
+        Parameters
+        ----------
+        sets : sequence of ndarray, each shape (n_windows_i, n_lags)
+        method : {"linear", "pws", "robust"}
+        starttimes : sequence of array_like, optional
+            Per set, the window start times (s); only orders the robust pieces.
+        single : bool
+            pws: Hilbert transforms and phasors in float32 (default; sums in float64), phase
+            sums within ~1e-7 of the float64 ones of :meth:`from_windows` per window;
+            False: float64 (equal to rounding).
+
+        Examples
+        --------
+        >>> x = np.array([[0., 1., 0.], [0., 3., 0.], [1., 2., 0.]])
+        >>> a, b = StackState.from_window_sets([x[:2], x[2:]], "pws")
+        >>> bool(np.allclose((a + b).result()[0], pws_stack(x)[0]))
+        True
+        """
+        _check_method(method)
+        xs = [_as_2d(s) for s in sets]
+        if not xs:
+            return []
+        n_lags = {x.shape[1] for x in xs}
+        if len(n_lags) > 1:
+            raise ValueError(f"window sets with different numbers of lags: {sorted(n_lags)}")
+        M = n_lags.pop()
+        counts = np.array([x.shape[0] for x in xs], dtype=np.int64)
+        full = np.flatnonzero(counts)
+        linear = np.zeros((len(xs), M))
+        phasor = np.zeros((len(xs), M), dtype=np.complex128) if method == "pws" else None
+        pieces = [()] * len(xs)
+        # consecutive non-empty sets of about batch_bytes of rows, summed as segments
+        row_bytes = M * 8
+        i = 0
+        while i < full.size:
+            j, rows = i, 0
+            while j < full.size and (j == i or (rows + counts[full[j]]) * row_bytes <= batch_bytes):
+                rows += counts[full[j]]
+                j += 1
+            sel = full[i:j]
+            block = xs[sel[0]] if sel.size == 1 else np.concatenate([xs[k] for k in sel])
+            starts = np.concatenate(([0], np.cumsum(counts[sel])[:-1]))
+            linear[sel] = np.add.reduceat(block, starts, axis=0, dtype=np.float64)
+            if method == "pws":
+                re, im = phasor_parts(block, single=single)
+                phasor.real[sel] = np.add.reduceat(re, starts, axis=0, dtype=np.float64)
+                phasor.imag[sel] = np.add.reduceat(im, starts, axis=0, dtype=np.float64)
+            i = j
+        if method == "robust":
+            t0 = np.full(len(xs), np.nan)
+            if starttimes is not None:
+                for k in full:
+                    t = np.asarray(starttimes[k], dtype=np.float64)
+                    if t.size:
+                        t0[k] = float(t.min())
+            for w in np.unique(counts[full]).tolist():
+                same = np.flatnonzero(counts == w)
+                per = max(1, int(batch_bytes) // (w * row_bytes))
+                for q in range(0, same.size, per):
+                    sel = same[q:q + per]
+                    x3 = np.stack([xs[k] for k in sel])
+                    stacks, _, _ = _robust_block(x3, np.ones(x3.shape[:2], dtype=bool))
+                    for k, st in zip(sel.tolist(), stacks):
+                        pieces[k] = ((st, int(w), t0[k]),)
+        return [cls(method, int(counts[k]), linear[k], None if phasor is None else phasor[k],
+                    pieces[k]) for k in range(len(xs))]
+
     def merge(self, other: "StackState") -> "StackState":
         """The state of the union of both sets of windows (they must not overlap)."""
         if other.method != self.method or other.linear_sum.shape != self.linear_sum.shape:
@@ -469,6 +557,36 @@ def substack_states(ccfs: np.ndarray, starttimes, substack_len: float, stack_met
     return out
 
 
+def substack_states_block(sets, starttimes, substack_len: float | None, stack_method: str = "linear",
+                          origin: float | None = None, *, single: bool = True) -> list:
+    """:func:`substack_states` of many window sets at once (one chunk of each pair of a block
+    of pairs), through :meth:`StackState.from_window_sets`: a list of ``{span k:
+    StackState}``, one per set. ``substack_len`` None: every set is span 0 whole (no
+    sub-stacks; a set without windows still gives an empty state, as
+    :meth:`StackState.from_windows` does), otherwise spans without windows are absent."""
+    parts, owner = [], []
+    for i, (x, t) in enumerate(zip(sets, starttimes)):
+        x = _as_2d(x)
+        if substack_len is None:
+            parts.append((x, t))
+            owner.append((i, 0))
+            continue
+        t = np.asarray(t, dtype=np.float64)
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"starttimes has shape {t.shape}, expected ({x.shape[0]},)")
+        span = substack_index(t, substack_len, origin)
+        for key in np.unique(span).tolist():
+            rows = span == key
+            parts.append((x[rows], t[rows]))
+            owner.append((i, key))
+    states = StackState.from_window_sets([x for x, _ in parts], stack_method,
+                                         [t for _, t in parts], single=single)
+    out = [{} for _ in sets]
+    for (i, key), state in zip(owner, states):
+        out[i][key] = state
+    return out
+
+
 def substack(ccfs: np.ndarray, starttimes: np.ndarray, substack_len: float,
              stack_method: str = "linear", *, pws_power: float = 2.0,
              origin: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -534,24 +652,51 @@ def _block_inputs(ccfs, mask):
     return x, m
 
 
-def analytic_signal(x: np.ndarray, axis: int = -1, single: bool = False) -> np.ndarray:
-    """Analytic signal ``x + i H[x]`` along ``axis`` (circular, length unchanged), complex128
-    (``single``: float32 transforms, complex64, about 2.5x faster, ~1e-7 relative rounding).
+def hilbert_transform(x: np.ndarray, axis: int = -1, single: bool = False) -> np.ndarray:
+    """Circular Hilbert transform ``H[x]`` along ``axis`` (real, length unchanged), the
+    imaginary part of :func:`scipy.signal.hilbert` with ``N`` equal to the length.
 
-    The same transform as :func:`scipy.signal.hilbert` with ``N`` equal to the length (so
-    equal to rounding), computed from one real FFT of all rows at once (``scipy.fft.rfft``)
-    and one inverse complex FFT of the one-sided spectrum: about half the work of
-    ``hilbert``'s two complex FFTs.
+    One real FFT and one inverse real FFT of all rows at once (``scipy.fft.rfft`` /
+    ``irfft``): the one-sided spectrum is multiplied by ``-i`` (positive frequencies; DC and,
+    for an even length, the Nyquist bin by 0). ``single``: float32 transforms (float32
+    result, ~1e-7 relative rounding), otherwise float64.
     """
     a = np.moveaxis(np.asarray(x, dtype=np.float32 if single else np.float64), axis, -1)
     m = a.shape[-1]
     spec = scipy.fft.rfft(a, axis=-1)
-    h = np.full(spec.shape[-1], 2.0, dtype=a.dtype)
-    h[0] = 1.0
+    spec[..., 0] = 0.0
     if m % 2 == 0 and m:
-        h[-1] = 1.0
-    spec *= h
-    return np.moveaxis(scipy.fft.ifft(spec, n=m, axis=-1), -1, axis)
+        spec[..., -1] = 0.0
+    # (re + i im) * -i = im - i re, written into the same buffer
+    spec.real, spec.imag = spec.imag.copy(), -spec.real
+    return np.moveaxis(scipy.fft.irfft(spec, n=m, axis=-1), -1, axis)
+
+
+def analytic_signal(x: np.ndarray, axis: int = -1, single: bool = False) -> np.ndarray:
+    """Analytic signal ``x + i H[x]`` along ``axis`` (circular, length unchanged), complex128
+    (``single``: float32 transforms, complex64, ~1e-7 relative rounding).
+
+    The same transform as :func:`scipy.signal.hilbert` with ``N`` equal to the length (so
+    equal to rounding; the real part is ``x`` itself), from :func:`hilbert_transform`: one
+    real FFT and one inverse real FFT instead of ``hilbert``'s two complex FFTs.
+    """
+    a = np.asarray(x, dtype=np.float32 if single else np.float64)
+    out = np.empty(a.shape, dtype=np.complex64 if single else np.complex128)
+    out.real = a
+    out.imag = hilbert_transform(a, axis=axis, single=single)
+    return out
+
+
+def phasor_parts(ccfs: np.ndarray, single: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of the unit phasors ``exp(i phi(t))`` of the analytic signals
+    of windows along the last axis of an array of any shape (:func:`unit_phasors`, as two
+    real arrays: float64, ``single``: float32; both 0 where the analytic signal is exactly
+    zero)."""
+    a = np.asarray(ccfs, dtype=np.float32 if single else np.float64)
+    h = hilbert_transform(a, axis=-1, single=single)
+    inv = np.sqrt(a * a + h * h)
+    np.divide(1.0, inv, out=inv, where=inv > 0)  # amp 0 stays 0: no phase
+    return a * inv, np.multiply(h, inv, out=h)
 
 
 def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power: float = 2.0,
@@ -561,7 +706,7 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
     ``pws[p](t) = linear[p](t) * |1/N_p sum_j exp(i phi_pj(t))| ** pws_power`` over the
     windows ``j`` of pair ``p`` that ``mask`` keeps (Schimmel & Paulssen 1997); the
     analytic signals of all windows of the block come from one batched FFT-based Hilbert
-    transform (:func:`analytic_signal`), ``rows_per_batch`` pairs' windows at a time.
+    transform (:func:`hilbert_transform`), ``rows_per_batch`` pairs' windows at a time.
 
     Parameters
     ----------
@@ -571,10 +716,10 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
     pws_power : float
         ``nu`` (>= 0).
     single : bool
-        Hilbert transforms and unit phasors in float32 / complex64 (default; the phasor and
-        linear sums are accumulated in float64): 2.5x faster than float64, and the stack
-        agrees with :func:`pws_stack` (float64) to ~1e-6 of its maximum, below the float32
-        the stacks are stored in. False: float64 throughout (equal to rounding).
+        Hilbert transforms and unit phasors in float32 (default; the phasor and linear sums
+        are accumulated in float64): about 2x faster than float64, and the stack agrees with
+        :func:`pws_stack` (float64) to ~1e-6 of its maximum, below the float32 the stacks
+        are stored in. False: float64 throughout (equal to rounding).
 
     Returns
     -------
@@ -587,14 +732,15 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
         raise ValueError(f"pws_power must be >= 0, got {pws_power!r}")
     P, W, M = x.shape
     counts = m.sum(axis=1).astype(np.int64)
-    linear = np.einsum("pw,pwm->pm", m.astype(np.float64), x, dtype=np.float64)
+    mf = m.astype(np.float64)
+    linear = np.einsum("pw,pwm->pm", mf, x, dtype=np.float64)
     phasor = np.zeros((P, M), dtype=np.complex128)
     per = max(1, int(rows_per_batch) // max(W, 1))
     for p0 in range(0, P, per):
         p1 = min(p0 + per, P)
-        ph = unit_phasors_nd(x[p0:p1], single=single)
-        ph *= m[p0:p1, :, None]
-        phasor[p0:p1] = ph.sum(axis=1, dtype=np.complex128)
+        re, im = phasor_parts(x[p0:p1], single=single)
+        phasor.real[p0:p1] = np.einsum("pw,pwm->pm", mf[p0:p1], re, dtype=np.float64)
+        phasor.imag[p0:p1] = np.einsum("pw,pwm->pm", mf[p0:p1], im, dtype=np.float64)
     n = np.maximum(counts, 1)[:, None]
     out = (linear / n) * (np.abs(phasor) / n) ** pws_power
     if (counts == 0).any():
@@ -605,11 +751,10 @@ def pws_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, pws_power:
 def unit_phasors_nd(ccfs: np.ndarray, single: bool = False) -> np.ndarray:
     """:func:`unit_phasors` of windows along the last axis of an array of any shape
     (complex128, ``single``: complex64; 0 where the analytic signal is exactly zero)."""
-    analytic = analytic_signal(ccfs, axis=-1, single=single)
-    amp = np.abs(analytic)
-    phasor = np.zeros_like(analytic)
-    np.divide(analytic, amp, out=phasor, where=amp > 0)
-    return phasor
+    re, im = phasor_parts(ccfs, single=single)
+    out = np.empty(re.shape, dtype=np.complex64 if single else np.complex128)
+    out.real, out.imag = re, im
+    return out
 
 
 def robust_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, epsilon: float = 1e-5,
@@ -637,6 +782,15 @@ def robust_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, epsilon
     n_iter : ndarray of int64, shape (n_pairs,)
     """
     x_in, m = _block_inputs(ccfs, mask)
+    new, counts, n_iter = _robust_block(x_in, m, epsilon, maxiter)
+    out = new.astype(np.result_type(x_in.dtype, np.float32))
+    if (counts == 0).any():
+        logger.warning("robust stack of zero windows for %d pair(s): zeros", int((counts == 0).sum()))
+    return out, counts, n_iter
+
+
+def _robust_block(x_in, m, epsilon=1e-5, maxiter=20):
+    """:func:`robust_stack_block` on checked input: float64 stacks, counts, iterations."""
     x = x_in.astype(np.float64, copy=False)
     P, W, M = x.shape
     counts = m.sum(axis=1).astype(np.int64)
@@ -661,7 +815,10 @@ def robust_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, epsilon
     for it in range(1, int(maxiter) + 1):
         if not active.size:
             break
-        xa, ma, na = x[active], mf[active], norms[active]
+        if active.size == P:  # no copy while every pair iterates
+            xa, ma, na = x, mf, norms
+        else:
+            xa, ma, na = x[active], mf[active], norms[active]
         old = new[active]
         bnorm = np.linalg.norm(old, axis=1)
         stop = bnorm == 0  # the per-pair loop breaks before counting the iteration... as here
@@ -683,7 +840,4 @@ def robust_stack_block(ccfs: np.ndarray, mask: np.ndarray | None = None, epsilon
         new[active] = np.where(stop[:, None], old, upd)
         done = stop | bad | conv
         active = active[~done]
-    out = new.astype(np.result_type(x_in.dtype, np.float32))
-    if (counts == 0).any():
-        logger.warning("robust stack of zero windows for %d pair(s): zeros", int((counts == 0).sum()))
-    return out, counts, n_iter
+    return new, counts, n_iter

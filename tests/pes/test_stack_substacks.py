@@ -176,6 +176,7 @@ def test_pws_streams_over_chunks_and_substacks_combine_through_their_phasors(tmp
     pe = StackPE(params(stack_method="pws", substack=False))
     for it in items:
         pe.process({"input": it})
+    pe.flush()  # items wait in blocks of pairs until a flush (or postprocess)
     state, = pe.state["XX.A.|XX.B.|ZZ"]["spans"].values()
     assert state.n == 150 and state.nbytes == (8 + 16) * LAGS.size
 
