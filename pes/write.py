@@ -47,6 +47,10 @@ class WriteResultsPE(GenericPE):
     compression : None, "gzip" or "lzf"
     skip : set of (source, receiver, component)
         Already complete (``--resume``): not written again.
+    series_maxlag : float, optional
+        Seconds (``keep_chunks.maxlag``): the sub-stack rows of an item keep only the lags
+        ``|lag| <= series_maxlag`` (the full stack keeps all of them), see
+        :func:`noisecorr.results.substacks.pack`.
 
     With ``parallel = True`` several instances write at once (give the PE ``numprocesses``
     and connect it with the ``"local"`` grouping so stacks are written where they are made):
@@ -55,7 +59,7 @@ class WriteResultsPE(GenericPE):
     """
 
     def __init__(self, path, params, stations, starttime, endtime, compression=None, skip=(),
-                 name=None):
+                 name=None, series_maxlag=None):
         super().__init__()
         if name:
             self.name = name
@@ -67,6 +71,7 @@ class WriteResultsPE(GenericPE):
         self.starttime, self.endtime = str(starttime), str(endtime)
         self.compression = compression
         self.skip = set(skip)
+        self.series_maxlag = None if series_maxlag is None else float(series_maxlag)
         self.parallel = False
         self.writer = None
         self.written = 0
@@ -111,7 +116,7 @@ class WriteResultsPE(GenericPE):
         data = item["stack"]
         if item.get("substacks") is not None:
             # the full stack and the sub-stacks (pws: with their phasors), one dataset
-            data, layout = pack_substacks(item)
+            data, layout = pack_substacks(item, self.series_maxlag)
             meta.update(layout)
         self.writer.write_pair(*key, item["lags"], data, meta)
         self.written += 1

@@ -51,12 +51,15 @@ def read_series_block(path, component: str, pairs, times) -> np.ndarray:
     return out
 
 
-def _series(res, component, sel, block, n_lags):
-    """``(data (pair, time, lag) dask, times, windows (pair, time))`` of the sub-stacks."""
+def _series(res, component, sel, block, h):
+    """``(data (pair, time, lag) dask, times, windows (pair, time), h)`` of the sub-stacks,
+    ``h`` the rows' half length (the stacks' ``h``, or less with ``keep_chunks.maxlag``)."""
     import dask.array as da
     from dask import delayed
 
-    starts = []
+    from noisecorr.results.layout import SERIES_MAXLAG, half_length
+
+    starts, halves = [], set()
     for s, r in sel:
         meta = res.meta(s, r, component)
         if meta.get("substack_starts") is None:
@@ -64,6 +67,15 @@ def _series(res, component, sel, block, n_lags):
                              f"(stored without sub-stacks); use series=False")
         starts.append((np.asarray(meta["substack_starts"], float),
                        np.asarray(meta["substack_counts"], np.int64)))
+        if meta.get(SERIES_MAXLAG) is not None:
+            halves.add(half_length(float(meta[SERIES_MAXLAG]), float(meta["sampling_rate"])))
+        else:
+            halves.add(h)
+    if len(halves) != 1:
+        raise ValueError(f"{res.path} {component}: per-chunk series of different lengths "
+                         f"(half lengths {sorted(halves)}); select pairs with one axis")
+    h = halves.pop()
+    n_lags = 2 * h + 1
     times = np.unique(np.concatenate([t for t, _ in starts]))
     col = {float(t): k for k, t in enumerate(times)}
     windows = np.zeros((len(sel), len(times)), np.int64)
@@ -76,7 +88,7 @@ def _series(res, component, sel, block, n_lags):
                                                     times.tolist())
         parts.append(da.from_delayed(task, shape=(len(chunk), len(times), n_lags),
                                      dtype=np.float32))
-    return da.concatenate(parts, axis=0), times, windows
+    return da.concatenate(parts, axis=0), times, windows, h
 
 
 def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096,
@@ -95,7 +107,9 @@ def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096,
         The per-chunk (sub-stack) series instead of the full stacks: ``stack`` is
         ``(pair, time, lag)`` on the union of the pairs' span starts (coordinate ``time``,
         ``datetime64[ns]`` UTC; NaN where a pair has no span) and ``windows``
-        ``(pair, time)`` counts the windows of each span (0 where none).
+        ``(pair, time)`` counts the windows of each span (0 where none); ``lag`` is then
+        the rows' axis (the central lags ``|lag| <= keep_chunks.maxlag`` when the run kept
+        a shorter maxlag per chunk).
 
     Returns
     -------
@@ -148,7 +162,7 @@ def to_xarray(res, component: str = "ZZ", pairs=None, block: int = 4096,
     n_lags = 2 * h + 1
     sel = [all_pairs[i] for i in index]
     if series:
-        data, times, windows = _series(res, component, sel, block, n_lags)
+        data, times, windows, h = _series(res, component, sel, block, h)
     else:
         parts = []
         for lo in range(0, len(index), block):

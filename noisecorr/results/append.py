@@ -58,7 +58,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .layout import from_attr
+from .layout import SERIES_MAXLAG, from_attr
 from .substacks import ROWS_KEY, Substacks, combine, pack
 
 __all__ = ["AppendError", "COVERAGE", "MergeStats", "check_params", "chunk_grid_origin",
@@ -73,7 +73,8 @@ _EPS = 1e-6
 #: Metadata items recomputed by the merge (or derived by the writer) rather than copied.
 _DERIVED = {"source", "receiver", "component", "source_coordinates", "receiver_coordinates",
             "maxlag", "complete", "reversed_from", "n_windows", "starttime", "endtime",
-            ROWS_KEY, "substack_starts", "substack_counts", "substack_len", "substack_origin"}
+            ROWS_KEY, "substack_starts", "substack_counts", "substack_len", "substack_origin",
+            SERIES_MAXLAG}
 
 
 class AppendError(ValueError):
@@ -301,9 +302,21 @@ def merge_substacks(subs, pws_power: float = 2.0) -> Substacks:
         counts = n
     merged = Substacks(first.lags, None, stacks, uniq.astype(np.float64), counts,
                        first.substack_len, first.origin, first.stack_method, linear, phasor)
-    full, _ = combine(merged, pws_power)
     from dataclasses import replace
 
+    if any(s.stack is None or s.stack.shape != s.lags.shape for s in subs):
+        # rows of a shorter maxlag (keep_chunks.maxlag) do not hold the whole stack: it is
+        # the window-weighted mean of the inputs' full stacks, exact for linear stacks only
+        if first.stack_method != "linear" or any(s.stack is None for s in subs) \
+                or len({s.stack.shape for s in subs}) > 1:
+            raise AppendError(f"{first.stack_method} sub-stacks that keep a shorter maxlag than "
+                              "their stack (keep_chunks.maxlag) cannot update the full stack; "
+                              "only linear ones can")
+        n = np.array([s.counts.sum() for s in subs], dtype=np.float64)
+        w = n / n.sum() if n.sum() else np.full(len(subs), 1.0 / len(subs))
+        full = w @ np.stack([s.stack.astype(np.float64) for s in subs])
+        return replace(merged, stack=full.astype(np.float32))
+    full, _ = combine(merged, pws_power)
     return replace(merged, stack=full.astype(np.float32))
 
 
@@ -438,11 +451,14 @@ def merge_results(path, staged, coverage, *, compression=None, checkpoint_bytes:
                 meta.update(starttime=t0, endtime=t1)
                 if all(m.get(ROWS_KEY) is not None for m in metas):
                     sub = merge_substacks([r.substacks(*key, comp) for r in holders], pws_power)
-                    lags = sub.lags
+                    # rows of a shorter maxlag (keep_chunks.maxlag): the stack keeps the file's
+                    lags = sub.lags if sub.stack.shape == sub.lags.shape else float(metas[-1]["maxlag"])
                     data, layout = pack({"stack": sub.stack, "substacks": sub.stacks,
                                          "substack_starts": sub.starts, "substack_counts": sub.counts,
                                          "substack_len": sub.substack_len, "substack_origin": sub.origin,
-                                         "substack_linear": sub.linear, "substack_phasor": sub.phasor})
+                                         "substack_linear": sub.linear, "substack_phasor": sub.phasor,
+                                         "sampling_rate": metas[0]["sampling_rate"]},
+                                        series_maxlag=metas[-1].get(SERIES_MAXLAG))
                     meta.update(layout, n_windows=int(np.sum(sub.counts)))
                 elif not any(m.get(ROWS_KEY) is not None or m.get("substack_counts") is not None for m in metas):
                     read = [r.stack(*key, comp) for r in holders]

@@ -12,6 +12,9 @@ import numpy as np
 
 FORMAT = "noisecorr.results"
 FORMAT_VERSION = 2
+#: Metadata item of a pair whose per-chunk (sub-stack) rows keep a shorter maxlag (s) than
+#: its stack (``keep_chunks.maxlag``; see :mod:`noisecorr.results.substacks`).
+SERIES_MAXLAG = "series_maxlag"
 
 _CODE = re.compile(r"^[A-Za-z0-9_\-]{1,8}\.[A-Za-z0-9_\-]{1,8}(\.[A-Za-z0-9]{1,2})?$")
 _COMP = re.compile(r"^[A-Za-z0-9]{1,4}$")

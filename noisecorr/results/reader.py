@@ -24,7 +24,7 @@ import numpy as np
 
 from . import index as ix
 from .layout import check_component, from_attr, lag_axis, pair_path
-from .substacks import Substacks, combine, full_stack, unpack
+from .substacks import Substacks, combine, full_stack, stack_rows, unpack
 from .merge import list_parts, read_stations
 
 
@@ -266,13 +266,13 @@ class Results:
         lags_of: dict = {}
         for t, data in self._read_rows(rows.tolist()):
             fs = float(tab["sampling_rate"][t])
+            if data.ndim == 2:  # sub-stacks: the metadata says which rows hold the full stack
+                data = full_stack(data, ix.row_meta(tab, t), self.params)
             key = (data.shape[-1] // 2, fs)
             lags = lags_of.get(key)
             if lags is None:
                 lags = lags_of[key] = lag_axis(key[0] / fs, fs)
                 lags.flags.writeable = False
-            if data.ndim == 2:  # sub-stacks: the metadata says which row is the full stack
-                data = full_stack(data, ix.row_meta(tab, t), self.params)
             yield lags, data
 
     def _read_rows(self, rows):
@@ -363,10 +363,10 @@ class Results:
             fs = float(f.cols["sampling_rate"][row])
         else:
             fs = float(f.columns()["sampling_rate"][row][0])
-        h = data.shape[-1] // 2  # lags depend on the length and fs only
-        lags = lag_axis(h / fs, fs)
         if data.ndim == 2:
             data = full_stack(data, self._stored_meta(f, row, ds), self.params)
+        h = data.shape[-1] // 2  # lags depend on the length and fs only
+        lags = lag_axis(h / fs, fs)
         if reverse:
             data = data[..., ::-1] * np.float32(reversal_sign(component))
         return lags, data
@@ -538,7 +538,8 @@ class Results:
     def series_at(self, time, component: str = "ZZ"):
         """One chunk of every pair that kept its chunks: ``(pairs, lags, array, counts)``.
 
-        Reads row ``1 + k`` (chunk ``k`` starting at ``time``) of each pair's dataset only
+        Reads row ``1 + k`` (chunk ``k`` starting at ``time``; after the rows of the full
+        stack, :func:`~noisecorr.results.substacks.stack_rows`) of each pair's dataset only
         (an HDF5 hyperslab: of an uncompressed file just those bytes; a compressed pair is
         one chunk that HDF5 decompresses), so a day of all pairs does not read their whole
         series.
@@ -571,12 +572,13 @@ class Results:
             if not len(hit):
                 continue
             k = int(hit[0])
+            head = stack_rows(meta)  # the rows of the full stack come first
             f = self._sets[int(tab["_file"][t])]
             if f.blocks:  # a checkpoint part: its block row holds the whole series
                 key = (tab["source"][t], tab["receiver"][t], tab["component"][t])
-                row = f.read(int(tab["_row"][t]), *key)[1 + k]
+                row = f.read(int(tab["_row"][t]), *key)[head + k]
             else:
-                row = f.h5[pair_path(a, b, component)][1 + k]
+                row = f.h5[pair_path(a, b, component)][head + k]
             n = int(meta["substack_counts"][k])
             out.append(np.full(row.shape, np.nan, np.float32) if n == 0 else row)
             counts.append(n)

@@ -8,7 +8,10 @@ windows (missing data) is a recorded gap: window count 0 and a zero row in the f
 reader gives NaN), never absent.
 
 ``keep_chunks`` restricts which pair components keep their chunk rows
-(:class:`ChunkSelection`); the others keep their full stack only (a 1-D dataset).
+(:class:`ChunkSelection`); the others keep their full stack only (a 1-D dataset). Its
+``maxlag`` keeps only the central lags ``|lag| <= maxlag`` of every chunk row (the full
+stack keeps the run's ``processing.maxlag``); the series then has its own lag axis
+(``series_maxlag`` in the pair's metadata, see :mod:`noisecorr.results.substacks`).
 :func:`disk_estimate` is the planner's figure of what the run writes.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 __all__ = ["ChunkSelection", "disk_estimate", "parse_pair"]
 
-_KEYS = ("components", "pairs", "distance_km")
+_KEYS = ("components", "pairs", "distance_km", "maxlag")
 
 
 def parse_pair(text: str, where: str = "keep_chunks.pairs") -> tuple[str, str]:
@@ -50,21 +53,30 @@ class ChunkSelection:
     distance_km : (float, float) or None
         Inclusive interstation distance range, km (``None``: any; a pair of unknown
         distance is kept only without this restriction).
+    maxlag : float or None
+        Seconds: the chunk rows keep the lags ``-maxlag..+maxlag`` only, the central part
+        of the run's lag axis (``None``: the run's ``processing.maxlag``). It restricts
+        what every kept row holds, not which pairs keep rows (:attr:`everything`).
     """
 
     components: frozenset | None = None
     pairs: frozenset | None = None
     distance_km: tuple | None = None
+    maxlag: float | None = None
 
     @classmethod
-    def from_config(cls, values: dict | None, base: Path | None = None) -> "ChunkSelection":
+    def from_config(cls, values: dict | None, base: Path | None = None,
+                    run_maxlag: float | None = None) -> "ChunkSelection":
         """From the ``keep_chunks`` mapping; ``pairs`` a list of ``SRC-RCV`` or a file of
-        them (one a line, ``#`` comments), relative to ``base`` (default: current folder).
+        them (one a line, ``#`` comments), relative to ``base`` (default: current folder);
+        ``maxlag`` (s) a positive number no larger than ``run_maxlag`` (the run's
+        ``processing.maxlag``, s; unchecked if ``None``).
 
         Raises
         ------
         ValueError
-            Unknown sub-key, bad component, pair, file or distance range (named).
+            Unknown sub-key, bad component, pair, file, distance range or maxlag (named;
+            a bad maxlag as ``keep_chunks.maxlag``).
         """
         if values is None:
             return cls()
@@ -104,7 +116,10 @@ class ChunkSelection:
             if not ok or not (0 <= dist[0] <= dist[1]) or not math.isfinite(dist[0]):
                 raise ValueError(f"distance_km: must be [min, max] km with 0 <= min <= max, got {dist!r}")
             dist = (float(dist[0]), float(dist[1]))
-        return cls(comps, pairs, dist)
+        maxlag = values.get("maxlag")
+        if maxlag is not None:
+            maxlag = _check_maxlag(maxlag, run_maxlag)
+        return cls(comps, pairs, dist, maxlag)
 
     @property
     def everything(self) -> bool:
@@ -125,6 +140,18 @@ class ChunkSelection:
         return True
 
 
+def _check_maxlag(value, run_maxlag) -> float:
+    """``keep_chunks.maxlag`` as float seconds, ``0 < value <= run_maxlag``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0:
+        raise ValueError(f"keep_chunks.maxlag: must be a positive number of seconds, got {value!r}")
+    if run_maxlag is not None and value > float(run_maxlag) + 1e-9:
+        raise ValueError(f"keep_chunks.maxlag: {value:g} s is longer than processing.maxlag "
+                         f"{float(run_maxlag):g} s (the chunk rows keep the central lags of "
+                         "the stack's); give at most processing.maxlag")
+    return float(value)
+
+
 def _names(code: str) -> tuple[str, str]:
     """The names a station goes by in a pair list: as given without an empty location's
     trailing dot (``NET.STA.LOC``, ``NET.STA``), and ``NET.STA``."""
@@ -132,17 +159,23 @@ def _names(code: str) -> tuple[str, str]:
     return code, ".".join(code.split(".")[:2])
 
 
-def disk_estimate(n_pairs: int, n_kept: int, n_chunks: int, n_lags: int, pws: bool = False) -> int:
+def disk_estimate(n_pairs: int, n_kept: int, n_chunks: int, n_lags: int, pws: bool = False,
+                  chunk_lags: int | None = None) -> int:
     """Bytes the results file needs, compression ignored: every pair component's full stack
     (``n_pairs x n_lags x 4`` B, float32) plus the per-chunk rows of the ``n_kept`` pair
-    components that keep them (``n_kept x n_chunks x n_lags x 4`` B, four times that for
-    pws, which also keeps each chunk's linear mean and unit phasor). Metadata (a few
-    hundred bytes a pair) is left out.
+    components that keep them (``n_kept x n_chunks x chunk_lags x 4`` B, four times that
+    for pws, which also keeps each chunk's linear mean and unit phasor). ``chunk_lags``
+    (default ``n_lags``) is the length of a chunk row: ``2 * round(keep_chunks.maxlag * fs)
+    + 1`` with a shorter per-chunk maxlag. Metadata (a few hundred bytes a pair) and the
+    padding of a full stack folded into shorter rows (under one row a pair) are left out.
 
     Examples
     --------
     >>> disk_estimate(n_pairs=10, n_kept=4, n_chunks=3, n_lags=101)
     8888
+    >>> disk_estimate(n_pairs=10, n_kept=4, n_chunks=3, n_lags=101, chunk_lags=21)
+    5048
     """
     per_chunk = 4 if pws else 1
-    return 4 * n_lags * (n_pairs + n_kept * n_chunks * per_chunk)
+    chunk_lags = n_lags if chunk_lags is None else int(chunk_lags)
+    return 4 * (n_lags * n_pairs + n_kept * n_chunks * per_chunk * chunk_lags)

@@ -21,6 +21,13 @@ sub-stacks mergeable: the PWS of any set of spans is ``linear * |phasor| ** pws_
 their window-weighted linear and phasor means (Schimmel & Paulssen 1997), which a mean of
 PWS sub-stacks is not.
 
+With a shorter per-chunk maxlag (``keep_chunks: {maxlag: S}``, :mod:`noisecorr.results.series`)
+the sub-stack rows keep only the central lags ``|lag| <= S``: the dataset is ``w = 2 *
+round(S * fs) + 1`` samples wide and the full stack (``n = 2 * round(maxlag * fs) + 1``
+samples, ``maxlag`` of the index) fills the ``ceil(n / w)`` rows of the ``stack`` block
+in order, zero-padded at the end; ``series_maxlag`` (S, seconds) beside the other items
+says so. The lag axis of the rows is then the central ``w`` lags of the stack's.
+
 Files written before this layout kept only the K sub-stacks (2-D, with
 ``substack_counts``); their full stack is recovered as the window-weighted mean of the
 sub-stacks (exact for linear stacks; for pws and robust an approximation, logged).
@@ -35,7 +42,10 @@ import numpy as np
 
 from noisecorr.signal.stack import robust_weights
 
-__all__ = ["ROWS_KEY", "Substacks", "combine", "full_stack", "pack", "unpack"]
+from .layout import SERIES_MAXLAG, half_length
+
+__all__ = ["ROWS_KEY", "SERIES_MAXLAG", "Substacks", "central", "combine", "full_stack", "pack",
+           "stack_rows", "unpack"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +61,11 @@ class Substacks:
     Attributes
     ----------
     lags : ndarray (n_lags,), seconds
-    stack : ndarray (n_lags,) or None
-        The stored full stack (None in files written before it was stored).
+        The lag axis of the sub-stack rows.
+    stack : ndarray or None
+        The stored full stack (None in files written before it was stored): ``(n_lags,)``,
+        or longer (the run's whole lag axis, of which ``lags`` are the central part) when
+        the rows keep a shorter maxlag (``keep_chunks.maxlag``).
     stacks : ndarray (K, n_lags)
         One stack per span, in time order.
     starts : ndarray (K,) or None
@@ -93,15 +106,57 @@ class Substacks:
     phasor: np.ndarray | None = None
 
 
-def pack(item: dict) -> tuple[np.ndarray, dict]:
+def central(a: np.ndarray, width: int) -> np.ndarray:
+    """The central ``width`` samples of the last axis of ``a`` (odd lengths, lag 0 at the
+    centre of both): the lags ``|lag| <= (width // 2) / fs`` of a lag axis or a stack.
+
+    Examples
+    --------
+    >>> central(np.arange(7), 3).tolist()
+    [2, 3, 4]
+    """
+    n = a.shape[-1]
+    if width > n or (n - width) % 2:
+        raise ValueError(f"cannot take the central {width} of {n} lags")
+    lo = (n - width) // 2
+    return a[..., lo:lo + width]
+
+
+def pack(item: dict, series_maxlag: float | None = None) -> tuple[np.ndarray, dict]:
     """The dataset rows and metadata items of a :class:`pes.stack.StackPE` output with
-    sub-stacks (see the module notes for the layout)."""
+    sub-stacks (see the module notes for the layout).
+
+    ``series_maxlag`` (s, or ``None``: every lag of the stack): the sub-stack rows keep the
+    lags ``|lag| <= series_maxlag`` only (cut here from longer rows, with
+    ``item["sampling_rate"]``); the full stack is then folded into the ``stack`` block.
+
+    Examples
+    --------
+    >>> rows, meta = pack({"stack": np.arange(5.0), "substacks": np.ones((2, 5)),
+    ...                    "substack_starts": [0.0, 10.0], "substack_counts": [1, 1],
+    ...                    "sampling_rate": 1.0}, series_maxlag=1.0)
+    >>> rows.tolist(), meta["series_maxlag"]
+    ([[0.0, 1.0, 2.0], [3.0, 4.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], 1.0)
+    """
     full = np.asarray(item["stack"], dtype=np.float32)
-    subs = np.asarray(item["substacks"], dtype=np.float32).reshape(-1, full.shape[-1])
-    blocks, names = [full[None], subs], ["stack", "substacks"]
+    subs = np.asarray(item["substacks"], dtype=np.float32)
+    subs = subs.reshape(-1, subs.shape[-1] if subs.ndim == 2 else full.shape[-1])
+    width = full.shape[-1]
+    if series_maxlag is not None:
+        width = 2 * half_length(series_maxlag, float(item["sampling_rate"])) + 1
+    if width > full.shape[-1]:
+        raise ValueError(f"series_maxlag {series_maxlag} s gives rows of {width} lags, longer "
+                         f"than the stack's {full.shape[-1]}")
+    subs = central(subs, width)
+    head = full[None]
+    if width < full.shape[-1]:  # the full stack fills the first rows, zero-padded
+        head = np.zeros(-(-full.shape[-1] // width) * width, dtype=np.float32)
+        head[:full.shape[-1]] = full
+        head = head.reshape(-1, width)
+    blocks, names = [head, subs], ["stack", "substacks"]
     if item.get("substack_phasor") is not None:
-        phasor = np.asarray(item["substack_phasor"])
-        blocks += [np.asarray(item["substack_linear"], dtype=np.float32).reshape(subs.shape),
+        phasor = central(np.asarray(item["substack_phasor"]), width)
+        blocks += [central(np.asarray(item["substack_linear"], dtype=np.float32), width).reshape(subs.shape),
                    phasor.real.astype(np.float32).reshape(subs.shape),
                    phasor.imag.astype(np.float32).reshape(subs.shape)]
         names += list(_PWS_BLOCKS)
@@ -110,7 +165,40 @@ def pack(item: dict) -> tuple[np.ndarray, dict]:
             "substack_counts": [int(n) for n in item["substack_counts"]],
             "substack_len": None if item.get("substack_len") is None else float(item["substack_len"]),
             "substack_origin": item.get("substack_origin")}
+    if width < full.shape[-1]:
+        meta[SERIES_MAXLAG] = float(series_maxlag)
     return np.concatenate(blocks), meta
+
+
+def stack_rows(meta: dict) -> int:
+    """Rows of the ``stack`` block of a dataset with the sub-stack layout: 1, or
+    ``ceil(n / w)`` when its rows keep a shorter maxlag (``series_maxlag``; ``meta`` then
+    gives ``maxlag`` and ``sampling_rate``, as the index does)."""
+    n, w = _lengths(meta)
+    return 1 if n is None else -(-n // w)
+
+
+def _lengths(meta: dict) -> tuple[int | None, int | None]:
+    """``(n, w)``: samples of the full stack and of a row when the rows keep a shorter
+    maxlag, else ``(None, None)``."""
+    if meta.get(SERIES_MAXLAG) is None:
+        return None, None
+    fs = float(meta["sampling_rate"])
+    n = 2 * half_length(float(meta["maxlag"]), fs) + 1
+    w = 2 * half_length(float(meta[SERIES_MAXLAG]), fs) + 1
+    return (n, w) if n > w else (None, None)
+
+
+def _stack_of(data: np.ndarray, meta: dict, where: str = "") -> np.ndarray:
+    """The full stack of a dataset with the sub-stack layout (row 0, or its first rows
+    unfolded)."""
+    n, w = _lengths(meta)
+    if n is None:
+        return data[0]
+    if data.shape[-1] != w:
+        raise ValueError(f"{where}: rows of {data.shape[-1]} lags, but series_maxlag "
+                         f"{meta[SERIES_MAXLAG]} s says {w}")
+    return data[:-(-n // w)].reshape(-1)[:n]
 
 
 def _method(meta: dict, params: dict | None) -> str:
@@ -138,17 +226,21 @@ def unpack(lags, data: np.ndarray, meta: dict, params: dict | None = None) -> Su
     counts = None if counts is None else np.asarray(counts, dtype=np.int64)
     names = meta.get(ROWS_KEY)
     full, linear, phasor = None, None, None
+    lags = np.asarray(lags)
+    if lags.shape[-1] != data.shape[-1]:  # rows of a shorter maxlag: their central lags
+        lags = central(lags, data.shape[-1])
     if names is None:  # sub-stacks only (older files, or a 2-D array given to the writer)
         stacks = data
     else:
         k = len(counts) if counts is not None else None
-        want = 1 + (len(names) - 1) * (k or 0)
+        head = stack_rows(meta)
+        want = head + (len(names) - 1) * (k or 0)
         if names[:2] != ["stack", "substacks"] or k is None or data.shape[0] != want:
             raise ValueError(f"{where}: stored with {data.shape[0]} rows but {ROWS_KEY}={names} and "
                              f"{k} sub-stacks say {want}")
-        blocks = {"stack": data[0]}
+        blocks = {"stack": _stack_of(data, meta, where)}
         for i, name in enumerate(names[1:]):
-            blocks[name] = data[1 + i * k:1 + (i + 1) * k]
+            blocks[name] = data[head + i * k:head + (i + 1) * k]
         full, stacks = blocks["stack"], blocks["substacks"]
         if all(b in blocks for b in _PWS_BLOCKS):
             linear = blocks["linear"]
@@ -161,7 +253,7 @@ def unpack(lags, data: np.ndarray, meta: dict, params: dict | None = None) -> Su
         if linear is not None:
             linear = np.where(gap[:, None], np.float32(np.nan), linear)
             phasor = np.where(gap[:, None], np.complex64(np.nan), phasor)
-    return Substacks(np.asarray(lags), full, stacks, starts, counts, meta.get("substack_len"),
+    return Substacks(lags, full, stacks, starts, counts, meta.get("substack_len"),
                      meta.get("substack_origin"), _method(meta, params), linear, phasor)
 
 
@@ -225,7 +317,9 @@ def combine(sub: Substacks, pws_power: float = 2.0, start: float | None = None,
 
 
 def full_stack(data: np.ndarray, meta: dict, params: dict | None = None) -> np.ndarray:
-    """The full stack of a stored dataset: itself if 1-D, row 0 with the sub-stack layout,
+    """The full stack of a stored dataset: itself if 1-D, row 0 with the sub-stack layout
+    (its first rows, unfolded, when the rows keep a shorter maxlag: ``meta`` then needs
+    ``maxlag`` and ``sampling_rate``),
     the window-weighted mean of the sub-stacks of an older file (exact for linear; for pws
     and robust an approximation, logged), else the 2-D array unchanged (rows whose meaning
     the file does not say)."""
@@ -233,7 +327,7 @@ def full_stack(data: np.ndarray, meta: dict, params: dict | None = None) -> np.n
     if data.ndim == 1:
         return data
     if meta.get(ROWS_KEY) is not None:
-        return data[0]
+        return _stack_of(data, meta, f"{meta.get('source')} -> {meta.get('receiver')} {meta.get('component')}")
     counts = meta.get("substack_counts")
     if counts is None or len(counts) != data.shape[0] or not sum(counts):
         return data

@@ -18,12 +18,15 @@ input: that chunk's tiles are computed (and its spectra freed) once the other st
 
 Library users build it, swap or insert their own PEs, and enact it with any mapping::
 
+    import time
     from noisecorr.workflow import load_config, build_workflow
+    from noisecorr.workflow.runner import finish
     from noisecorr.engine import run
 
     wf = build_workflow(load_config(overrides={"out": "my_run"}))
+    t0 = time.perf_counter()
     result = run(wf.graph, inputs=wf.inputs, mapping="multiprocess", processes=4)
-    wf.finish(result)        # record-section plot and summary
+    finish(wf, result, time.perf_counter() - t0)  # record-section plot and summary.json
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 from noisecorr.engine import WorkflowGraph
 from noisecorr.signal.preprocess import fetch_pad
 
-from .config import ConfigError, WorkflowConfig
+from .config import ConfigError, WorkflowConfig, keep_chunks_error
 from .sources import Sources, resolve
 
 log = logging.getLogger(__name__)
@@ -207,9 +210,9 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
     orient = OrientPE(p, channels=seed_ids, name="Orient")
     norm, spec, white = NormalisePE(p, name="Normalise"), SpectraPE(p, name="Spectra"), WhitenPE(p, name="Whiten")
     write = WriteResultsPE(
-        results_path, {"processing": p.to_dict(), "chunk_length": config.chunk_length},
+        results_path, config.results_params(sources.start),
         sources.stations, sources.start, sources.end, compression=config.compression, skip=done,
-        name="WriteResults",
+        name="WriteResults", series_maxlag=config.series_maxlag,
     )
     n_chunks = max(1, len({r["starttime"] for r in requests}))
     chunk_starts = sorted({float(t.timestamp) for t in _chunk_grid(sources.start, sources.end, config.chunk_length)})
@@ -218,9 +221,9 @@ def build_workflow(config: WorkflowConfig, sources: Sources | None = None) -> Wo
         from noisecorr.results.series import ChunkSelection
 
         try:
-            selection = ChunkSelection.from_config(config.keep_chunks)
+            selection = ChunkSelection.from_config(config.keep_chunks, run_maxlag=p.maxlag)
         except ValueError as exc:
-            raise ConfigError(f"keep_chunks: {exc}") from None
+            raise keep_chunks_error(exc) from None
     disk = disk_plan(config, sources, len(chunk_starts), selection, out)
     if selection is not None:
         _check_chunk_state(config, disk, p)
@@ -330,7 +333,8 @@ def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection
     Returns
     -------
     dict
-        ``{"estimate_bytes", "free_bytes", "pairs", "pairs_keeping_chunks", "chunks"}``
+        ``{"estimate_bytes", "free_bytes", "pairs", "pairs_keeping_chunks", "chunks",
+        "chunk_lags"}``
         (:attr:`Workflow.disk`).
 
     Raises
@@ -341,7 +345,7 @@ def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection
     """
     import numpy as np
 
-    from noisecorr.results.layout import geometry_many
+    from noisecorr.results.layout import geometry_many, half_length
     from noisecorr.results.series import disk_estimate
     from noisecorr.tiles.plan import format_bytes
 
@@ -365,21 +369,24 @@ def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection
             for a, b, d in zip(i, j, dist):
                 for comp in comps:
                     n_kept += selection.keeps(codes[a], codes[b], comp, None if np.isnan(d) else d)
-    need = disk_estimate(n_pairs, n_kept, n_chunks, n_lags, pws=p.stack_method == "pws")
+    chunk_lags = n_lags  # a shorter per-chunk maxlag keeps shorter chunk rows
+    if config.series_maxlag is not None:
+        chunk_lags = 2 * half_length(config.series_maxlag, p.sampling_rate) + 1
+    need = disk_estimate(n_pairs, n_kept, n_chunks, n_lags, pws=p.stack_method == "pws", chunk_lags=chunk_lags)
     free, where = _free_bytes(out)
     log.info("disk: results about %s (%d pair components x %d lags x 4 B for the stacks%s; compression "
              "ignored), %s free in %s", format_bytes(need), n_pairs, n_lags,
-             f", + {n_kept} keeping {n_chunks} chunks each" if selection is not None else "",
+             f", + {n_kept} keeping {n_chunks} chunks of {chunk_lags} lags each" if selection is not None else "",
              format_bytes(free), where)
     if need > free:
-        how = ("restrict what is kept per chunk with keep_chunks (components, pairs, distance_km), "
+        how = ("restrict what is kept per chunk with keep_chunks (components, pairs, distance_km, maxlag), "
                "keep: stack, fewer stations or a shorter maxlag" if selection is not None
                else "fewer stations or a shorter maxlag")
         raise ConfigError(f"out: the results need about {format_bytes(need)} ({need} B, compression "
                           f"ignored) but {where} has {format_bytes(free)} ({free} B) free; {how}, "
                           f"or choose another out folder")
     return {"estimate_bytes": int(need), "free_bytes": int(free), "pairs": n_pairs,
-            "pairs_keeping_chunks": n_kept, "chunks": n_chunks}
+            "pairs_keeping_chunks": n_kept, "chunks": n_chunks, "chunk_lags": chunk_lags}
 
 
 __all__ = ["Workflow", "build_workflow", "completed_pairs", "RESULTS_FILE"]

@@ -46,6 +46,14 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+def keep_chunks_error(exc: ValueError) -> ConfigError:
+    """The :class:`ConfigError` of a bad ``keep_chunks`` (a ValueError of
+    :meth:`noisecorr.results.series.ChunkSelection.from_config`), named ``keep_chunks``
+    unless the message names its sub-key already (``keep_chunks.maxlag: ...``)."""
+    text = str(exc)
+    return ConfigError(text if text.startswith("keep_chunks") else f"keep_chunks: {text}")
+
+
 def bundled_station_data() -> Path:
     """Folder of the sample stations shipped with the source tree."""
     return Path(__file__).resolve().parents[2] / "station_data"
@@ -122,7 +130,9 @@ class WorkflowConfig:
         With ``keep: chunks``, what is kept per chunk (the full stack is always written
         for every pair): ``components`` (list, e.g. ``[ZZ]``), ``pairs`` (a list of
         ``SRC-RCV`` or a file of them, one a line), ``distance_km`` (``[min, max]``,
-        inclusive). ``None``: every pair and component. See
+        inclusive), ``maxlag`` (s, ``0 < maxlag <= processing.maxlag``, linear stacks
+        only: each chunk row keeps the lags ``|lag| <= maxlag``, the full stack all of
+        them). ``None``: every pair and component, every lag. See
         :class:`noisecorr.results.series.ChunkSelection`.
     processing : CorrelationParams
         The science parameters (NoisePy names).
@@ -237,13 +247,19 @@ class WorkflowConfig:
                 raise ConfigError("keep_chunks: restricts what keep: chunks keeps per chunk; "
                                   f"it needs keep: chunks (keep is {self.keep!r})")
             try:
-                sel = ChunkSelection.from_config(self.keep_chunks)
+                sel = ChunkSelection.from_config(self.keep_chunks, run_maxlag=self.processing.maxlag)
             except ValueError as exc:
-                raise ConfigError(f"keep_chunks: {exc}") from None
+                raise keep_chunks_error(exc) from None
             extra = sorted((sel.components or set()) - set(self.processing.components))
             if extra:
                 raise ConfigError(f"keep_chunks: components {extra} are not computed by the run "
                                   f"(processing.components: {list(self.processing.components)})")
+            if sel.maxlag is not None and self.processing.stack_method != "linear":
+                raise ConfigError(
+                    f"keep_chunks.maxlag: needs processing.stack_method linear (it is "
+                    f"{self.processing.stack_method!r}): an append updates a {self.processing.stack_method} "
+                    "stack from its per-chunk rows, which a shorter per-chunk maxlag leaves without "
+                    "the outer lags; drop keep_chunks.maxlag or use linear stacks")
         if self.keep == "chunks":
             p = self.processing
             if p.substack and abs(p.substack_len - self.chunk_length) > 1e-9:
@@ -256,6 +272,24 @@ class WorkflowConfig:
                 raise ConfigError(
                     f"keep: chunks keeps one row per chunk, so chunk_length ({self.chunk_length} s) "
                     f"must be a multiple of processing.cc_len ({self.processing.cc_len} s)")
+
+    @property
+    def series_maxlag(self) -> float | None:
+        """``keep_chunks.maxlag`` (s): the lags kept per chunk, ``None`` for the run's maxlag."""
+        if self.keep != "chunks" or not isinstance(self.keep_chunks, dict):
+            return None
+        value = self.keep_chunks.get("maxlag")
+        return None if value is None else float(value)
+
+    def results_params(self, start=None) -> dict:
+        """The ``params`` a run of this configuration starting at ``start`` stores in its
+        results file (what a resume and an append compare): the processing of
+        :meth:`chunk_params`, ``chunk_length`` and, with a shorter per-chunk maxlag,
+        ``keep_chunks.maxlag``."""
+        out = {"processing": self.chunk_params(start).to_dict(), "chunk_length": self.chunk_length}
+        if self.series_maxlag is not None:
+            out["keep_chunks"] = {"maxlag": self.series_maxlag}
+        return out
 
     def chunk_params(self, start=None) -> CorrelationParams:
         """The processing parameters the run uses: with ``keep: chunks`` sub-stacks of one

@@ -384,9 +384,8 @@ def _covered(coverage, span) -> bool:
 
 def write_params(config: WorkflowConfig, start=None) -> dict:
     """The ``params`` a run of ``config`` starting at ``start`` stores in its results file
-    (what an append compares): with ``keep: chunks`` the processing of
-    :meth:`WorkflowConfig.chunk_params`, as the build writes it."""
-    return {"processing": config.chunk_params(start).to_dict(), "chunk_length": config.chunk_length}
+    (what an append compares; :meth:`WorkflowConfig.results_params`, as the build writes it)."""
+    return config.results_params(start)
 
 
 def append_workflow(config: WorkflowConfig, progress=None, build=None,
