@@ -202,13 +202,14 @@ def test_cli_exit_code_nonzero_on_pe_failure(tmp_path):
 
 
 def test_interrupt_stops_all_workers(tmp_path):
-    script = tmp_path / "slow.py"
+    script, started = tmp_path / "slow.py", tmp_path / "started"
     script.write_text(
         "import time\n"
         "from noisecorr.engine import WorkflowGraph, IterativePE\n"
         "from noisecorr.testing.conformance import Range\n"
         "class Slow(IterativePE):\n"
         "    def _process(self, x):\n"
+        f"        open({str(started)!r}, 'a').close()  # the workers are running\n"
         "        time.sleep(1)\n"
         "        return x\n"
         "graph = WorkflowGraph()\n"
@@ -216,7 +217,12 @@ def test_interrupt_stops_all_workers(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-m", "noisecorr", "enact", str(script), "-m", "multiprocess", "-n", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(3)
+    # interrupt once the enactment runs (a state, not a number of seconds: on a loaded
+    # machine the imports alone can take longer than any fixed sleep)
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), f"the enactment never started: {proc.poll()}"
     os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
