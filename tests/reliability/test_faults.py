@@ -88,7 +88,9 @@ def test_sigterm_mid_run_then_resume(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "terminated" in err
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # a bound on waiting for the workers to be reaped
+    while children(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert children(proc.pid) == []
     resume_and_check(out)
 
