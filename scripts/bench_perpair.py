@@ -1,32 +1,38 @@
 """Benchmark the per-pair path (PWS / robust stacks) on blocks of pairs against NoisePy 0.9.93.
 
-The same pair-windows (``--pairs`` pairs x ``--windows`` windows of ``cc_len`` 1800 s at
-20 Hz, maxlag 200 s; whitened spectra, rma 0.05-2 Hz, as input) go through
+The same pair-windows (every pair of ``--stations`` stations x ``--windows`` windows of
+``cc_len`` 1800 s at 20 Hz, maxlag 200 s; whitened spectra, rma 0.05-2 Hz, as input) go
+through
 
-(a) ``block``: :func:`noisecorr.signal.correlate.correlate_block` (one batched band-limited
-    multiply + irfft over all windows of all pairs) and
-    :func:`noisecorr.signal.stack.pws_stack_block` / ``robust_stack_block``;
-(b) ``pairwise``: the previous per-pair implementation kept as the reference,
-    :func:`noisecorr.signal.correlate.correlate` + :func:`noisecorr.signal.stack.pws_stack`
-    / ``robust_stack`` pair by pair (full-spectrum multiply, ``scipy.signal.hilbert``);
-(c) ``noisepy``: NoisePy 0.9.93's own ``noise_module.correlate`` (``substack=True``,
+(a) ``pipeline``: what a run executes, :class:`pes.correlate.CrossCorrelatePE` ->
+    :class:`pes.stack.StackPE` under the sequential mapping, the stations' spectra as one
+    chunk (CrossCorrelatePE correlates its pairs in blocks of ``pair_block`` with
+    ``correlate_block``, StackPE stacks the items in blocks of ``pair_block`` with
+    ``substack_states_block``);
+(b) ``block``: :func:`noisecorr.signal.correlate.correlate_block` over all pairs at once +
+    :func:`noisecorr.signal.stack.pws_stack_block` / ``robust_stack_block`` (the library's
+    3-D block functions);
+(c) ``pairwise``: the per-pair reference, :func:`noisecorr.signal.correlate.correlate` +
+    :func:`noisecorr.signal.stack.pws_stack` / ``robust_stack`` pair by pair
+    (full-spectrum multiply, ``scipy.signal.hilbert``);
+(d) ``noisepy``: NoisePy 0.9.93's own ``noise_module.correlate`` (``substack=True``,
     ``substack_len = cc_len``: one CCF per window) + ``noise_module.stacking`` (pws, then
-    robust) on the same spectra, run in ``/opt/noisepy-venv/bin/python`` as a subprocess,
-    one thread.
+    robust) on the same spectra and pairs, run in ``/opt/noisepy-venv/bin/python`` as a
+    subprocess, one thread.
 
 Everything runs on one thread (BLAS/OpenMP/FFT workers 1) so the figures are per core.
 Prints the median of ``--repeat`` runs of each, pair-windows per second, the ratios, and
-the maximum relative difference (``max|a - b| / max|b|``) of the stacks against NoisePy's:
-NoisePy's lag axis is one sample late for even ``nfft`` (aligned here), it removes the
-mean of the cross-spectrum (a spike at lag 0) and drops windows above 20x the median peak,
-and its PWS Hilbert transform pads to ``next_fast_len``; so the comparison is made with
-``--circular`` (NoisePy's ``nfft = cc_len`` samples), and differences of ~1e-3..1e-2 are
-definitional, not errors.
+the maximum relative difference (``max|a - b| / max|b|``, per pair) of the stacks against
+the pairwise ones and NoisePy's: NoisePy's lag axis is one sample late for even ``nfft``
+(aligned here), it removes the mean of the cross-spectrum (a spike at lag 0) and drops
+windows above 20x the median peak, and its PWS Hilbert transform pads to
+``next_fast_len``; so the comparison is made with ``--circular`` (NoisePy's ``nfft =
+cc_len`` samples), and differences of ~1e-3..1e-2 are definitional, not errors.
 
 Example::
 
-    .venv/bin/python scripts/bench_perpair.py --pairs 4 --windows 96 --repeat 3
-    .venv/bin/python scripts/bench_perpair.py --pairs 4 --windows 96 --circular
+    .venv/bin/python scripts/bench_perpair.py --stations 6 --windows 96 --repeat 3
+    .venv/bin/python scripts/bench_perpair.py --stations 6 --windows 96 --circular
 """
 
 from __future__ import annotations
@@ -50,16 +56,20 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from noisecorr.engine import WorkflowGraph, run  # noqa: E402
 from noisecorr.signal.correlate import correlate, correlate_block  # noqa: E402
 from noisecorr.signal.normalize import whiten  # noqa: E402
+from noisecorr.signal.params import CorrelationParams  # noqa: E402
 from noisecorr.signal.spectra import band_indices, rfft_windows  # noqa: E402
 from noisecorr.signal.stack import pws_stack, pws_stack_block, robust_stack, robust_stack_block  # noqa: E402
+from pes import CrossCorrelatePE, StackPE  # noqa: E402
 
 FS, CC_LEN, MAXLAG, FMIN, FMAX = 20.0, 1800.0, 200.0, 0.05, 2.0
+T0 = 1704067200.0  # 2024-01-01T00:00:00Z, the windows' first start
 NOISEPY = Path("/opt/noisepy-venv/bin/python")
 PEERS = ROOT.parent / "shared" / "peers" / "noisepy"
 
-NOISEPY_SIDE = r'''
+NOISEPY_SIDE = r"""
 import json, sys, time
 import numpy as np
 from noisepy.seis import noise_module
@@ -67,15 +77,15 @@ from noisepy.seis.io.datatypes import StackMethod
 sys.path.insert(0, sys.argv[2])
 import ccf_peer as C
 d = np.load(sys.argv[1])
-spec, nfft, reps = d["spec"], int(d["nfft"]), int(d["reps"])
-P, W = spec.shape[0] // 2, spec.shape[1]
+spec, ii, jj, nfft, reps = d["spec"], d["ii"], d["jj"], int(d["nfft"]), int(d["reps"])
+W = spec.shape[1]
 p = C.make_params(inc_hours=24, substack=True, substack_len=1800, maxlag=200)
 tt = np.arange(W) * 1800.0
 def run(method):
     p.stack_method = method
     out = []
-    for k in range(P):
-        s1 = np.conj(spec[2 * k, :, : nfft // 2]); s2 = spec[2 * k + 1, :, : nfft // 2]
+    for i, j in zip(ii, jj):
+        s1 = np.conj(spec[i, :, : nfft // 2]); s2 = spec[j, :, : nfft // 2]
         c, t, n = noise_module.correlate(s1, s2, p, nfft, tt)
         r = noise_module.stacking(c, np.atleast_1d(t), np.atleast_1d(n).astype(np.int16), p)
         out.append(np.asarray(r[3], dtype=np.float64))
@@ -89,35 +99,64 @@ for name, m in (("pws", StackMethod.PWS), ("robust", StackMethod.ROBUST)):
     res[name] = times
     np.save(sys.argv[1] + f".{name}.npy", st)
 print(json.dumps(res))
-'''
+"""
 
 
-def make_spectra(pairs, windows, nfft, seed=0):
-    """Whitened spectra ``(2 * pairs, windows, nfft // 2 + 1)``: rows 2k / 2k + 1 are the
-    source / receiver of pair k, the receiver the source delayed by 20 + 10 k samples plus
-    noise."""
+def station_pairs(stations):
+    """``(ii, jj)``: every pair ``i < j``, in CrossCorrelatePE's order (sorted station keys)."""
+    ii, jj = np.triu_indices(stations, 1)
+    return ii, jj
+
+
+def station_id(s):
+    return f"XX.S{s:03d}..HHZ"
+
+
+def make_spectra(stations, windows, nfft, seed=0):
+    """Whitened spectra ``(stations, windows, nfft // 2 + 1)``: station ``s`` records one
+    common noise field delayed by ``10 s`` samples plus its own noise (half the amplitude),
+    so pair ``(i, j)`` has its arrival at ``10 (j - i)`` samples."""
     rng = np.random.default_rng(seed)
     n = int(CC_LEN * FS)
-    out = np.empty((2 * pairs, windows, nfft // 2 + 1), np.complex64)
-    for k in range(pairs):
-        d = 20 + 10 * k
-        x = rng.standard_normal((windows, n + 200)).astype(np.float32)
-        s = x[:, 100:100 + n]
-        r = x[:, 100 - d:100 - d + n] + 0.5 * rng.standard_normal((windows, n)).astype(np.float32)
-        for row, y in ((2 * k, s), (2 * k + 1, r)):
-            out[row] = whiten(rfft_windows(y, nfft), FS, nfft, FMIN, FMAX, "rma", 10)
+    pad = 10 * stations
+    x = rng.standard_normal((windows, n + pad)).astype(np.float32)
+    out = np.empty((stations, windows, nfft // 2 + 1), np.complex64)
+    for s in range(stations):
+        y = x[:, pad - 10 * s:pad - 10 * s + n] + 0.5 * rng.standard_normal((windows, n)).astype(np.float32)
+        out[s] = whiten(rfft_windows(y, nfft), FS, nfft, FMIN, FMAX, "rma", 10)
     return out
 
 
+def pipeline_params(method, circular):
+    return CorrelationParams(sampling_rate=FS, cc_len=CC_LEN, step=CC_LEN, freqmin=FMIN, freqmax=FMAX,
+                             maxlag=MAXLAG, stack_method=method, zero_pad=not circular)
+
+
+def pipeline(spec, params):
+    """CrossCorrelatePE -> StackPE (sequential mapping) on the stations' spectra as one chunk:
+    the stacks ``(n_pairs, n_lags)`` in :func:`station_pairs` order."""
+    S, W, _ = spec.shape
+    t = T0 + CC_LEN * np.arange(W)
+    items = [{"input": {"seed_id": station_id(s), "chunk": T0, "spectra": spec[s], "starttimes": t,
+                        "sampling_rate": FS, "nfft": params.nfft}} for s in range(S)]
+    g = WorkflowGraph()
+    cc, st = CrossCorrelatePE(params, n_channels=S), StackPE(params)
+    g.connect(cc, "output", st, "input")
+    res = run(g, inputs={cc: items}, mapping="sequential")
+    out = {o["key"]: o["stack"] for o in res.outputs[("StackPE", "output")]}
+    keys = [f"{station_id(i)[:-4]}|{station_id(j)[:-4]}|ZZ" for i, j in zip(*station_pairs(S))]
+    return np.array([out[k] for k in keys])
+
+
 def block(spec, nfft, band, method):
-    ccfs, _ = correlate_block(spec[0::2], spec[1::2], nfft, FS, MAXLAG, band=band)
+    ccfs, _ = correlate_block(spec, spec, nfft, FS, MAXLAG, band=band, pairs=station_pairs(spec.shape[0]))
     return pws_stack_block(ccfs)[0] if method == "pws" else robust_stack_block(ccfs)[0]
 
 
 def pairwise(spec, nfft, method):
     out = []
-    for k in range(spec.shape[0] // 2):
-        ccfs, _ = correlate(spec[2 * k], spec[2 * k + 1], nfft, FS, MAXLAG)
+    for i, j in zip(*station_pairs(spec.shape[0])):
+        ccfs, _ = correlate(spec[i], spec[j], nfft, FS, MAXLAG)
         out.append((pws_stack(ccfs) if method == "pws" else robust_stack(ccfs))[0])
     return np.array(out)
 
@@ -132,29 +171,35 @@ def timed(fn, reps):
     return statistics.median(times), res
 
 
+def rel_diff(a, b):
+    """``max over pairs of max|a - b| / max|b|``."""
+    return float((np.abs(a - b).max(axis=1) / np.abs(b).max(axis=1)).max())
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=4)
+    ap.add_argument("--stations", type=int, default=6, help="every pair of them (default 6: 15 pairs)")
     ap.add_argument("--windows", type=int, default=96)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--circular", action="store_true",
                     help="nfft = cc_len samples (NoisePy's; no zero padding) instead of 2 n - 1 -> fast length")
     ap.add_argument("--no-noisepy", action="store_true")
     a = ap.parse_args(argv)
-    from noisecorr.signal.spectra import choose_nfft
 
-    n = int(CC_LEN * FS)
-    nfft = n if a.circular else choose_nfft(n, zero_pad=True)
+    params = pipeline_params("linear", a.circular)
+    nfft = params.nfft
     band = band_indices(nfft, FS, FMIN, FMAX)
-    spec = make_spectra(a.pairs, a.windows, nfft)
-    pw = a.pairs * a.windows
-    print(f"{a.pairs} pairs x {a.windows} windows of {CC_LEN:.0f} s at {FS:g} Hz, maxlag {MAXLAG:g} s, "
-          f"nfft {nfft}{' (circular)' if a.circular else ' (zero-padded)'}, one thread, median of {a.repeat}")
+    spec = make_spectra(a.stations, a.windows, nfft)
+    ii, jj = station_pairs(a.stations)
+    pw = len(ii) * a.windows
+    print(f"{len(ii)} pairs ({a.stations} stations) x {a.windows} windows of {CC_LEN:.0f} s at {FS:g} Hz, "
+          f"maxlag {MAXLAG:g} s, nfft {nfft}{' (circular)' if a.circular else ' (zero-padded)'}, one thread, "
+          f"median of {a.repeat}")
     peer = {}
     if not a.no_noisepy and NOISEPY.exists():
         with tempfile.TemporaryDirectory() as tmp:
             f = Path(tmp) / "spec.npz"
-            np.savez(f, spec=spec, nfft=nfft, reps=a.repeat)
+            np.savez(f, spec=spec, ii=ii, jj=jj, nfft=nfft, reps=a.repeat)
             script = Path(tmp) / "side.py"
             script.write_text(NOISEPY_SIDE)
             env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -168,24 +213,27 @@ def main(argv=None):
                     peer[m] = (statistics.median(times[m]), np.load(str(f) + f".{m}.npy"))
     L = int(MAXLAG * FS)
     for method in ("pws", "robust"):
+        p = pipeline_params(method, a.circular)
+        tl, sl = timed(lambda: pipeline(spec, p), a.repeat)
         tb, sb = timed(lambda: block(spec, nfft, band, method), a.repeat)
         tp, sp = timed(lambda: pairwise(spec, nfft, method), a.repeat)
-        ref = np.abs(sp).max(axis=1)
-        same = float((np.abs(sb - sp).max(axis=1) / ref).max())
         print(f"\n{method}: correlate + stack")
-        print(f"  block     {tb:8.3f} s  {pw / tb:9.1f} pair-windows/s/core")
-        print(f"  pairwise  {tp:8.3f} s  {pw / tp:9.1f} pair-windows/s/core   block/pairwise speed-up "
-              f"{tp / tb:5.2f}x  max rel diff {same:.1e}")
+        print(f"  pipeline  {tl:8.3f} s  {pw / tl:9.1f} pair-windows/s/core   pipeline/pairwise speed-up "
+              f"{tp / tl:5.2f}x  max rel diff {rel_diff(sl, sp):.1e}")
+        print(f"  block     {tb:8.3f} s  {pw / tb:9.1f} pair-windows/s/core   block/pairwise speed-up "
+              f"{tp / tb:5.2f}x  max rel diff {rel_diff(sb, sp):.1e}")
+        print(f"  pairwise  {tp:8.3f} s  {pw / tp:9.1f} pair-windows/s/core")
         if method in peer:
             tn, sn = peer[method]
             # NoisePy's sample k is lag (k - L - 1) dt for even nfft: align on our lags -L..L-1
-            ours, theirs = sb[:, :2 * L], sn[:, 1:2 * L + 1]
-            diff = float((np.abs(ours - theirs).max(axis=1) / np.abs(theirs).max(axis=1)).max())
-            peaks_ok = bool(np.all(np.argmax(sb, axis=1) == np.argmax(sn, axis=1) - 1))
-            print(f"  noisepy   {tn:8.3f} s  {pw / tn:9.1f} pair-windows/s/core   block/noisepy speed-up "
-                  f"{tn / tb:5.2f}x  max rel diff {diff:.1e} (peaks at the same lag: {peaks_ok})")
-            print(f"RESULT {method} block {pw / tb:.1f} pw/s, pairwise {pw / tp:.1f} pw/s, noisepy "
-                  f"{pw / tn:.1f} pw/s; block/noisepy {tn / tb:.2f}x, block/pairwise {tp / tb:.2f}x")
+            ours, theirs = sl[:, :2 * L], sn[:, 1:2 * L + 1]
+            peaks_ok = bool(np.all(np.argmax(sl, axis=1) == np.argmax(sn, axis=1) - 1))
+            print(f"  noisepy   {tn:8.3f} s  {pw / tn:9.1f} pair-windows/s/core   pipeline/noisepy speed-up "
+                  f"{tn / tl:5.2f}x  block/noisepy {tn / tb:5.2f}x  max rel diff {rel_diff(ours, theirs):.1e} "
+                  f"(peaks at the same lag: {peaks_ok})")
+            print(f"RESULT {method} pipeline {pw / tl:.1f} pw/s, block {pw / tb:.1f} pw/s, pairwise "
+                  f"{pw / tp:.1f} pw/s, noisepy {pw / tn:.1f} pw/s; pipeline/noisepy {tn / tl:.2f}x, "
+                  f"block/noisepy {tn / tb:.2f}x")
 
 
 if __name__ == "__main__":
