@@ -2,14 +2,17 @@
 
 The build is the one CI runs (``sphinx -W -b html docs``), into a temporary folder; the
 gallery examples run during it. The browser tests serve the built html with
-``http.server`` on 127.0.0.1 and require that the index, a tutorial and a gallery page load
-with every image (``naturalWidth > 0``), with no console error, failed request or fetch
-from outside the server (the checks of ``tests/provenance/test_browser.py``).
+``http.server`` on 127.0.0.1 and require that the index, tutorials, gallery pages and
+explanations load with every image (``naturalWidth > 0``: figures, and the equations drawn
+as SVG), with no console error, failed request or fetch from outside the server (the checks
+of ``tests/provenance/test_browser.py``). The build test requires a page for every tutorial,
+explanation and gallery example, each example's own figure and each page's equation images.
 """
 
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,10 +36,25 @@ def site(tmp_path_factory):
     return html
 
 
+#: Gallery examples whose pages (with their figures) the site must have; every example in
+#: docs/examples is checked as well, this list says which may not silently disappear.
+GALLERY = ("plot_record_section", "plot_dvv", "plot_availability", "plot_tile_plan", "plot_dispersion")
+
+
+def _sources(folder, pattern):
+    return sorted(p.stem for p in (ROOT / "docs" / folder).glob(pattern))
+
+
 @pytest.mark.slow
 def test_build_has_every_part(site):
-    for page in ("index.html", "cli.html", "configuration.html", "api/index.html",
-                 "tutorials/first-run.html", "gallery/index.html"):
+    pages = ["index.html", "cli.html", "configuration.html", "api/index.html", "gallery/index.html",
+             "explanations/index.html", "tutorials/index.html"]
+    pages += [f"tutorials/{name}.html" for name in _sources("tutorials", "*.md")]
+    pages += [f"explanations/{name}.html" for name in _sources("explanations", "*.md")]
+    pages += [f"gallery/{name}.html" for name in sorted(set(GALLERY) | set(_sources("examples", "plot_*.py")))]
+    assert {"first-run", "sds-stationxml"} <= set(_sources("tutorials", "*.md"))
+    assert {"engine", "signal", "results", "scale"} <= set(_sources("explanations", "*.md"))
+    for page in pages:
         assert (site / page).is_file(), page
     cli = (site / "cli.html").read_text()
     sys.path.insert(0, str(ROOT / "docs" / "_ext"))
@@ -49,6 +67,17 @@ def test_build_has_every_part(site):
         assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{key}</span></code>" in config \
             or key in config, key
     assert list((site / "_images").glob("sphx_glr_plot_*.png")), "the gallery made no figure"
+    for name in sorted(set(GALLERY) | set(_sources("examples", "plot_*.py"))):
+        # the example ran at build time: its page shows its own first figure, which exists
+        html = (site / "gallery" / f"{name}.html").read_text()
+        assert f"../_images/sphx_glr_{name}_001.png" in html, name
+        assert (site / "_images" / f"sphx_glr_{name}_001.png").stat().st_size > 0, name
+    for name in _sources("explanations", "*.md"):
+        # equations are drawn as SVG files (html_math_renderer "mathtext"), each one on disk
+        html = (site / "explanations" / f"{name}.html").read_text()
+        formulas = re.findall(r'<img class="math" src="\.\./(_images/math/[0-9a-f]+\.svg)"', html)
+        assert len(formulas) >= (10 if name in ("signal", "scale", "results") else 0), name
+        assert all((site / f).stat().st_size > 0 for f in formulas), name
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +116,14 @@ def open_page(browser, url):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path, min_images", [("index.html", 0), ("tutorials/first-run.html", 0),
-                                              ("gallery/plot_record_section.html", 1),
-                                              ("gallery/plot_dvv.html", 1)])
+                                              ("tutorials/sds-stationxml.html", 0),
+                                              ("gallery/plot_record_section.html", 2),
+                                              ("gallery/plot_dvv.html", 1),
+                                              ("gallery/plot_availability.html", 1),
+                                              ("gallery/plot_tile_plan.html", 2),
+                                              ("gallery/plot_dispersion.html", 1),
+                                              ("explanations/signal.html", 20),    # its equations
+                                              ("explanations/scale.html", 20)])
 def test_page_opens_in_chromium(browser, server, path, min_images):
     title, problems, external, images = open_page(browser, f"{server}/{path}")
     assert "noisecorr" in title
