@@ -24,14 +24,18 @@ invocation, so before/after figures on a loaded machine are comparable:
 ``preprocess``
     Seconds per station-day of fetch + preprocessing (detrend, taper, response removal,
     decimation when the data rate is above the target, bandpass) + windowing and time
-    normalisation + spectra + whitening, for the working tree ("after") and for a reference
-    revision ("before", default the commit before issue 26's second round), exported with
-    ``git archive`` into the cache and run in a subprocess with ``PYTHONPATH`` pointing at it,
-    alternately, in the same invocation. Prints each stage's median and the speed-up.
+    normalisation + spectra + whitening, for the working tree ("after") and for reference
+    revisions ("before", ``--baseline`` repeatable, default the commit before issue 26's
+    second round), each exported with ``git archive`` into the cache and run in a subprocess
+    with ``PYTHONPATH`` pointing at it, alternately, in the same invocation. Prints each
+    stage's median per tree and the speed-up of the working tree against each reference, in
+    wall seconds and in CPU seconds of the (single-threaded) harness process, which a busy
+    machine disturbs less than the wall time.
 
 Examples::
 
     .venv/bin/python scripts/bench_workflow.py preprocess --stations 20 --hours 24
+    .venv/bin/python scripts/bench_workflow.py preprocess --baseline 5b39ca5 --baseline HEAD~3
     .venv/bin/python scripts/bench_workflow.py run --stations 200 --hours 4 -m multiprocess -n 2
     .venv/bin/python scripts/bench_workflow.py run --stations 1000 --hours 24 -m mpi -n 2 \\
         --memory 8GB --step 1800 --step 450
@@ -252,20 +256,30 @@ fetch.log = lambda *a, **k: None
 sids = sorted({f"{n.code}.{s.code}.{c.location_code}.{c.code}" for n in inv for s in n for c in s})
 t1, t2 = start, start + hours * 3600.0
 seconds = dict.fromkeys(("fetch", "preprocess", "windows+time_norm", "spectra", "whitening"), 0.0)
+cpu = dict.fromkeys(seconds, 0.0)
+clock = {}
+
+
+def tic():
+    clock["wall"], clock["cpu"] = time.perf_counter(), time.process_time()
+
+
+def toc(stage):
+    seconds[stage] += time.perf_counter() - clock["wall"]
+    cpu[stage] += time.process_time() - clock["cpu"]
+
+
 check = 0.0
 for sid in sids:
-    t = time.perf_counter(); item = fetch._process({"seed_id": sid, "starttime": t1, "endtime": t2})
-    seconds["fetch"] += time.perf_counter() - t
-    t = time.perf_counter(); tr = preprocess_chunk(item["stream"], t1, t2, p, inventory=inv, seed_id=sid)
-    seconds["preprocess"] += time.perf_counter() - t
-    t = time.perf_counter(); win, x = window_and_normalise(tr, p)
-    seconds["windows+time_norm"] += time.perf_counter() - t
-    t = time.perf_counter(); spec = rfft_windows(x, p.nfft)
-    seconds["spectra"] += time.perf_counter() - t
-    t = time.perf_counter(); white = whiten_spectra(spec, p, p.nfft)
-    seconds["whitening"] += time.perf_counter() - t
+    tic(); item = fetch._process({"seed_id": sid, "starttime": t1, "endtime": t2}); toc("fetch")
+    tic(); tr = preprocess_chunk(item["stream"], t1, t2, p, inventory=inv, seed_id=sid); toc("preprocess")
+    tic(); win, x = window_and_normalise(tr, p); toc("windows+time_norm")
+    tic(); spec = rfft_windows(x, p.nfft); toc("spectra")
+    tic(); white = whiten_spectra(spec, p, p.nfft); toc("whitening")
     check += float(np.abs(white).sum())
-print(json.dumps({"per_station_day": {k: v / len(sids) / (hours / 24.0) for k, v in seconds.items()},
+days = len(sids) * (hours / 24.0)
+print(json.dumps({"per_station_day": {k: v / days for k, v in seconds.items()},
+                  "cpu_per_station_day": {k: v / days for k, v in cpu.items()},
                   "stations": len(sids), "check": check, "module": noisecorr.__file__}))
 """
 
@@ -301,28 +315,34 @@ def bench_preprocess(args) -> int:
     data = cache / f"pre_n{args.stations}_h{args.hours:g}"
     archive = write_network(data, n_stations=args.stations, hours=args.hours, seed=0)
     start = float(__import__("obspy").UTCDateTime(archive.manifest["starttime"]).timestamp)
-    before_tree = _reference_tree(args.baseline, cache)
-    trees = {"before": before_tree, "after": REPO}
+    trees = {rev: _reference_tree(rev, cache) for rev in args.baseline}
+    trees["after"] = REPO
     results = {k: [] for k in trees}
-    for _ in range(args.repeats):          # alternate, so both see the same load
+    for _ in range(args.repeats):          # alternate, so all trees see the same load
         for name, root in trees.items():
             results[name].append(_stages(root, data, start, args.hours))
     print(f"# preprocessing per station-day: {args.stations} stations x {args.hours:g} h at "
-          f"{archive.manifest['parameters']['sampling_rate']:g} Hz, default parameters; before = {args.baseline}, "
-          f"after = working tree; medians of {args.repeats} alternated runs, seconds")
+          f"{archive.manifest['parameters']['sampling_rate']:g} Hz, default parameters; before = "
+          f"{', '.join(args.baseline)}, after = working tree; medians of {args.repeats} alternated runs, "
+          f"seconds; speed-up of after against each before")
     stages = list(results["after"][0]["per_station_day"])
-    print(f"{'stage':<22}{'before':>10}{'after':>10}{'speed-up':>10}")
-    tot = {}
-    for name in trees:
-        tot[name] = _median([sum(r["per_station_day"].values()) for r in results[name]])
-    for st in stages:
-        b = _median([r["per_station_day"][st] for r in results["before"]])
-        a = _median([r["per_station_day"][st] for r in results["after"]])
-        print(f"{st:<22}{b:10.4f}{a:10.4f}{b / a if a > 0 else float('nan'):9.2f}x")
-    print(f"{'total':<22}{tot['before']:10.4f}{tot['after']:10.4f}{tot['before'] / tot['after']:9.2f}x")
-    cb, ca = results["before"][0]["check"], results["after"][0]["check"]
-    print(f"check sum of |whitened spectra|: before {cb:.6g}, after {ca:.6g} (relative difference "
-          f"{abs(cb - ca) / abs(cb):.2g})")
+
+    def row(label, values):
+        a = values["after"]
+        print(f"{label:<22}" + "".join(f"{values[name]:11.4f}" for name in trees)
+              + "".join(f"{values[rev] / a if a > 0 else float('nan'):11.2f}x" for rev in args.baseline))
+
+    for field, title in (("per_station_day", "wall seconds"), ("cpu_per_station_day", "CPU seconds (process)")):
+        print(f"{title:<22}" + "".join(f"{name[:10]:>11}" for name in trees)
+              + "".join(f"{'x ' + rev[:8]:>12}" for rev in args.baseline))
+        for st in stages:
+            row(st, {name: _median([r[field][st] for r in results[name]]) for name in trees})
+        row("total", {name: _median([sum(r[field].values()) for r in results[name]]) for name in trees})
+    ca = results["after"][0]["check"]
+    for rev in args.baseline:
+        cb = results[rev][0]["check"]
+        print(f"check sum of |whitened spectra|: {rev} {cb:.8g}, after {ca:.8g} (relative difference "
+              f"{abs(cb - ca) / abs(cb):.2g})")
     return 0
 
 
@@ -344,12 +364,15 @@ def main(argv=None) -> int:
     p = sub.add_parser("preprocess", help="per-station preprocessing, before vs after")
     p.add_argument("--stations", type=int, default=20)
     p.add_argument("--hours", type=float, default=24.0)
-    p.add_argument("--baseline", default=BASELINE_REV, help="git revision of the 'before' code")
+    p.add_argument("--baseline", action="append",
+                   help=f"git revision of a 'before' tree, repeatable (default {BASELINE_REV})")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cache", default="bench_cache")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
+    if args.command == "preprocess":
+        args.baseline = args.baseline or [BASELINE_REV]
     if args.command == "run":
         args.step = args.step or [450.0]
         return bench_run(args)

@@ -239,11 +239,11 @@ def whiten(spectra: np.ndarray, sampling_rate: float, nfft: int, freqmin: float,
         raise ValueError(f"freq_norm={freq_norm!r} is not one of ['none', 'phase_only', 'rma']")
     # the amplitude is only needed inside the band: computed there (and, smoothed, over the
     # smoothing half-width either side), not over the whole spectrum
-    weights = whitening_taper(rfft_frequencies(nfft, sampling_rate), freqmin, freqmax, taper_fraction)
+    weights, band = _whitening_band(sampling_rate, nfft, freqmin, freqmax, taper_fraction)
     inside = np.flatnonzero(weights > 0)
     if inside.size == 0:
-        return _divide_in_band(x, np.zeros(x.shape, np.float32), sampling_rate, nfft, freqmin, freqmax,
-                               water_level, taper_fraction, dtype)
+        return _divide_band(x, np.zeros(x.shape[:-1] + (0,), np.float32), weights, band, water_level,
+                            dtype, freqmin, freqmax, nfft, sampling_rate)
     lo, hi = int(inside[0]), int(inside[-1]) + 1
     half = int(smoothspect_N) if freq_norm == "rma" else 0
     if half < 0:
@@ -255,9 +255,11 @@ def whiten(spectra: np.ndarray, sampling_rate: float, nfft: int, freqmin: float,
         # mode "nearest" at the slice ends only reaches bins outside [lo, hi) (or is the
         # spectrum's own end): the band values are those of the whole-spectrum smoothing
         amp_ext = smooth_amplitude(x[..., e_lo:e_hi], half)
-    amp = np.zeros(x.shape, np.float32)
-    amp[..., lo:hi] = amp_ext[..., lo - e_lo:hi - e_lo]
-    return _divide_in_band(x, amp, sampling_rate, nfft, freqmin, freqmax, water_level, taper_fraction, dtype)
+    amp_band = amp_ext[..., lo - e_lo:hi - e_lo]
+    if not isinstance(band, slice):  # a taper with holes inside its span: pick its bins
+        amp_band = amp_band[..., band[lo:hi]]
+    return _divide_band(x, amp_band, weights, band, water_level, dtype, freqmin, freqmax, nfft,
+                        sampling_rate)
 
 
 #: Values of ``joint_normalisation``: which channels of a sensor share their weights.
@@ -448,19 +450,43 @@ def joint_whiten_with(spectra: np.ndarray, whiten_one) -> np.ndarray:
     return (x * gain).astype(wa.dtype, copy=False)
 
 
-def _divide_in_band(x, amp, sampling_rate, nfft, freqmin, freqmax, water_level, taper_fraction, dtype):
-    """``x * W / max(amp, water level)`` inside the band, 0 outside (shared by the whitenings)."""
+def _whitening_band(sampling_rate, nfft, freqmin, freqmax, taper_fraction):
+    """``(weights, band)``: the whitening taper on the ``nfft // 2 + 1`` bins and the bins
+    where it is non-zero, a slice where they are contiguous (always, for a band)."""
     weights = whitening_taper(rfft_frequencies(nfft, sampling_rate), freqmin, freqmax, taper_fraction)
     band = weights > 0
     inside = np.flatnonzero(band)
     if inside.size and inside[-1] - inside[0] + 1 == inside.size:
         band = slice(int(inside[0]), int(inside[-1]) + 1)  # contiguous: views, not copies
-    amp_band = amp[..., band]
+    return weights, band
+
+
+def _divide_in_band(x, amp, sampling_rate, nfft, freqmin, freqmax, water_level, taper_fraction, dtype):
+    """``x * W / max(amp, water level)`` inside the band, 0 outside (shared by the whitenings);
+    ``amp`` covers every bin (only its band bins are read)."""
+    weights, band = _whitening_band(sampling_rate, nfft, freqmin, freqmax, taper_fraction)
+    return _divide_band(x, amp[..., band], weights, band, water_level, dtype, freqmin, freqmax, nfft,
+                        sampling_rate)
+
+
+def _divide_band(x, amp_band, weights, band, water_level, dtype, freqmin, freqmax, nfft, sampling_rate):
+    """:func:`_divide_in_band` given the amplitude of the band bins only. The product and the
+    quotient are formed in the output's band, in place (no temporaries of the band's size):
+    the same operations on the same dtypes as ``_safe_divide(x[band] * W[band], den)``, so
+    the same numbers."""
     out = np.zeros(x.shape, dtype=dtype)
     if amp_band.shape[-1] == 0:
         logger.warning("whitening band %.4g-%.4g Hz holds no frequency bin (nfft=%d, fs=%g)",
                        freqmin, freqmax, nfft, sampling_rate)
         return out
     den = floor_denominator(amp_band, water_level)
-    out[..., band] = _safe_divide(x[..., band] * weights[band], den, dtype)
+    positive = den > 0
+    if not isinstance(band, slice):
+        out[..., band] = _safe_divide(x[..., band] * weights[band], den, dtype)
+        return out
+    out_band = out[..., band]
+    np.multiply(x[..., band], weights[band], out=out_band)
+    np.divide(out_band, den, out=out_band, where=positive)
+    if not positive.all():
+        out_band[~positive] = 0
     return out

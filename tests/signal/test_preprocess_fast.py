@@ -107,3 +107,27 @@ def test_band_only_whitening_is_the_whole_spectrum_whitening(freq_norm, band):
     # the reference is really band-limited whitening: unit-ish gain in the flat band
     f = np.fft.rfftfreq(nfft, 1 / fs)
     assert np.all(got[:, (f <= band[0]) | (f >= band[1])] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_in_place_band_division_is_the_definition(dtype):
+    """The whitening's product and quotient formed in the output's band, in place, give the
+    numbers of the definition ``x W / max(A, water level)`` with temporaries, bit for bit,
+    including a silent window (zero amplitude: zeros, never NaN)."""
+    from noisecorr.signal import normalize as nz
+
+    rng = np.random.default_rng(5)
+    nfft, fs, band, wl = 3000, 20.0, (0.4, 3.0), 1e-3
+    x = (rng.standard_normal((4, nfft // 2 + 1)) + 1j * rng.standard_normal((4, nfft // 2 + 1))).astype(dtype)
+    x[2] = 0
+    amp = nz.smooth_amplitude(x, 10)
+    weights = nz.whitening_taper(np.fft.rfftfreq(nfft, 1 / fs), *band, 0.1)
+    inside = weights > 0
+    den = nz.floor_denominator(amp[:, inside], wl)
+    expected = np.zeros(x.shape, dtype)
+    quotient = np.zeros((4, int(inside.sum())), dtype)
+    np.divide(x[:, inside] * weights[inside], den, out=quotient, where=den > 0)
+    expected[:, inside] = quotient
+    got = nz.whiten(x, fs, nfft, *band, "rma", 10, wl)
+    assert got.dtype == dtype and np.count_nonzero(got[2]) == 0 and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, expected)
