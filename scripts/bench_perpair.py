@@ -21,8 +21,9 @@ through
     subprocess, one thread.
 
 Everything runs on one thread (BLAS/OpenMP/FFT workers 1) so the figures are per core.
-Prints the median of ``--repeat`` runs of each, pair-windows per second, the ratios, and
-the maximum relative difference (``max|a - b| / max|b|``, per pair) of the stacks against
+Prints the median of ``--repeat`` runs of each (wall and CPU seconds; the ratios from
+CPU time, which other load on a shared machine disturbs least), pair-windows per CPU
+second, and the maximum relative difference (``max|a - b| / max|b|``, per pair) of the stacks against
 the pairwise ones and NoisePy's: NoisePy's lag axis is one sample late for even ``nfft``
 (aligned here), it removes the mean of the cross-spectrum (a spike at lag 0) and drops
 windows above 20x the median peak, and its PWS Hilbert transform pads to
@@ -93,10 +94,13 @@ def run(method):
 res = {}
 for name, m in (("pws", StackMethod.PWS), ("robust", StackMethod.ROBUST)):
     run(m)
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter(); st = run(m); times.append(time.perf_counter() - t0)
+        t0, c0 = time.perf_counter(), time.process_time()
+        st = run(m)
+        times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     res[name] = times
+    res[name + "_cpu"] = cpu
     np.save(sys.argv[1] + f".{name}.npy", st)
 print(json.dumps(res))
 """
@@ -162,13 +166,17 @@ def pairwise(spec, nfft, method):
 
 
 def timed(fn, reps):
-    fn()  # warm-up (FFT plans)
-    times = []
+    """``(median wall s, median CPU s, result)`` of ``reps`` calls after a warm-up (FFT plans).
+    The CPU time (``time.process_time``, one thread) is what load from other processes on a
+    shared machine disturbs least."""
+    fn()
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), res
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu), res
 
 
 def rel_diff(a, b):
@@ -210,31 +218,31 @@ def main(argv=None):
             else:
                 times = json.loads(out.stdout.strip().splitlines()[-1])
                 for m in ("pws", "robust"):
-                    peer[m] = (statistics.median(times[m]), np.load(str(f) + f".{m}.npy"))
+                    peer[m] = (statistics.median(times[m]), statistics.median(times[m + "_cpu"]),
+                               np.load(str(f) + f".{m}.npy"))
     L = int(MAXLAG * FS)
     for method in ("pws", "robust"):
         p = pipeline_params(method, a.circular)
-        tl, sl = timed(lambda: pipeline(spec, p), a.repeat)
-        tb, sb = timed(lambda: block(spec, nfft, band, method), a.repeat)
-        tp, sp = timed(lambda: pairwise(spec, nfft, method), a.repeat)
-        print(f"\n{method}: correlate + stack")
-        print(f"  pipeline  {tl:8.3f} s  {pw / tl:9.1f} pair-windows/s/core   pipeline/pairwise speed-up "
-              f"{tp / tl:5.2f}x  max rel diff {rel_diff(sl, sp):.1e}")
-        print(f"  block     {tb:8.3f} s  {pw / tb:9.1f} pair-windows/s/core   block/pairwise speed-up "
-              f"{tp / tb:5.2f}x  max rel diff {rel_diff(sb, sp):.1e}")
-        print(f"  pairwise  {tp:8.3f} s  {pw / tp:9.1f} pair-windows/s/core")
+        tl, cl, sl = timed(lambda: pipeline(spec, p), a.repeat)
+        tb, cb, sb = timed(lambda: block(spec, nfft, band, method), a.repeat)
+        tp, cp, sp = timed(lambda: pairwise(spec, nfft, method), a.repeat)
+        print(f"\n{method}: correlate + stack (wall s, CPU s, pair-windows per CPU s)")
+        print(f"  pipeline  {tl:8.3f} {cl:8.3f} {pw / cl:9.1f}   vs pairwise {cp / cl:5.2f}x (CPU)  "
+              f"max rel diff {rel_diff(sl, sp):.1e}")
+        print(f"  block     {tb:8.3f} {cb:8.3f} {pw / cb:9.1f}   vs pairwise {cp / cb:5.2f}x (CPU)  "
+              f"max rel diff {rel_diff(sb, sp):.1e}")
+        print(f"  pairwise  {tp:8.3f} {cp:8.3f} {pw / cp:9.1f}")
         if method in peer:
-            tn, sn = peer[method]
+            tn, cn, sn = peer[method]
             # NoisePy's sample k is lag (k - L - 1) dt for even nfft: align on our lags -L..L-1
             ours, theirs = sl[:, :2 * L], sn[:, 1:2 * L + 1]
             peaks_ok = bool(np.all(np.argmax(sl, axis=1) == np.argmax(sn, axis=1) - 1))
-            print(f"  noisepy   {tn:8.3f} s  {pw / tn:9.1f} pair-windows/s/core   pipeline/noisepy speed-up "
-                  f"{tn / tl:5.2f}x  block/noisepy {tn / tb:5.2f}x  max rel diff {rel_diff(ours, theirs):.1e} "
-                  f"(peaks at the same lag: {peaks_ok})")
-            print(f"RESULT {method} pipeline {pw / tl:.1f} pw/s, block {pw / tb:.1f} pw/s, pairwise "
-                  f"{pw / tp:.1f} pw/s, noisepy {pw / tn:.1f} pw/s; pipeline/noisepy {tn / tl:.2f}x, "
-                  f"block/noisepy {tn / tb:.2f}x")
-
+            print(f"  noisepy   {tn:8.3f} {cn:8.3f} {pw / cn:9.1f}   pipeline/noisepy {cn / cl:5.2f}x CPU, "
+                  f"{tn / tl:5.2f}x wall; block/noisepy {cn / cb:5.2f}x CPU; max rel diff "
+                  f"{rel_diff(ours, theirs):.1e} (peaks at the same lag: {peaks_ok})")
+            print(f"RESULT {method} pair-windows per CPU s: pipeline {pw / cl:.1f}, block {pw / cb:.1f}, "
+                  f"pairwise {pw / cp:.1f}, noisepy {pw / cn:.1f}; pipeline/noisepy {cn / cl:.2f}x CPU "
+                  f"({tn / tl:.2f}x wall)")
 
 if __name__ == "__main__":
     main()

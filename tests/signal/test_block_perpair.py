@@ -13,8 +13,8 @@ from noisecorr.signal.components import rotate_to_rtz, rotate_to_rtz_block
 from noisecorr.signal.correlate import correlate, correlate_block
 from noisecorr.signal.normalize import whiten
 from noisecorr.signal.spectra import band_indices, rfft_windows
-from noisecorr.signal.stack import (analytic_signal, linear_stack, pws_stack, pws_stack_block,
-                                    robust_stack, robust_stack_block)
+from noisecorr.signal.stack import (_median_windows, analytic_signal, linear_stack, pws_stack,
+                                    pws_stack_block, robust_stack, robust_stack_block)
 
 FS, N, NFFT, MAXLAG = 10.0, 600, 1200, 8.0
 DELAYS = [3, -7, 12, 0, 25]  # samples, one per pair
@@ -85,6 +85,30 @@ def test_block_stacks_with_a_window_mask_equal_the_pairs_own_windows():
         keep = ccfs[p][mask[p]]
         np.testing.assert_allclose(pws[p], pws_stack(keep)[0], rtol=0, atol=1e-5 * np.abs(pws[p]).max())
         np.testing.assert_allclose(rob[p], robust_stack(keep)[0], rtol=0, atol=1e-6 * np.abs(rob[p]).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_windows", [1, 2, 7, 8])
+def test_block_median_start_equals_numpy_median(n_windows, dtype):
+    x = np.random.default_rng(n_windows).standard_normal((3, n_windows, 33)).astype(dtype)
+    x[1, :, 5] = 2.5  # ties
+    got = _median_windows(x)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.median(x.astype(np.float64), axis=1))
+
+
+def test_block_robust_with_windows_along_the_stack_equals_per_pair():
+    """Windows (nearly) equal to a multiple of the stack have (nearly) no residual: the
+    direct residual, not the norm difference, and the same floor as the per-pair loop."""
+    rng = np.random.default_rng(7)
+    pulse = np.exp(-0.5 * ((np.arange(81) - 40) / 3.0) ** 2)
+    x = pulse + 0.2 * rng.standard_normal((2, 12, 81))
+    x[0, :6] = 2.0 * pulse  # identical windows: the median and stack lie along them
+    x[1, 3] = 3.0 * pulse + 1e-9 * rng.standard_normal(81)
+    got, _, _ = robust_stack_block(x)
+    for p in range(2):
+        want = robust_stack(x[p])[0]
+        np.testing.assert_allclose(got[p], want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
 def test_analytic_signal_matches_scipy_hilbert_even_and_odd():
