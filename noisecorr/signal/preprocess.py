@@ -455,7 +455,8 @@ def bandpass(data: np.ndarray, sampling_rate: float, freqmin: float, freqmax: fl
 
 def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_rate: float,
                     inventory, *, output: str = "VEL", pre_filt=None,
-                    water_level: float | None = 60.0, dtype=np.float64) -> np.ndarray:
+                    water_level: float | None = 60.0, dtype=np.float64,
+                    nfft: int | None = None) -> np.ndarray:
     """Deconvolve the instrument response of ``seed_id`` from counts.
 
     ObsPy's :meth:`~obspy.core.trace.Trace.remove_response` (spectral division with the
@@ -490,6 +491,12 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
         the float64 ones by float32 rounding (tested: below 1e-5 of each row's peak).
         ObsPy's other step, the last spectral bin made real (``abs``), is kept in both.
         Polynomial responses always go through ObsPy itself.
+    nfft : int, optional
+        FFT length, at least ``2 npts``; default :func:`response_nfft`. A longer one only
+        pads more zeros (the samples agree to rounding and the response's time aliasing, see
+        :func:`response_nfft`); callers pass the length of a full chunk so that a chunk
+        whose data start late or end early reuses the cached response of the full ones
+        instead of another evalresp of a million frequencies.
 
     Returns
     -------
@@ -518,10 +525,14 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
         except Exception as err:  # ObsPy raises a bare Exception for a missing response
             raise PreprocessError(sid, f"missing response at {starttime}: {err}") from err
     delta = 1.0 / sampling_rate
+    npts = rows.shape[-1]
+    nfft = response_nfft(npts) if nfft is None else int(nfft)
+    if nfft < 2 * npts:
+        raise ValueError(f"nfft ({nfft}) must be at least twice the number of samples ({npts})")
     out = np.empty(rows.shape, dtype=dtype)
     deconvolve = _deconvolve_rows64 if dtype == np.float64 else _deconvolve_rows32
     try:
-        done = deconvolve(rows, out, responses, delta, output, pre_filt, water_level)
+        done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level)
     except Exception as err:
         sid = sids[0] if len(sids) == 1 else ",".join(sids)
         raise PreprocessError(sid, f"response cannot be removed: {type(err).__name__}: {err}") from err
@@ -636,15 +647,14 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
     return _cached(key, make)
 
 
-def _deconvolve_rows64(rows, out, responses, delta, output, pre_filt, water_level):
+def _deconvolve_rows64(rows, out, responses, delta, nfft, output, pre_filt, water_level):
     """ObsPy's ``Trace.remove_response`` (``zero_mean=False, taper=False``) step for step,
     row by row, into ``out``: ``np.fft.rfft``, taper, inverse, last bin made real,
     ``np.fft.irfft``, the same operations in the same order as ObsPy 1.5, hence the same
-    samples where ObsPy's FFT length is a fast one; otherwise the FFT is longer
-    (:func:`response_nfft`) and the samples agree with ObsPy's to rounding and wrap-around.
-    Returns, per row, whether it was done (False: a polynomial response, left to ObsPy)."""
+    samples where ``nfft`` is ObsPy's; otherwise (a fast length, :func:`response_nfft`, or
+    the caller's) the samples agree with ObsPy's to rounding and wrap-around. Returns, per
+    row, whether it was done (False: a polynomial response, left to ObsPy)."""
     npts = rows.shape[-1]
-    nfft = response_nfft(npts)
     done = []
     for i, response in enumerate(responses):
         if _is_polynomial(response):
@@ -661,13 +671,12 @@ def _deconvolve_rows64(rows, out, responses, delta, output, pre_filt, water_leve
     return done
 
 
-def _deconvolve_rows32(rows, out, responses, delta, output, pre_filt, water_level):
+def _deconvolve_rows32(rows, out, responses, delta, nfft, output, pre_filt, water_level):
     """The float32 deconvolution of all (non-polynomial) rows into ``out``: one batched
     ``scipy.fft.rfft``, each row times its cached complex64 ``taper * inverse``, the last
     bin made real as ObsPy does, one batched ``scipy.fft.irfft``. Returns, per row, whether
     it was done (False: a polynomial response, left to ObsPy)."""
     npts = rows.shape[-1]
-    nfft = response_nfft(npts)
     done = [not _is_polynomial(r) for r in responses]
     idx = [i for i, ok in enumerate(done) if ok]
     if not idx:
@@ -809,8 +818,12 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
     if response_output.upper() != "NONE":
         if pre_filt is None:
             pre_filt = default_pre_filt(freqmin, freqmax, fs)
+        # the FFT length of a full chunk (data over the chunk and both margins), so that
+        # chunks with less data share its cached response
+        full = int(round((t2 - t1 + 2 * margin) * fs)) + 1
         y = remove_response(y, sid, tstart, fs, inventory, output=response_output.upper(),
-                            pre_filt=pre_filt, water_level=water_level, dtype=np.float32)
+                            pre_filt=pre_filt, water_level=water_level, dtype=np.float32,
+                            nfft=response_nfft(max(y.size, full)))
     if y.size <= 6 * (2 * corners + 1):  # sosfiltfilt's padding needs this many samples
         raise PreprocessError(sid, f"too short after resampling: {y.size} samples at {fs} Hz")
     y = bandpass(y, fs, freqmin, freqmax, corners)

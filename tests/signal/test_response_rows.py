@@ -112,3 +112,42 @@ def test_batched_errors_name_the_channel(synthetic):
         remove_response(counts, SIDS[:2], T0, FS, inv, dtype=np.float32)
     with pytest.raises(ValueError, match="float64 or float32"):
         remove_response(counts[0], SIDS[0], T0, FS, inv, dtype=np.int32)
+
+
+def test_a_longer_fft_only_pads_zeros(synthetic):
+    inv, _, counts = synthetic
+    n = counts.shape[1]
+    default = remove_response(counts, SIDS, T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32)
+    longer = remove_response(counts, SIDS, T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32,
+                             nfft=scipy.fft.next_fast_len(3 * n, real=True))
+    # the samples differ only by the inverse response's time aliasing beyond 2 npts (it rings
+    # longest for the 120 s sensor, whose data here are not tapered at the ends)
+    for i in range(len(SIDS)):
+        np.testing.assert_allclose(longer[i], default[i], rtol=0, atol=5e-5 * np.abs(default[i]).max())
+    with pytest.raises(ValueError, match="at least twice"):
+        remove_response(counts, SIDS, T0, FS, inv, dtype=np.float32, nfft=2 * n - 1)
+
+
+def test_chunks_with_less_data_reuse_the_full_chunks_response():
+    """A chunk whose data start late gets the FFT length of a full chunk: one cached
+    response (one evalresp) for both, and still the velocity."""
+    from obspy import Stream, Trace
+
+    inv = _inventory()
+    sid = SIDS[0]
+    t1, t2 = T0, T0 + 1800
+    rng = np.random.default_rng(2)
+    n = int(2000 * FS)
+    counts = np.cumsum(rng.standard_normal(n))
+    header = dict(zip(("network", "station", "location", "channel"), sid.split(".")), sampling_rate=FS)
+    full = Stream([Trace(counts.copy(), header={**header, "starttime": t1 - 100})])
+    late = Stream([Trace(counts[int(600 * FS):].copy(), header={**header, "starttime": t1 + 500})])
+    pp._RESPONSE_CACHE.clear()
+    kw = dict(sampling_rate=FS, freqmin=0.05, freqmax=2.0, inventory=inv, pre_filt=PRE_FILT)
+    a = pp.preprocess_stream(full, t1, t2, **kw)
+    b = pp.preprocess_stream(late, t1, t2, **kw)
+    assert len(pp._RESPONSE_CACHE) == 1
+    assert b.gap_mask[:int(500 * FS)].all() and not b.gap_mask[-int(600 * FS):].any()
+    # away from the late start's taper and filter transients the two chunks agree
+    core = slice(int(900 * FS), int(1700 * FS))
+    assert np.corrcoef(a.data[core], b.data[core])[0, 1] > 0.999
