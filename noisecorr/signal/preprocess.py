@@ -560,8 +560,11 @@ def _remove_response_obspy(data, seed_id, starttime, sampling_rate, inventory, o
     return np.asarray(tr.data, dtype=np.float64)
 
 
-_RESPONSE_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
-_RESPONSE_CACHE_SIZE = 4
+_RESPONSE_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
+#: Bytes the cached responses may hold together (the most recent one is always kept): nine
+#: complex64 responses of a 20 Hz day (14 MB each), so a network of a few sensor types does
+#: not evaluate them anew for every station, or three of the float64 pairs (42 MB each).
+RESPONSE_CACHE_BYTES = 128 << 20
 
 
 def _response_key(response) -> bytes:
@@ -603,14 +606,20 @@ def _is_polynomial(response) -> bool:
     return not response.response_stages or isinstance(response.response_stages[0], PolynomialResponseStage)
 
 
+def _nbytes(value) -> int:
+    return sum(int(v.nbytes) for v in (value if isinstance(value, tuple) else (value,)) if v is not None)
+
+
 def _cached(key, make):
-    """``_RESPONSE_CACHE[key]``, made by ``make()`` on a miss (least recently used evicted)."""
+    """``_RESPONSE_CACHE[key]``, made by ``make()`` on a miss; the least recently used
+    entries are evicted beyond :data:`RESPONSE_CACHE_BYTES`."""
     value = _RESPONSE_CACHE.get(key)
     if value is None:
         value = make()
         _RESPONSE_CACHE[key] = value
-        while len(_RESPONSE_CACHE) > _RESPONSE_CACHE_SIZE:
-            _RESPONSE_CACHE.popitem(last=False)
+        total = sum(_nbytes(v) for v in _RESPONSE_CACHE.values())
+        while len(_RESPONSE_CACHE) > 1 and total > RESPONSE_CACHE_BYTES:
+            total -= _nbytes(_RESPONSE_CACHE.popitem(last=False)[1])
     else:
         _RESPONSE_CACHE.move_to_end(key)
     return value

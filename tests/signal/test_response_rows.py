@@ -151,3 +151,18 @@ def test_chunks_with_less_data_reuse_the_full_chunks_response():
     # away from the late start's taper and filter transients the two chunks agree
     core = slice(int(900 * FS), int(1700 * FS))
     assert np.corrcoef(a.data[core], b.data[core])[0, 1] > 0.999
+
+
+def test_cache_holds_responses_within_its_byte_budget(synthetic, monkeypatch):
+    """Least recently used responses leave once the cache exceeds its bytes; the one just
+    made always stays."""
+    inv, _, counts = synthetic
+    pp._RESPONSE_CACHE.clear()
+    remove_response(counts[:1], SIDS[:1], T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32)
+    one = pp._nbytes(next(iter(pp._RESPONSE_CACHE.values())))
+    monkeypatch.setattr(pp, "RESPONSE_CACHE_BYTES", 2 * one)
+    remove_response(counts, SIDS, T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32)
+    assert len(pp._RESPONSE_CACHE) == 2          # the first channel's response was evicted
+    monkeypatch.setattr(pp, "RESPONSE_CACHE_BYTES", 0)
+    remove_response(counts[:1], SIDS[:1], T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32)
+    assert len(pp._RESPONSE_CACHE) == 1
