@@ -177,7 +177,7 @@ def _check_traces(traces: list[Trace], seed_id: str, rate_tolerance: float = RAT
             raise PreprocessError(seed_id, f"unsupported data type {data.dtype}")
         if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
             raise PreprocessError(seed_id, f"data contain NaN or inf (trace starting {tr.stats.starttime})")
-    if not any(np.any(np.asarray(tr.data) != 0) for tr in traces):
+    if not any(np.count_nonzero(np.asarray(tr.data)) for tr in traces):
         raise PreprocessError(seed_id, "data are all zero")
     return rate
 
@@ -262,9 +262,7 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
     if n_filled:
         logger.info("%s: %d missing sample(s) in short gaps filled by linear interpolation", sid, n_filled)
     total = max(o + seg.size for o, seg in segments)
-    data = np.zeros(total, dtype=np.float64)
-    mask = np.ones(total, dtype=bool)
-    n_overlap = 0
+    prepared = []
     for off, seg in segments:
         seg_mask = np.zeros(seg.size, dtype=bool)
         if taper_fraction > 0:
@@ -280,9 +278,17 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
                 seg = seg * _cosine_ramps(seg.size, n_taper)
             seg_mask[:n_taper] = True
             seg_mask[seg.size - n_taper:] = True
-        n_overlap += int(np.count_nonzero(~mask[off:off + seg.size]))
-        data[off:off + seg.size] = seg
-        mask[off:off + seg.size] = seg_mask
+        prepared.append((off, seg, seg_mask))
+    n_overlap = 0
+    if len(prepared) == 1 and taper_fraction > 0:
+        _, data, mask = prepared[0]             # one segment, a new array: no copy onto a grid
+    else:
+        data = np.zeros(total, dtype=np.float64)
+        mask = np.ones(total, dtype=bool)
+        for off, seg, seg_mask in prepared:
+            n_overlap += int(np.count_nonzero(~mask[off:off + seg.size]))
+            data[off:off + seg.size] = seg
+            mask[off:off + seg.size] = seg_mask
     if n_overlap:
         logger.info("%s: %d overlapping samples resolved in favour of the later segment", sid, n_overlap)
     stats = traces[0].stats.copy()
@@ -790,7 +796,7 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
     sliced = [tr for tr in sliced if tr.stats.npts > 0]
     if not sliced:
         raise PreprocessError(sid, f"no data in chunk {t1} - {t2}")
-    if not any(np.any(np.asarray(tr.data) != 0) for tr in sliced):
+    if not any(np.count_nonzero(np.asarray(tr.data)) for tr in sliced):
         raise PreprocessError(sid, f"data are all zero in chunk {t1} - {t2}")
 
     merged, mask = merge_with_gap_mask(Stream(sliced), sid, taper_fraction=taper_fraction,
