@@ -23,7 +23,12 @@ time chunk ``[starttime, endtime)`` at the target sampling rate:
    ``starttime + k / sampling_rate`` is delayed or advanced by the fractional offset in
    the frequency domain (:func:`fractional_shift`);
 6. instrument response removal with an ObsPy Inventory (``response_output``,
-   ``pre_filt``, ``water_level`` as in :meth:`obspy.core.trace.Trace.remove_response`);
+   ``pre_filt``, ``water_level`` as in :meth:`obspy.core.trace.Trace.remove_response`:
+   ObsPy's evalresp response, taper, water level and spectral division, but in single
+   precision, with the taper times the inverted response cached per response and FFT
+   length, and with the FFT length of a full chunk (:func:`remove_response`,
+   ``dtype=float32``): the samples differ from ObsPy's float64 ones by float32 rounding,
+   not by method (3e-7 of the trace's peak on a 20 Hz day; tested below 1e-5);
 7. zero-phase Butterworth bandpass ``freqmin``-``freqmax``;
 8. trimming and zero-padding to exactly ``round((endtime - starttime) * sampling_rate)``
    samples.
