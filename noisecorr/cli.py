@@ -280,9 +280,9 @@ def stack_command(results, window, step, method, reference, components, pws_powe
     """
     from noisecorr.results.moving import store
 
-    path = Path(results)
-    if path.is_dir():
-        path = path / "results.h5"
+    from noisecorr.results.layout import results_file
+
+    path = results_file(results)
     try:
         summary = store(path, window, step, method, components or None, reference, pws_power)
     except (ValueError, KeyError, FileNotFoundError) as exc:

@@ -78,7 +78,9 @@ def dispersion_command(results, component, periods, side, vmin, vmax, alpha0, re
             raise click.BadParameter(str(exc), param_hint="--reference") from exc
     if not 0 < vmin < vmax:
         raise click.BadParameter(f"need 0 < vmin < vmax, got {vmin}, {vmax}", param_hint="--vmin/--vmax")
-    path = Path(results)
+    from noisecorr.results.layout import results_file
+
+    path = results_file(results)  # a run's folder stands for its results.h5
     out = Path(out_dir) if out_dir else path.parent / "dispersion"
     t0 = time.perf_counter()
     with open_results(path) as res:

@@ -85,9 +85,9 @@ def dvv_command(results, method, component, freqmin, freqmax, velocity, coda_fac
     code, reports = mpi_launch(mapping, processes)
     if code is not None:
         return code
-    path = Path(results)
-    if path.is_dir():
-        path = path / "results.h5"
+    from noisecorr.results.layout import results_file
+
+    path = results_file(results)
     out = Path(out) if out else path.parent / "dvv"
     try:
         cfg = DvvConfig(method=method, component=component, freqmin=freqmin, freqmax=freqmax,

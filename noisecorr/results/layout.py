@@ -11,10 +11,23 @@ import re
 import numpy as np
 
 FORMAT = "noisecorr.results"
+#: Name of the results file inside a run's output folder.
+RESULTS_FILE = "results.h5"
 FORMAT_VERSION = 2
 #: Metadata item of a pair whose per-chunk (sub-stack) rows keep a shorter maxlag (s) than
 #: its stack (``keep_chunks.maxlag``; see :mod:`noisecorr.results.substacks`).
 SERIES_MAXLAG = "series_maxlag"
+
+
+
+def results_file(path):
+    """The results file a user means by ``path``: a run's output folder stands for its
+    :data:`RESULTS_FILE`, anything else is the file itself (a :class:`~pathlib.Path`)."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path / RESULTS_FILE if path.is_dir() else path
+
 
 _CODE = re.compile(r"^[A-Za-z0-9_\-]{1,8}\.[A-Za-z0-9_\-]{1,8}(\.[A-Za-z0-9]{1,2})?$")
 _COMP = re.compile(r"^[A-Za-z0-9]{1,4}$")

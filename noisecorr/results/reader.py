@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import index as ix
-from .layout import check_component, from_attr, lag_axis, pair_path
+from .layout import check_component, from_attr, lag_axis, pair_path, results_file
 from .substacks import Substacks, combine, full_stack, stack_rows, unpack
 from .merge import list_parts, read_stations
 
@@ -137,7 +136,7 @@ class Results:
     """
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = results_file(path)  # a run's folder stands for its results.h5
         files = ([self.path] if self.path.exists() else []) + list_parts(self.path)
         if not files:
             raise FileNotFoundError(f"no results file at {self.path}")

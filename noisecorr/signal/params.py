@@ -335,16 +335,18 @@ class CorrelationParams:
                 f"maxlag ({self.maxlag!r} s) must be below cc_len / 2 ({self.cc_len / 2!r} s) "
                 "when zero_pad is False (circular correlation wraps around)"
             )
-        if not self.substack_len >= self.cc_len or not math.isfinite(self.substack_len):
+        # substack_len only matters with substack on: a cc_len of 3600 s must not be refused
+        # for the default substack_len of 1800 s of a run that keeps no sub-stacks
+        if self.substack and (not self.substack_len >= self.cc_len or not math.isfinite(self.substack_len)):
             raise ValueError(
                 f"substack_len ({self.substack_len!r} s) must be finite and >= cc_len "
-                f"({self.cc_len!r} s)"
+                f"({self.cc_len!r} s) when substack is on"
             )
         ratio = self.substack_len / self.cc_len
-        if abs(ratio - round(ratio)) > _SAMPLE_TOL * ratio:
+        if self.substack and abs(ratio - round(ratio)) > _SAMPLE_TOL * ratio:
             raise ValueError(
                 f"substack_len ({self.substack_len!r} s) must be a multiple of cc_len "
-                f"({self.cc_len!r} s)"
+                f"({self.cc_len!r} s) when substack is on"
             )
         if not self.pws_power >= 0:
             raise ValueError(f"pws_power must be >= 0, got {self.pws_power!r}")

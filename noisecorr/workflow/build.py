@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisecorr.engine import WorkflowGraph
+from noisecorr.results.layout import RESULTS_FILE  # the name stays importable from here
 from noisecorr.signal.preprocess import fetch_pad
 
 from .config import ConfigError, WorkflowConfig, keep_chunks_error
@@ -43,7 +44,6 @@ from .sources import Sources, resolve
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.h5"
 #: Least seconds of data fetched either side of each chunk so that filters settle outside it;
 #: longer where the preprocessing taper needs it (low freqmin: see ``fetch_pad``).
 FETCH_PAD = 100.0

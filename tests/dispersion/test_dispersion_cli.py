@@ -74,6 +74,15 @@ def test_dispersion_command_stores_writes_and_plots(results, capsys):
     assert "SNR ZZ" in info and "trusted" in info
 
 
+def test_a_run_folder_stands_for_its_results_file(results, capsys):
+    path, ref, d = results  # run/results.h5: `noisecorr dispersion run` as `dvv` and `stack` take it
+    assert main(["dispersion", str(path.parent), "--periods", "5,10", "--no-plots"]) == 0, \
+        capsys.readouterr().err
+    assert (path.parent / "dispersion" / "dispersion_ZZ.csv").exists()
+    with open_results(path.parent) as res:
+        assert res.dispersion("ZZ").periods.tolist() == [5.0, 10.0]
+
+
 def test_dispersion_command_errors_name_the_problem(results, capsys):
     path, ref, d = results
     assert main(["dispersion", str(path), "--component", "RR", "--no-plots"]) != 0

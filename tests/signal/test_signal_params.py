@@ -42,8 +42,8 @@ def test_unknown_keys_are_named():
     ({"response_output": "VELOCITY"}, "response_output"),
     ({"smooth_N": -1}, "smooth_N"),
     ({"smoothspect_N": 2.5}, "smoothspect_N"),
-    ({"substack_len": 900.0}, "substack_len"),
-    ({"substack_len": 2000.0}, "substack_len"),
+    ({"substack_len": 900.0, "substack": True}, "substack_len"),
+    ({"substack_len": 2000.0, "substack": True}, "substack_len"),
     ({"pws_power": -1.0}, "pws_power"),
     ({"max_over_std": 0.0}, "max_over_std"),
     ({"pre_filt": (0.1, 0.05, 1.0, 2.0)}, "pre_filt"),
@@ -61,6 +61,14 @@ def test_unknown_keys_are_named():
 def test_bad_values_name_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         CorrelationParams(**changes)
+
+
+def test_substack_len_is_checked_only_with_substack_on():
+    # an hour window with the default configuration's substack_len of 1800 s: nothing to stack
+    p = CorrelationParams(cc_len=3600.0, step=3600.0, substack_len=1800.0)
+    assert not p.substack and p.cc_len == 3600.0
+    with pytest.raises(ValueError, match="substack_len .* when substack is on"):
+        CorrelationParams(cc_len=3600.0, step=3600.0, substack_len=1800.0, substack=True)
 
 
 def test_allowed_values_are_listed():
