@@ -129,6 +129,27 @@ class _image:
         return False
 
 
+def _open_on_disk(tmp: Path, exists: bool) -> h5py.File:
+    """Open (``exists``) or create the merge's file ``tmp`` on disk: HDF5 1.10 objects,
+    metadata gathered in :data:`META_BLOCK_BYTES` blocks, and no sieve buffer.
+
+    Every stack is written whole, once, by one ``H5Dwrite``, so HDF5's sieve buffer (64 KiB
+    by default) would only copy each stack once more before the same write reaches the file
+    driver.
+    """
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(*(getattr(h5py.h5f, "LIBVER_" + v.upper()) for v in LIBVER))
+    fapl.set_meta_block_size(META_BLOCK_BYTES)
+    fapl.set_sieve_buf_size(0)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)  # as h5py.File: closing closes all
+    name = os.fsencode(tmp)
+    if exists:
+        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
+    else:
+        fid = h5py.h5f.create(name, h5py.h5f.ACC_TRUNC, fapl=fapl)
+    return h5py.File(fid)
+
+
 def _check_free_space(folder, needed):
     st = os.statvfs(folder)
     free = st.f_bavail * st.f_frsize
@@ -349,8 +370,7 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
         _check_free_space(tmp.parent, size)
         if path.exists():
             shutil.copyfile(path, tmp)
-        target = h5py.File(tmp, "r+" if path.exists() else "w", libver=LIBVER,
-                           meta_block_size=META_BLOCK_BYTES)
+        target = _open_on_disk(tmp, path.exists())
     try:
         with target as dst:
             _merge_into(dst, parts, root_attrs, stations, batch, report)
@@ -426,10 +446,17 @@ class _PairSink:
 def _dcpl_plain(shape, compression, opts):
     """Creation properties of a pair dataset written through ``H5Dwrite``: contiguous, or
     one chunk with ``compression`` (a part of an older version whose blocks are not yet
-    compressed)."""
+    compressed).
+
+    A contiguous dataset gets its space when it is created and is never filled (the one
+    ``H5Dwrite`` that follows covers all of it), so that write neither allocates space nor
+    updates the object header, and no fill value is written first."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_obj_track_times(False)
-    if compression:
+    if not compression:
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    else:
         dcpl.set_chunk(shape)
         if compression == "gzip":
             dcpl.set_deflate(4 if opts is None else int(opts))
@@ -572,6 +599,8 @@ def _write_rows(block, sel, sink, dcpl, buffer: _Buffer, report) -> None:
     n_batch, buf = buffer.rows(shape, block.dtype, block.shape[0])
     report.batch_rows = max(report.batch_rows, n_batch)
     report.buffers = buffer.allocated
+    # one memory type and space for every row (else h5py makes a type per write)
+    mtype, space, create = h5py.h5t.py_create(buf.dtype), sink.space(shape), sink.create
     k = 0
     while k < len(brows):
         start = int(brows[k])
@@ -582,8 +611,7 @@ def _write_rows(block, sel, sink, dcpl, buffer: _Buffer, report) -> None:
         for s, r, c, i, new in zip(srcs[k:end].tolist(), rcvs[k:end].tolist(),
                                    comps[k:end].tolist(), brows[k:end].tolist(),
                                    fresh[k:end].tolist()):
-            ds = sink.create(s, r, c, shape, tid, dcpl, new)
-            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, buf[i - start])
+            create(s, r, c, shape, tid, dcpl, new).write(space, space, buf[i - start], mtype)
         report.rows_written += end - k
         k = end
 
