@@ -1,11 +1,10 @@
 """Sphinx configuration of the noisecorr documentation.
 
 Build: ``python -m sphinx -W -b html docs docs/_build/html`` (warnings are errors, as in CI,
-where ``tests/docs/test_build.py`` runs the same build). Nothing is fetched from the network:
+where ``tests/docs/test_site.py`` runs the same build). Nothing is fetched from the network:
 intersphinx is off, the theme and every script are local files.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -80,3 +79,21 @@ sphinx_gallery_conf = {
     "write_computation_times": False,
 }
 html_favicon = "_static/favicon.svg"   # a browser asks for one; without it every page logs a 404
+
+
+def _skip_shadowed_submodule(app, what, name, obj, skip, options):
+    """A package's function named like its own submodule (``noisecorr.interop.select``,
+    ``noisecorr.monitoring.measure``) would get the submodule's full name twice; on the
+    package's page it is left out (it is documented on that submodule's page)."""
+    import inspect
+
+    module = getattr(obj, "__module__", None) or ""
+    documenting = app.env.temp_data.get("autodoc:module")  # the page's module, set by autodoc
+    if (what == "module" and inspect.isroutine(obj) and module.endswith("." + name)
+            and module.rsplit(".", 1)[0] == documenting):
+        return True
+    return skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_shadowed_submodule)

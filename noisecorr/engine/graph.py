@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cloudpickle
 
 from .errors import GraphError
-from .pe import GenericPE, ProducerPE, SimpleFunctionPE
+from .pe import GenericPE, SimpleFunctionPE
 from .routing import normalize_grouping
 
 log = logging.getLogger(__name__)
@@ -442,7 +442,6 @@ __all__ = [
     "EdgeSpec",
     "GraphSpec",
     "PESpec",
-    "ProducerPE",
     "WorkflowGraph",
     "create_iterative_chain",
 ]

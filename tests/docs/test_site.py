@@ -72,6 +72,13 @@ def test_build_has_every_part(site):
         html = (site / "gallery" / f"{name}.html").read_text()
         assert f"../_images/sphx_glr_{name}_001.png" in html, name
         assert (site / "_images" / f"sphx_glr_{name}_001.png").stat().st_size > 0, name
+    # API references in the tutorials and explanations are links into the API pages (the
+    # API pages index their objects), not bare code
+    for page, target in (("tutorials/cluster.html", "noisecorr.tiles.plan.html#noisecorr.tiles.plan.plan_tiles"),
+                         ("tutorials/monitoring.html", "#noisecorr.monitoring.measure"),
+                         ("explanations/engine.html", "#noisecorr.engine.ProducerPE")):
+        html = (site / page).read_text()
+        assert f'href="../api/generated/{target}' in html or (target.startswith("#") and target in html), page
     for name in _sources("explanations", "*.md"):
         # equations are drawn as SVG files (html_math_renderer "mathtext"), each one on disk
         html = (site / "explanations" / f"{name}.html").read_text()
