@@ -29,7 +29,10 @@ time chunk ``[starttime, endtime)`` at the target sampling rate:
    length, and with the FFT length of a full chunk (:func:`remove_response`,
    ``dtype=float32``): the samples differ from ObsPy's float64 ones by float32 rounding,
    not by method (3e-7 of the trace's peak on a 20 Hz day; tested below 1e-5);
-7. zero-phase Butterworth bandpass ``freqmin``-``freqmax``;
+7. zero-phase Butterworth bandpass ``freqmin``-``freqmax`` (:func:`bandpass`); after a
+   response removal it is folded into the same spectral pass as the filter's squared
+   magnitude, which differs from forward-backward filtering only near the data's ends
+   (zero padding instead of odd extension; see :func:`remove_response`);
 8. trimming and zero-padding to exactly ``round((endtime - starttime) * sampling_rate)``
    samples.
 
@@ -456,18 +459,31 @@ def _resample_mask(mask: np.ndarray, rate_in: float, rate_out: float, start_offs
 MIN_SAMPLES = 64
 
 
+def _bandpass_sos(sampling_rate: float, freqmin: float, freqmax: float, corners: int) -> np.ndarray:
+    return scipy.signal.butter(corners, [freqmin, freqmax], btype="bandpass", fs=sampling_rate,
+                               output="sos")
+
+
 def bandpass(data: np.ndarray, sampling_rate: float, freqmin: float, freqmax: float,
              corners: int = 4) -> np.ndarray:
     """Zero-phase Butterworth bandpass (``corners`` poles, applied forward and backward)."""
-    sos = scipy.signal.butter(corners, [freqmin, freqmax], btype="bandpass", fs=sampling_rate,
-                              output="sos")
+    sos = _bandpass_sos(sampling_rate, freqmin, freqmax, corners)
     return scipy.signal.sosfiltfilt(sos, np.asarray(data, dtype=np.float64))
+
+
+def _bandpass_gain(sampling_rate: float, freqs: np.ndarray, freqmin: float, freqmax: float,
+                   corners: int) -> np.ndarray:
+    """``|H(f)|**2`` of :func:`bandpass`'s sections at ``freqs`` (Hz): the gain of the
+    forward-backward filter away from the data's ends."""
+    _, h = scipy.signal.sosfreqz(_bandpass_sos(sampling_rate, freqmin, freqmax, corners),
+                                 worN=np.asarray(freqs, dtype=np.float64), fs=sampling_rate)
+    return np.square(np.abs(h))
 
 
 def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_rate: float,
                     inventory, *, output: str = "VEL", pre_filt=None,
                     water_level: float | None = 60.0, dtype=np.float64,
-                    nfft: int | None = None) -> np.ndarray:
+                    nfft: int | None = None, band: tuple | None = None) -> np.ndarray:
     """Deconvolve the instrument response of ``seed_id`` from counts.
 
     ObsPy's :meth:`~obspy.core.trace.Trace.remove_response` (spectral division with the
@@ -508,6 +524,18 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
         :func:`response_nfft`); callers pass the length of a full chunk so that a chunk
         whose data start late or end early reuses the cached response of the full ones
         instead of another evalresp of a million frequencies.
+    band : (freqmin, freqmax, corners), optional
+        Also apply :func:`bandpass` (Hz, Hz, Butterworth order). With ``dtype=float32``
+        it is applied in the same spectral pass, as the squared magnitude of the same
+        Butterworth sections (``scipy.signal.sosfreqz``) folded into the cached response:
+        what forward-backward filtering does, except at the data's ends, where the data
+        are padded with zeros instead of ``sosfiltfilt``'s odd extension. That difference
+        decays with the filter's impulse response; for 0.05-2 Hz at 20 Hz it is 5e-5 of
+        the trace's peak just past the masked taper of a data end of the benchmark's
+        synthetic day and below float32 rounding 40 s later (a red-noise series with 20 s
+        end tapers: 4e-3 at 20 s from an end, 3e-4 at 40 s, 5e-7 at 100 s). Otherwise
+        (float64, polynomial responses) it is :func:`bandpass` itself, after the
+        deconvolution.
 
     Returns
     -------
@@ -543,7 +571,10 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
     out = np.empty(rows.shape, dtype=dtype)
     deconvolve = _deconvolve_rows64 if dtype == np.float64 else _deconvolve_rows32
     try:
-        done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level)
+        if dtype == np.float64:
+            done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level)
+        else:
+            done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level, band)
     except Exception as err:
         sid = sids[0] if len(sids) == 1 else ",".join(sids)
         raise PreprocessError(sid, f"response cannot be removed: {type(err).__name__}: {err}") from err
@@ -551,6 +582,8 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
         if not done[i]:  # a polynomial response: ObsPy itself
             out[i] = _remove_response_obspy(rows[i], sid, starttime, sampling_rate, inventory, output,
                                             pre_filt, water_level)
+        if band is not None and (dtype == np.float64 or not done[i]):
+            out[i] = bandpass(out[i], sampling_rate, *band)
         if not np.all(np.isfinite(out[i])):
             raise PreprocessError(sid, "response removal gave non-finite samples (check the StationXML)")
     return out[0] if x.ndim == 1 else out
@@ -636,7 +669,8 @@ def _cached(key, make):
     return value
 
 
-def _inverse_response(response, delta, nfft, output, pre_filt, water_level, precision="complex128"):
+def _inverse_response(response, delta, nfft, output, pre_filt, water_level, precision="complex128",
+                      band=None):
     """The inverted response and the ``pre_filt`` taper on the ``nfft // 2 + 1`` bins, cached
     per response content, sampling interval, FFT length, output, ``pre_filt``, water level
     and ``precision``: a day at 20 Hz spends about a third of the time in evalresp and the
@@ -645,12 +679,14 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
     ``precision="complex128"``: ``(inverse, taper or None)`` as ObsPy 1.5 computes them
     (evalresp, ``cosine_sac_taper``, ``invert_spectrum``), kept apart so that they are
     applied in ObsPy's order. ``"complex64"``: their product, one complex64 array (a
-    quarter of the memory of the pair).
+    quarter of the memory of the pair), times the squared magnitude of the Butterworth
+    bandpass ``band = (freqmin, freqmax, corners)`` when given (see :func:`remove_response`).
     """
     from obspy.signal.invsim import cosine_sac_taper, invert_spectrum
 
     pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
-    key = (_response_key(response), float(delta), int(nfft), output, pre, water_level, precision)
+    band = None if band is None else (float(band[0]), float(band[1]), int(band[2]))
+    key = (_response_key(response), float(delta), int(nfft), output, pre, water_level, band, precision)
 
     def make():
         freq_response, freqs = response.get_evalresp_response(delta, nfft, output=output)
@@ -661,7 +697,10 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
         else:
             invert_spectrum(freq_response, water_level)
         if precision == "complex64":
-            return (freq_response if taper is None else freq_response * taper).astype(np.complex64)
+            op = freq_response if taper is None else freq_response * taper
+            if band is not None:
+                op *= _bandpass_gain(1.0 / delta, freqs, *band)
+            return op.astype(np.complex64)
         return freq_response, taper
 
     return _cached(key, make)
@@ -691,17 +730,18 @@ def _deconvolve_rows64(rows, out, responses, delta, nfft, output, pre_filt, wate
     return done
 
 
-def _deconvolve_rows32(rows, out, responses, delta, nfft, output, pre_filt, water_level):
+def _deconvolve_rows32(rows, out, responses, delta, nfft, output, pre_filt, water_level, band=None):
     """The float32 deconvolution of all (non-polynomial) rows into ``out``: one batched
-    ``scipy.fft.rfft``, each row times its cached complex64 ``taper * inverse``, the last
-    bin made real as ObsPy does, one batched ``scipy.fft.irfft``. Returns, per row, whether
-    it was done (False: a polynomial response, left to ObsPy)."""
+    ``scipy.fft.rfft``, each row times its cached complex64 ``taper * inverse`` (times the
+    bandpass's squared magnitude with ``band``), the last bin made real as ObsPy does, one
+    batched ``scipy.fft.irfft``. Returns, per row, whether it was done (False: a polynomial
+    response, left to ObsPy)."""
     npts = rows.shape[-1]
     done = [not _is_polynomial(r) for r in responses]
     idx = [i for i, ok in enumerate(done) if ok]
     if not idx:
         return done
-    ops = [_inverse_response(responses[i], delta, nfft, output, pre_filt, water_level, "complex64")
+    ops = [_inverse_response(responses[i], delta, nfft, output, pre_filt, water_level, "complex64", band)
            for i in idx]
     x = rows if len(idx) == rows.shape[0] else rows[idx]
     spec = scipy.fft.rfft(np.asarray(x, dtype=np.float32), n=nfft, axis=-1)
@@ -841,12 +881,15 @@ def preprocess_stream(stream: Stream, starttime, endtime, *, sampling_rate: floa
         # the FFT length of a full chunk (data over the chunk and both margins), so that
         # chunks with less data share its cached response
         full = int(round((t2 - t1 + 2 * margin) * fs)) + 1
+        # the bandpass in the same spectral pass (see remove_response for how it differs
+        # from bandpass() at the data's ends)
         y = remove_response(y, sid, tstart, fs, inventory, output=response_output.upper(),
                             pre_filt=pre_filt, water_level=water_level, dtype=np.float32,
-                            nfft=response_nfft(max(y.size, full)))
+                            nfft=response_nfft(max(y.size, full)), band=(freqmin, freqmax, corners))
     if y.size <= 6 * (2 * corners + 1):  # sosfiltfilt's padding needs this many samples
         raise PreprocessError(sid, f"too short after resampling: {y.size} samples at {fs} Hz")
-    y = bandpass(y, fs, freqmin, freqmax, corners)
+    if response_output.upper() == "NONE":
+        y = bandpass(y, fs, freqmin, freqmax, corners)
     y[ymask] = 0.0
 
     out = np.zeros(npts_out, dtype=np.float32)
