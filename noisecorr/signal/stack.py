@@ -693,8 +693,7 @@ def hilbert_transform(x: np.ndarray, axis: int = -1, single: bool = False) -> np
     spec[..., 0] = 0.0
     if m % 2 == 0 and m:
         spec[..., -1] = 0.0
-    # (re + i im) * -i = im - i re, written into the same buffer
-    spec.real, spec.imag = spec.imag.copy(), -spec.real
+    spec *= spec.dtype.type(-1j)  # (re + i im) * -i = im - i re, exactly, in place
     return np.moveaxis(scipy.fft.irfft(spec, n=m, axis=-1), -1, axis)
 
 
