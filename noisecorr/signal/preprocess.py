@@ -473,11 +473,33 @@ def bandpass(data: np.ndarray, sampling_rate: float, freqmin: float, freqmax: fl
 
 def _bandpass_gain(sampling_rate: float, freqs: np.ndarray, freqmin: float, freqmax: float,
                    corners: int) -> np.ndarray:
-    """``|H(f)|**2`` of :func:`bandpass`'s sections at ``freqs`` (Hz): the gain of the
-    forward-backward filter away from the data's ends."""
-    _, h = scipy.signal.sosfreqz(_bandpass_sos(sampling_rate, freqmin, freqmax, corners),
-                                 worN=np.asarray(freqs, dtype=np.float64), fs=sampling_rate)
-    return np.square(np.abs(h))
+    """``|H(f)|**2`` of :func:`bandpass`'s filter at ``freqs`` (Hz): the gain of the
+    forward-backward filter away from the data's ends.
+
+    From the filter's zeros, poles and gain (the same Butterworth design as its sections):
+    ``|e^{iw} - q|**2 = (1 - |q|)**2 + 4 |q| sin((w - arg q) / 2)**2`` for every zero and
+    pole ``q`` (``w = 2 pi f / fs``), which keeps its precision where a pole sits close to
+    the unit circle (no difference of nearly equal terms, unlike the expanded polynomials):
+    ``scipy.signal.sosfreqz``'s values to rounding (tested) in a fraction of its time for
+    the million bins of a day at 20 Hz.
+    """
+    z, p, k = scipy.signal.butter(corners, [freqmin, freqmax], btype="bandpass", fs=sampling_rate,
+                                  output="zpk")
+    half = np.pi * np.asarray(freqs, dtype=np.float64) / float(sampling_rate)     # w / 2
+    sin_h, cos_h = np.sin(half), np.cos(half)
+
+    def sq(q):
+        # sin((w - a) / 2) = sin(w/2) cos(a/2) - cos(w/2) sin(a/2): two sines for all factors
+        r, a = abs(q), np.angle(q)
+        d = sin_h * math.cos(0.5 * a) - cos_h * math.sin(0.5 * a)
+        return (1.0 - r) ** 2 + (4.0 * r) * np.square(d)
+
+    gain = np.full(half.shape, float(k) ** 2)
+    for q in z:
+        gain *= sq(q)
+    for q in p:
+        gain /= sq(q)
+    return gain
 
 
 def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_rate: float,
@@ -698,8 +720,9 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
             invert_spectrum(freq_response, water_level)
         if precision == "complex64":
             op = freq_response if taper is None else freq_response * taper
-            if band is not None:
-                op *= _bandpass_gain(1.0 / delta, freqs, *band)
+            if band is not None:  # shared by every response of this rate and FFT length
+                op *= _cached(("bandpass", float(delta), int(nfft), band),
+                              lambda: _bandpass_gain(1.0 / delta, freqs, *band))
             return op.astype(np.complex64)
         return freq_response, taper
 

@@ -146,7 +146,8 @@ def test_chunks_with_less_data_reuse_the_full_chunks_response():
     kw = dict(sampling_rate=FS, freqmin=0.05, freqmax=2.0, inventory=inv, pre_filt=PRE_FILT)
     a = pp.preprocess_stream(full, t1, t2, **kw)
     b = pp.preprocess_stream(late, t1, t2, **kw)
-    assert len(pp._RESPONSE_CACHE) == 1
+    keys = list(pp._RESPONSE_CACHE)
+    assert sum(k[-1] == "complex64" for k in keys) == 1 and sum(k[0] == "bandpass" for k in keys) == 1
     assert b.gap_mask[:int(500 * FS)].all() and not b.gap_mask[-int(600 * FS):].any()
     # away from the late start's taper and filter transients the two chunks agree
     core = slice(int(900 * FS), int(1700 * FS))
@@ -193,3 +194,15 @@ def test_bandpass_in_the_same_spectral_pass_is_the_forward_backward_filter(synth
         # the float64 path applies bandpass() itself: the same samples
         np.testing.assert_allclose(remove_response(x[i], sid, T0, FS, inv, pre_filt=PRE_FILT, band=band),
                                    ref, rtol=0, atol=1e-12 * peak)
+
+
+@pytest.mark.parametrize("fs, band", [(20.0, (0.05, 2.0)), (10.0, (0.02, 4.0)), (100.0, (0.1, 10.0))])
+def test_bandpass_gain_is_the_sections_squared_magnitude(fs, band):
+    import scipy.signal
+
+    f = np.linspace(0.0, fs / 2, 200_001)
+    got = pp._bandpass_gain(fs, f, *band, 4)
+    _, h = scipy.signal.sosfreqz(pp._bandpass_sos(fs, *band, 4), worN=f, fs=fs)
+    want = np.abs(h) ** 2
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+    assert got[0] == 0 and got[-1] == 0 and abs(got[np.searchsorted(f, np.sqrt(band[0] * band[1]))] - 1) < 1e-3
