@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from noisecorr.results import ResultsWriter, merge_parts, open_results
-from noisecorr.results.plot import _distance_bins, record_section
+from noisecorr.results.plot import PAIRS_PER_BIN, _distance_bins, record_section
 from noisecorr.results.reader import Results
 from noisecorr.results.writer import list_parts
 
@@ -182,6 +182,9 @@ def test_record_section_reads_only_the_stacks_it_draws(tmp_path, monkeypatch):
     fig = record_section(res, max_traces=5, path=tmp_path / "rs.png")
     assert f"{len(pairs)} pairs in" in fig.axes[0].get_title()
     assert len(read) == len(pairs) and metas == []  # 66 pairs: all fit in max_read
+    read.clear()
+    record_section(res, max_traces=1)  # one bin reads at most PAIRS_PER_BIN (50) of the 66
+    assert read == sorted(order[::2].tolist()) and len(read) == 33 <= PAIRS_PER_BIN
     res.close()
 
 
