@@ -26,9 +26,12 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 
-#: The click group of ``noisecorr``; sphinx-click lists its commands (``list_commands``), which
-#: imports each lazily mounted one (``get_command``).
+#: The click group of ``noisecorr`` with every lazily mounted command imported: sphinx-click
+#: documents the group's ``commands`` mapping, which holds a lazy command only once
+#: ``get_command`` has loaded it (without this the page listed ``enact`` and ``stack`` only).
 cli = importlib.import_module("noisecorr.cli").cli
+for _name in cli.list_commands(None):
+    cli.get_command(None, _name)
 
 
 # -- configuration reference ------------------------------------------------------------------
