@@ -86,11 +86,18 @@ graph, _ = FailingPE().build()
 """
 
 FAILING_SCRIPT = """
+import sys
+from mpi4py import MPI
 from noisecorr.engine import run
 from noisecorr.testing.conformance import FailingPE
 
 graph, inputs = FailingPE().build()
-run(graph, inputs=inputs, mapping="mpi")
+try:
+    run(graph, inputs=inputs, mapping="mpi")
+except Exception as exc:  # what this rank raised, in a file of its own, then the traceback
+    with open(f"{sys.argv[1]}/rank{MPI.COMM_WORLD.rank}.err", "w") as f:
+        f.write(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
+    raise
 print("not reached")
 """
 
@@ -120,9 +127,14 @@ def test_pe_failure_under_enact_exits_nonzero_promptly(tmp_path):
 def test_pe_failure_in_a_script_raises_on_every_rank(tmp_path):
     script = tmp_path / "failing_script.py"
     script.write_text(FAILING_SCRIPT)
-    proc, _ = launch([mpiexec(), "-n", "3", sys.executable, str(script)])
+    proc, _ = launch([mpiexec(), "-n", "3", sys.executable, str(script), str(tmp_path)])
     assert_reports_failure(proc)
-    assert proc.stderr.count("noisecorr.engine.errors.PEError: PE 'FailOn'") == 3, proc.stderr
+    # every rank raised the PEError (read from each rank's own file: the three tracebacks on
+    # the shared stderr interleave, so counting them there fails for the wrong reason)
+    raised = sorted(tmp_path.glob("rank*.err"))
+    assert [p.name for p in raised] == ["rank0.err", "rank1.err", "rank2.err"], proc.stderr
+    for p in raised:
+        assert p.read_text().startswith("noisecorr.engine.errors.PEError: PE 'FailOn'"), p.read_text()
 
 
 # -- the command line re-launches itself ----------------------------------------------------
