@@ -549,7 +549,7 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
     band : (freqmin, freqmax, corners), optional
         Also apply :func:`bandpass` (Hz, Hz, Butterworth order). With ``dtype=float32``
         it is applied in the same spectral pass, as the squared magnitude of the same
-        Butterworth sections (``scipy.signal.sosfreqz``) folded into the cached response:
+        Butterworth filter (:func:`_bandpass_gain`) folded into the cached response:
         what forward-backward filtering does, except at the data's ends, where the data
         are padded with zeros instead of ``sosfiltfilt``'s odd extension. That difference
         decays with the filter's impulse response; for 0.05-2 Hz at 20 Hz it is 5e-5 of
@@ -591,12 +591,11 @@ def remove_response(data: np.ndarray, seed_id, starttime: UTCDateTime, sampling_
     if nfft < 2 * npts:
         raise ValueError(f"nfft ({nfft}) must be at least twice the number of samples ({npts})")
     out = np.empty(rows.shape, dtype=dtype)
-    deconvolve = _deconvolve_rows64 if dtype == np.float64 else _deconvolve_rows32
     try:
         if dtype == np.float64:
-            done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level)
+            done = _deconvolve_rows64(rows, out, responses, delta, nfft, output, pre_filt, water_level)
         else:
-            done = deconvolve(rows, out, responses, delta, nfft, output, pre_filt, water_level, band)
+            done = _deconvolve_rows32(rows, out, responses, delta, nfft, output, pre_filt, water_level, band)
     except Exception as err:
         sid = sids[0] if len(sids) == 1 else ",".join(sids)
         raise PreprocessError(sid, f"response cannot be removed: {type(err).__name__}: {err}") from err

@@ -845,16 +845,14 @@ def _robust_block(x_in, m, epsilon=1e-5, maxiter=20):
     P, W, M = x_in.shape
     counts = m.sum(axis=1).astype(np.int64)
     full = bool(m.all())
-    new = _median_windows(x_in) if full and W else None
     x = x_in.astype(np.float64, copy=False)
     mf = m.astype(np.float64)
     nwin = np.maximum(counts, 1).astype(np.float64)
     norms2 = np.einsum("pwm,pwm->pw", x, x) * mf
     norms = np.sqrt(norms2)
     tiny = np.finfo(np.float64).tiny
-    if full:
-        if new is None:
-            new = np.zeros((P, M))
+    if full:  # the median of the input's values (float32 stays float32 in the partition)
+        new = _median_windows(x_in) if W else np.zeros((P, M))
     else:
         xm = np.where(m[:, :, None], x, np.nan)
         new = np.zeros((P, M))
