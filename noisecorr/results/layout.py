@@ -60,6 +60,11 @@ def half_length(maxlag: float, sampling_rate: float) -> int:
     return int(round(float(maxlag) * float(sampling_rate)))
 
 
+def lag_count(maxlag: float, sampling_rate: float) -> int:
+    """Samples of a stack of lags ``-maxlag..+maxlag``: ``2 * half_length + 1``."""
+    return 2 * half_length(maxlag, sampling_rate) + 1
+
+
 def lag_axis(maxlag: float, sampling_rate: float) -> np.ndarray:
     """Lags in seconds, ``-maxlag..+maxlag`` in steps of ``1/sampling_rate``.
 

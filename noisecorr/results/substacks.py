@@ -42,7 +42,7 @@ import numpy as np
 
 from noisecorr.signal.stack import robust_weights
 
-from .layout import SERIES_MAXLAG, half_length
+from .layout import SERIES_MAXLAG, lag_count
 
 __all__ = ["ROWS_KEY", "SERIES_MAXLAG", "Substacks", "central", "combine", "full_stack", "pack",
            "stack_rows", "unpack"]
@@ -143,7 +143,7 @@ def pack(item: dict, series_maxlag: float | None = None) -> tuple[np.ndarray, di
     subs = subs.reshape(-1, subs.shape[-1] if subs.ndim == 2 else full.shape[-1])
     width = full.shape[-1]
     if series_maxlag is not None:
-        width = 2 * half_length(series_maxlag, float(item["sampling_rate"])) + 1
+        width = lag_count(series_maxlag, float(item["sampling_rate"]))
     if width > full.shape[-1]:
         raise ValueError(f"series_maxlag {series_maxlag} s gives rows of {width} lags, longer "
                          f"than the stack's {full.shape[-1]}")
@@ -184,8 +184,8 @@ def _lengths(meta: dict) -> tuple[int | None, int | None]:
     if meta.get(SERIES_MAXLAG) is None:
         return None, None
     fs = float(meta["sampling_rate"])
-    n = 2 * half_length(float(meta["maxlag"]), fs) + 1
-    w = 2 * half_length(float(meta[SERIES_MAXLAG]), fs) + 1
+    n = lag_count(float(meta["maxlag"]), fs)
+    w = lag_count(float(meta[SERIES_MAXLAG]), fs)
     return (n, w) if n > w else (None, None)
 
 

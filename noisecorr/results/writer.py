@@ -43,7 +43,7 @@ import numpy as np
 
 from . import index as ix
 from .layout import (FORMAT, FORMAT_VERSION, SERIES_MAXLAG, check_code, check_component,
-                     from_attr, geometry_many, half_length, resolve_maxlag, to_attr)
+                     from_attr, geometry_many, lag_count, resolve_maxlag, to_attr)
 # the part-file helpers and the merge live in .merge; their names stay importable from here
 from .merge import (META_BLOCK_BYTES, MergeReport, _fsync, _image, _v1_columns,  # noqa: F401
                     _write_stations, list_parts, merge_parts, parts_dir, read_index,
@@ -292,9 +292,9 @@ class ResultsWriter:
             raise ValueError("sampling_rate missing: give it in meta or to ResultsWriter")
         fs = float(np.asarray(fs).ravel()[0]) if np.ndim(fs) else float(fs)
         maxlag = resolve_maxlag(lags_or_maxlag, fs)
-        n_lags = 2 * half_length(maxlag, fs) + 1
+        n_lags = lag_count(maxlag, fs)
         if meta.get(SERIES_MAXLAG) is not None:  # sub-stack rows of a shorter maxlag
-            n_lags = min(n_lags, 2 * half_length(float(meta[SERIES_MAXLAG]), fs) + 1)
+            n_lags = min(n_lags, lag_count(float(meta[SERIES_MAXLAG]), fs))
         data = np.ascontiguousarray(stacks, dtype=np.float32)
         if data.ndim not in (2, 3) or data.shape[0] != n or data.shape[-1] != n_lags:
             what = f"{sources[0]}-{receivers[0]} {comps[0]}" if n == 1 else f"{n} pairs"

@@ -345,7 +345,7 @@ def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection
     """
     import numpy as np
 
-    from noisecorr.results.layout import geometry_many, half_length
+    from noisecorr.results.layout import geometry_many, lag_count
     from noisecorr.results.series import disk_estimate
     from noisecorr.tiles.plan import format_bytes
 
@@ -371,7 +371,7 @@ def disk_plan(config: WorkflowConfig, sources: Sources, n_chunks: int, selection
                     n_kept += selection.keeps(codes[a], codes[b], comp, None if np.isnan(d) else d)
     chunk_lags = n_lags  # a shorter per-chunk maxlag keeps shorter chunk rows
     if config.series_maxlag is not None:
-        chunk_lags = 2 * half_length(config.series_maxlag, p.sampling_rate) + 1
+        chunk_lags = lag_count(config.series_maxlag, p.sampling_rate)
     need = disk_estimate(n_pairs, n_kept, n_chunks, n_lags, pws=p.stack_method == "pws", chunk_lags=chunk_lags)
     free, where = _free_bytes(out)
     log.info("disk: results about %s (%d pair components x %d lags x 4 B for the stacks%s; compression "
