@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from noisecorr.signal.dvv import (coda_mask, combine, dvv_regression, mwcs, station_average,
-                                  stretch_matrix, stretching, stretching_error)
+                                  stretch_matrix, stretching, stretching_error, window_spectra)
 from noisecorr.synth.dvv import coda_correlations, dvv_model
 
 from dvv_cases import TRUTH, clean_case, noisy_case
@@ -146,3 +146,22 @@ def test_mwcs_has_no_shrink_beyond_its_pinned_bound(noise):
 
     assert abs(slope() - 1.0) < 0.01
     assert slope(centroid=False) < 0.99
+
+
+@pytest.mark.parametrize("starts, nw", [
+    (np.array([0, 50, 100, 150, 300]), 100),    # hop 50 divides the window: blocks summed
+    (np.array([20, 40, 60, 200]), 60),          # hop 20, three blocks per window
+    (np.array([0, 37, 74]), 100),               # hop 1 (gcd): too many blocks, windows gathered
+    (np.array([3, 45, 91]), 64),                # no common hop: windows gathered
+])
+def test_window_spectra_equal_each_window_times_the_operator(starts, nw):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 420))
+    op = rng.standard_normal((nw, 9)) + 1j * rng.standard_normal((nw, 9))
+    got = window_spectra(x, starts, nw, op)
+    want = np.stack([x[..., s:s + nw] @ op for s in starts], axis=-2)
+    assert got.shape == (3, 4, starts.size, 9) and got.dtype == np.complex64
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-4 * np.abs(want).max())
+    # rows stay with their own pair and day (a mixed-up reshape would swap them)
+    np.testing.assert_allclose(window_spectra(x[1:2, 2:3], starts, nw, op), want[1:2, 2:3],
+                               rtol=0, atol=2e-4 * np.abs(want).max())
