@@ -22,6 +22,15 @@ class RunResult:
         Name of the mapping that ran.
     plan : dict
         ``{pe name: number of instances}``.
+    workers : list of dict
+        One per worker (process, MPI rank, task) that reported, in worker order:
+        ``{"worker", "start", "end", "busy", "waits"}``. ``start`` and ``end`` are seconds
+        from the start of the enactment to when the worker began (after its process started
+        and imported what it needs) and when its loop finished; ``busy`` the seconds in
+        its PE instances' own code; ``waits`` ``{reason: seconds}`` blocked on the transport
+        with nothing to do (``"input:PE"``: ``PE`` waited for upstream items from other
+        workers; ``"downstream"``: its sources waited for other workers to take their
+        batches). Empty when no worker reported timings.
     """
 
     outputs: dict = field(default_factory=dict)
@@ -29,6 +38,7 @@ class RunResult:
     timings: dict = field(default_factory=dict)
     mapping: str = "sequential"
     plan: dict = field(default_factory=dict)
+    workers: list = field(default_factory=list)
 
     def __getitem__(self, key):
         return self.outputs[key]
@@ -48,13 +58,21 @@ class RunResult:
 
 
 def merge_summaries(spec, plan, summaries, mapping, wall):
-    """Combine per-worker summaries (in worker order) into one :class:`RunResult`."""
+    """Combine per-worker summaries (in worker order) into one :class:`RunResult`.
+
+    Called when the enactment ends, so its start is ``wall`` seconds before now; worker
+    times (``time.time()`` stamps, see :attr:`RunResult.workers`) are made relative to it.
+    """
+    import time
+
+    begin = time.time() - wall
     outputs = {key: [] for key in spec.unconnected_outputs()}
     counts = {
         p.name: {"in": {i: 0 for i in p.inputs}, "out": {o: 0 for o in p.outputs}, "instances": plan.instances[p.name]}
         for p in spec.pes
     }
     timings = {p.name: 0.0 for p in spec.pes}
+    workers = []
     for s in sorted(summaries, key=lambda s: s["worker"]):
         for key, items in s["outputs"].items():
             outputs[key].extend(items)
@@ -64,8 +82,17 @@ def merge_summaries(spec, plan, summaries, mapping, wall):
             for port, n in st["out"].items():
                 counts[name]["out"][port] += n
             timings[name] += st["seconds"]
+        t = s.get("timing")
+        if t is not None:
+            finished = t["finished"] if t["finished"] is not None else begin + wall
+            workers.append({"worker": s["worker"],
+                            "start": min(wall, max(0.0, t["started"] - begin)),
+                            "end": min(wall, max(0.0, finished - begin)),
+                            "busy": sum(st["seconds"] for st in s["stats"].values()),
+                            "waits": dict(t["waits"])})
     timings["wall"] = wall
-    return RunResult(outputs=outputs, counts=counts, timings=timings, mapping=mapping, plan=dict(plan.instances))
+    return RunResult(outputs=outputs, counts=counts, timings=timings, mapping=mapping, plan=dict(plan.instances),
+                     workers=workers)
 
 
 class ProgressAggregator:

@@ -285,6 +285,11 @@ class Worker:
         for runner in self.runners:
             runner.pe._writers = {port: self._make_writer(runner, port) for port in runner.spec.outputs}
         self.recorder = provenance.attach(self) if provenance is not None else None
+        #: When this worker was ready (``time.time()``, comparable between the processes of a
+        #: machine: after its PE instances were unpickled, which imports their modules), when
+        #: its loop finished, and the seconds it waited blocked on its transport, by reason
+        #: (:meth:`_wait_reason`). Reported in :meth:`summary`.
+        self.timing = {"started": time.time(), "finished": None, "waits": {}}
 
     # -- wiring ------------------------------------------------------------------------
     def _target(self, dest, index, port):
@@ -358,12 +363,16 @@ class Worker:
                     self.progress(self.snapshot())
                 if self.recorder is not None:
                     self.recorder.close(self)
+                self.timing["finished"] = time.time()
                 return self.summary()
             blocked = not progressed
             if not blocked or not self.transport.remote:
                 events = self.transport.recv(block=False)
             else:
+                reason, t_wait = self._wait_reason(), time.perf_counter()
                 events = self.transport.recv(block=True)
+                waits = self.timing["waits"]
+                waits[reason] = waits.get(reason, 0.0) + (time.perf_counter() - t_wait)
             if events:
                 self._handle(events)
             elif blocked and not self.transport.remote:
@@ -411,6 +420,20 @@ class Worker:
                 self._finish(runner)
                 progressed = True
         return progressed
+
+    def _wait_reason(self) -> str:
+        """Why this worker, with nothing to do, waits on its transport: ``"downstream"`` when
+        a local source has iterations left but ``window`` of its batches are unacknowledged
+        (the workers that receive them are slower), else ``"input:PE"`` for the first
+        unfinished local instance in topological order (it waits for items or end-of-stream
+        markers of the PEs upstream of ``PE``, on other workers), else ``"other"``."""
+        for r in self.runners:
+            if r.is_source and not r.done and r.remaining() > 0 and self.unacked >= self.window:
+                return "downstream"
+        for r in self.runners:
+            if not r.done and not r.is_source:
+                return "input:" + r.name
+        return "other"
 
     @staticmethod
     def _waiting_seconds(r):
@@ -694,6 +717,7 @@ class Worker:
             "worker": self.worker_id,
             "outputs": self.outputs,
             "stats": {r.key: r.stats() for r in self.runners},
+            "timing": dict(self.timing, waits=dict(self.timing["waits"])),
         }
 
 

@@ -16,6 +16,7 @@ from noisecorr.engine import run
 
 from .build import Workflow, build_workflow
 from .config import WorkflowConfig
+from .idle import IDLE_NOTE, explain_idle
 from .lock import LOCK, OutputLocked, OutputLockError, output_lock  # noqa: F401 (public here too)
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class Report:
     #: The memory budget of the run, where it came from and the tile plan chosen within it
     #: (:func:`noisecorr.workflow.build.memory_record`); empty without the tiled stage.
     memory: dict = field(default_factory=dict)
+    #: Why the workers idled (:func:`noisecorr.workflow.idle.explain_idle`): their idle share
+    #: of workers x engine wall, its seconds by cause and a sentence naming the main one;
+    #: empty when the mapping reported no worker timings.
+    idle: dict = field(default_factory=dict)
 
     @property
     def had_skips(self) -> bool:
@@ -76,6 +81,7 @@ class Report:
             + (f" ({self.pairs_resumed} already complete)" if self.pairs_resumed else ""),
             f"{'mapping':<22}{self.mapping}",
             f"{'wall time':<22}{self.wall_seconds:.1f} s",
+            *([f"{'idle':<22}{self.idle['reason']}"] if self.idle.get("share", 0.0) >= IDLE_NOTE else []),
             f"{'results':<22}{self.results}",
         ]
         if self.memory:
@@ -252,7 +258,11 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Re
         timings={**{k: round(v, 3) for k, v in result.timings.items()},
                  **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
         provenance=provenance or None, memory=dict(wf.memory),
+        idle=explain_idle(result.workers, result.timings.get("wall", 0.0), _tiles_per_instance(
+            result.outputs.get(("TileCorrelatePE", "stats"), []))),
     )
+    if report.idle.get("share", 0.0) >= IDLE_NOTE:
+        log.info("%s (seconds by cause, all workers: %s)", report.idle["reason"], report.idle["seconds"])
     tmp = Path(config.out) / (SUMMARY + ".tmp")
     tmp.write_text(json.dumps({**report.__dict__, "config": config.to_dict()}, indent=1, default=str))
     os.replace(tmp, Path(config.out) / SUMMARY)
@@ -285,6 +295,11 @@ def tile_timings(stats) -> dict:
     out["tiles.cross_spectra_gflops"] = round(
         sum(s["flops"] / s["seconds"]["cross_spectra"] for s in stats if s["seconds"]["cross_spectra"] > 0) / 1e9, 1)
     return out
+
+
+def _tiles_per_instance(stats) -> list:
+    """Tiles each tiled-correlation instance computed, in instance order (none: ``[]``)."""
+    return [s["tiles"] for s in sorted(stats, key=lambda s: s.get("instance", 0))]
 
 
 def _iso(t):

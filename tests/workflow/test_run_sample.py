@@ -66,6 +66,7 @@ def test_sample_run_matches_reference_and_truth(tmp_path, mapping, processes):
     check_travel_times(report.results)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["pairs_written"] == 15
+    assert summary["idle"]["workers"] == (processes or 1)   # every worker reported its timings
     # the tiled stage's own figures: 15 pairs x windows x in-band bins of products were timed
     assert summary["timings"]["tiles.cross_spectra_gflops"] > 0
     assert summary["timings"]["tiles.inverse_fft"] > 0 and summary["timings"]["tiles.spilled_bytes"] == 0
