@@ -13,11 +13,12 @@ invocation, so before/after figures on a loaded machine are comparable:
     ``scripts/peak_memory.py``'s functions); every PE's seconds per worker (the engine's
     per-PE timings in ``summary.json``, summed over instances, divided by the workers) and the
     tile stages' seconds; the idle share of the workers (1 - busy PE seconds / (workers x
-    engine wall)); the fixed costs (interpreter start + imports of the run path, measured
-    on its own; ``run_workflow`` outside the engine before ``finish``: resolving the sources,
-    reading the inventory, planning; the rest, i.e. the process wall minus the runner's
-    ``wall_seconds``: start, imports, configuration, merge of the writers' parts, record
-    section, summary, output); and pair-windows
+    engine wall)) and the run's own account of it (``summary.json`` ``idle``: the main cause
+    and the seconds by cause, e.g. start-up, input waits, finished early); the fixed costs
+    (interpreter start + imports of the run path, measured on its own; the runner's phases
+    from ``summary.json`` ``phases``: building the workflow, i.e. sources, inventory and plan,
+    the merge of the writers' parts and the record section; the rest of the process wall
+    outside the engine: interpreter start, imports, configuration, summary, output); and pair-windows
     per second (pairs x mean accepted windows per channel-chunk, an estimate exact for a
     network without gaps, divided by the process wall time).
 
@@ -223,10 +224,24 @@ def _report(args, step, runs, t_import):
           f"sampled process tree {sampled:.0f} %)")
     print(f"peak memory (all procs)  {peak / 1e9:8.2f} GB PSS")
     print(f"engine wall              {engine:8.2f} s; workers idle {100 * idle:5.1f} % of workers x engine wall")
+    why = s.get("idle") or {}
+    if why:  # the run's own account (summary.json "idle"): seconds by cause, all workers
+        causes = {k: _median([r["summary"].get("idle", {}).get("seconds", {}).get(k, 0.0) for r in runs])
+                  for k in why["seconds"]}
+        print(f"idle, by the run         {why['reason']} (last run)")
+        print("  seconds by cause, all workers (median): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(causes.items(), key=lambda kv: -kv[1]) if v >= 0.005))
     print(f"fixed: start + imports   {t_import:8.2f} s")
-    print(f"fixed: building the workflow (sources, inventory, plan) {inner - engine:6.2f} s")
-    print(f"fixed: the rest (start, imports, config, merge of parts, record section, summary, output) "
-          f"{wall - inner:6.2f} s")
+    phases = {k: _median([r["summary"].get("phases", {}).get(k, 0.0) for r in runs])
+              for k in (s.get("phases") or {}) if k != "engine"}
+    if phases:  # the runner's own timing of its phases (summary.json "phases")
+        print("fixed: in the run         " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+        print(f"fixed: the rest (interpreter, imports, configuration, summary, output) "
+              f"{wall - engine - sum(phases.values()):6.2f} s")
+    else:  # a tree from before the phases were recorded
+        print(f"fixed: building the workflow (sources, inventory, plan) {inner - engine:6.2f} s")
+        print(f"fixed: the rest (start, imports, config, merge of parts, record section, summary, output) "
+              f"{wall - inner:6.2f} s")
     print(f"fixed share of wall      {100 * (wall - engine) / wall:8.1f} %")
     print(f"pair-windows per second  {pair_windows / wall:10.4g} (est. {pair_windows:.4g} pair-windows)")
     print("seconds per worker, by stage (PE own time summed over instances / workers):")

@@ -60,6 +60,10 @@ class Report:
     #: of workers x engine wall, its seconds by cause and a sentence naming the main one;
     #: empty when the mapping reported no worker timings.
     idle: dict = field(default_factory=dict)
+    #: Seconds of the run's phases in this process: ``build`` (sources, inventory, plan),
+    #: ``engine`` (the enactment), ``merge`` (the writers' parts into ``results.h5``) and
+    #: ``record_section``; with the interpreter's start and imports they are the fixed cost.
+    phases: dict = field(default_factory=dict)
 
     @property
     def had_skips(self) -> bool:
@@ -135,6 +139,7 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
     with lock:
         t0 = time.perf_counter()
         wf = workflow or build_workflow(config)
+        phases = {"build": time.perf_counter() - t0}
         log.info("%d stations, %d channels from %s, %s to %s, mapping %s",
                  len(wf.sources.stations), len(wf.sources.seed_ids), wf.sources.description,
                  wf.sources.start, wf.sources.end, config.mapping)
@@ -147,7 +152,8 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
                 return None
             from noisecorr.engine.result import RunResult
 
-            return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0, plot=plot)
+            return finish(wf, RunResult(mapping=config.mapping), time.perf_counter() - t0, plot=plot,
+                          phases=phases)
         if progress is not None and hasattr(progress, "start"):
             progress.start(sum(len(v) for v in wf.inputs.values() if isinstance(v, (list, tuple))))
         prov = provenance_options(config)
@@ -156,14 +162,50 @@ def run_workflow(config: WorkflowConfig, progress=None, workflow: Workflow | Non
             options["progress"] = progress
         if config.mapping == "dask" and wf.memory:  # a local cluster's workers get the planner's budget each
             options.setdefault("memory_limit", wf.memory["per_worker_budget_bytes"])
+        warm = _warm_imports(config.mapping, PLOT_MODULES if plot else ())
         result = run(wf.graph, inputs=wf.inputs, mapping=config.mapping, processes=config.processes,
                      provenance=prov, **options)
+        if warm is not None:
+            warm.join()
         if result is None:  # an MPI rank other than 0
             return None
         report = finish(wf, result, time.perf_counter() - t0,
                         provenance=prov and {"run_id": result.provenance_run_id, "store": prov["store"]},
-                        plot=plot)
+                        plot=plot, phases=phases)
         return report
+
+
+#: What drawing the record section imports (matplotlib's Figure and Agg canvas: about half a
+#: second of CPU).
+PLOT_MODULES = ("noisecorr.results.plot",)
+#: Mappings whose driver only waits while worker processes compute.
+_DRIVER_WAITS = ("multiprocess", "multi", "dask")
+
+
+def _warm_imports(mapping: str, modules):
+    """Import ``modules`` in a background thread while the workers of ``mapping`` run, when
+    this process only waits for them (``multiprocess``, ``dask``): the record section's
+    imports then cost the run no wall time. The mapping's own module is imported first, so
+    the two threads never import the same modules. Returns the thread to join, or None."""
+    if not modules or mapping not in _DRIVER_WAITS:
+        return None
+    import importlib
+    import threading
+
+    from noisecorr.mappings import load
+
+    load(mapping)
+
+    def target():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # the record section reports it when it imports the module itself
+                log.debug("warming the import of %s failed", name, exc_info=True)
+
+    thread = threading.Thread(target=target, name="noisecorr-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def provenance_options(config: WorkflowConfig) -> dict | None:
@@ -220,9 +262,12 @@ def plot_record_section(config: WorkflowConfig, results_path: Path, synthetic: b
     return plot_path
 
 
-def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Report:
+def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True, phases: dict | None = None) -> Report:
     """Plot the record section (unless not ``plot``) and write ``summary.json`` for a
-    finished enactment."""
+    finished enactment. ``phases``: seconds of the phases before it (``{"build": s}``),
+    completed here with ``engine``, ``merge`` and ``record_section`` (:attr:`Report.phases`)."""
+    phases = dict(phases or {})
+    phases["engine"] = result.timings.get("wall", 0.0)
     config, sources = wf.config, wf.sources
     stats = result.outputs.get(("Whiten", "stats"), [])
     rejected_windows = {}
@@ -241,12 +286,16 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Re
     from noisecorr.results import merge_parts
     from noisecorr.results.writer import list_parts
 
+    t = time.perf_counter()
     if list_parts(wf.results_path):  # the writers' parts (one set per worker) become results.h5
         from .build import memory_budget
 
         # the workers are done: the merge may use the run's whole budget (--memory)
         merge_parts(wf.results_path, memory=memory_budget(config)[0])
+    phases["merge"] = time.perf_counter() - t
+    t = time.perf_counter()
     plot_path = plot_record_section(config, wf.results_path, bool(sources.truth)) if plot else None
+    phases["record_section"] = time.perf_counter() - t
     chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
     report = Report(
         out=str(config.out), results=str(wf.results_path), plot=plot_path, mapping=result.mapping,
@@ -260,6 +309,7 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True) -> Re
         provenance=provenance or None, memory=dict(wf.memory),
         idle=explain_idle(result.workers, result.timings.get("wall", 0.0), _tiles_per_instance(
             result.outputs.get(("TileCorrelatePE", "stats"), []))),
+        phases={k: round(v, 3) for k, v in phases.items()},
     )
     if report.idle.get("share", 0.0) >= IDLE_NOTE:
         log.info("%s (seconds by cause, all workers: %s)", report.idle["reason"], report.idle["seconds"])

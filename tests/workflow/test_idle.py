@@ -79,3 +79,7 @@ def test_sequential_sample_run_records_one_busy_worker(tmp_path):
     # one process does everything: it never waits on a transport
     assert set(report.idle["seconds"]) == {"start-up", "finished early", "engine loop"}
     assert report.idle["share"] < IDLE_NOTE and "idle" not in report.table()
+    # the runner's phases: the fixed cost outside the engine, by phase
+    assert set(summary["phases"]) == {"build", "engine", "merge", "record_section"}
+    assert summary["phases"]["engine"] == pytest.approx(summary["timings"]["wall"], abs=1e-3)
+    assert all(v >= 0 for v in summary["phases"].values())
