@@ -42,7 +42,7 @@ from noisecorr.signal.params import CorrelationParams
 from noisecorr.signal.preprocess import ProcessedTrace
 from noisecorr.signal.spectra import band_indices, rfft_frequencies, rfft_windows
 from noisecorr.signal.stack import stack, substack
-from noisecorr.signal.windows import Windows, common_windows, cut_windows, detrend_windows
+from noisecorr.signal.windows import Windows, common_windows, cut_detrended_windows
 
 __all__ = ["StationSpectra", "PairResult", "station_spectra", "correlate_pair", "correlate_and_stack",
            "window_and_normalise", "whiten_spectra", "whitened_band", "cc_band_weights"]
@@ -114,17 +114,23 @@ def window_and_normalise(trace: ProcessedTrace, params: CorrelationParams) -> tu
     Returns the accepted :class:`~noisecorr.signal.windows.Windows` and their processed
     samples, float32 ``(n_windows, cc_len_samples)``: mean and linear trend removed,
     tapered by :func:`noisecorr.signal.noisepy_compat.window_taper` (``window_taper``,
-    ``window_taper_max``), then ``time_norm``.
+    ``window_taper_max``), then ``time_norm``. The windows' ``data`` are the detrended,
+    tapered samples (:func:`~noisecorr.signal.windows.cut_detrended_windows`), the same
+    array as the processed samples for ``time_norm="none"``.
     """
     if abs(trace.sampling_rate - params.sampling_rate) > 1e-9 * params.sampling_rate:
         raise ValueError(f"{trace.seed_id}: sampling rate {trace.sampling_rate} Hz differs from "
                          f"params.sampling_rate {params.sampling_rate} Hz")
-    win = cut_windows(trace.data, trace.sampling_rate, params.cc_len, params.step,
-                      starttime=trace.starttime, gap_mask=trace.gap_mask,
-                      max_over_std=params.max_over_std, outlier_reference=params.outlier_reference)
     taper = window_taper(params.cc_len_samples, params.window_taper, params.window_taper_max)
-    x = detrend_windows(win.data) * taper
-    return win, time_normalize(x, params.time_norm, params.smooth_N)
+    # cut, reject, detrend and taper in one pass (cut_detrended_windows); win.data holds the
+    # detrended, tapered windows, a new array: "none" returns it as it is, not a copy
+    win = cut_detrended_windows(trace.data, trace.sampling_rate, params.cc_len, params.step, taper,
+                                starttime=trace.starttime, gap_mask=trace.gap_mask,
+                                max_over_std=params.max_over_std,
+                                outlier_reference=params.outlier_reference)
+    if params.time_norm == "none":
+        return win, win.data
+    return win, time_normalize(win.data, params.time_norm, params.smooth_N)
 
 
 def whiten_spectra(spectra: np.ndarray, params: CorrelationParams, nfft: int) -> np.ndarray:

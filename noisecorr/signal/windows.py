@@ -21,7 +21,8 @@ import numpy as np
 import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Windows", "window_start_indices", "cut_windows", "detrend_linear", "detrend_windows",
+__all__ = ["Windows", "window_start_indices", "cut_windows", "cut_detrended_windows", "detrend_linear",
+           "detrend_windows",
            "taper_windows",
            "common_windows", "REJECT_REASONS"]
 
@@ -110,9 +111,44 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
     -------
     Windows
     """
+    return _cut(data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std,
+                outlier_reference, None)
+
+
+def cut_detrended_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: float,
+                          taper: np.ndarray, *, starttime: float = 0.0, gap_mask: np.ndarray | None = None,
+                          max_over_std: float | None = None, outlier_reference: str = "window") -> Windows:
+    """:func:`cut_windows`, with the accepted windows' mean and linear trend removed and
+    multiplied by ``taper``, in the same pass.
+
+    ``data`` of the result holds ``detrend_windows(cut_windows(...).data) * taper``, the
+    same float32 samples (tested), without the intermediate copies: each block of candidate
+    windows is read once into a float64 block that stays in the processor's cache, which
+    gives the rejection statistics and the detrended samples.
+
+    Parameters
+    ----------
+    taper : ndarray, float32, shape (round(cc_len * sampling_rate),)
+        Multiplied into every window after detrending (e.g.
+        :func:`noisecorr.signal.noisepy_compat.window_taper`).
+    data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std, outlier_reference
+        See :func:`cut_windows`.
+
+    Returns
+    -------
+    Windows
+    """
+    return _cut(data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std,
+                outlier_reference, np.asarray(taper, dtype=np.float32))
+
+
+def _cut(data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std, outlier_reference, taper):
+    """:func:`cut_windows` (``taper`` None: the raw samples) and :func:`cut_detrended_windows`."""
     x = np.asarray(data)
     if x.ndim != 1:
         raise ValueError(f"data must be 1-D, got shape {x.shape}")
+    if outlier_reference not in ("window", "chunk"):
+        raise ValueError(f"outlier_reference={outlier_reference!r} is not one of ['window', 'chunk']")
     fs = float(sampling_rate)
     win = int(round(cc_len * fs))
     stp = int(round(step * fs))
@@ -120,7 +156,10 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
     rejected = {reason: 0 for reason in REJECT_REASONS}
     if starts.size == 0:
         return Windows(np.zeros((0, max(win, 0)), np.float32), np.zeros(0), fs, 0, rejected)
-    view = sliding_window_view(x, win)[starts]            # copy of the candidate windows
+    if taper is not None and taper.shape != (win,):
+        raise ValueError(f"taper has shape {taper.shape}, the windows {win} samples")
+    # the candidate windows as a view (starts are 0, stp, 2 stp, ...): no copy
+    view = sliding_window_view(x, win)[::stp][:starts.size]
     keep = np.ones(starts.size, dtype=bool)
     if gap_mask is not None:
         mask = np.asarray(gap_mask, dtype=bool)
@@ -131,33 +170,58 @@ def cut_windows(data: np.ndarray, sampling_rate: float, cc_len: float, step: flo
         bad = (csum[starts + win] - csum[starts]) > 0
         rejected["gap"] = int(np.count_nonzero(bad))
         keep &= ~bad
-    std = np.empty(starts.size)
-    mean = np.empty((starts.size, 1))
-    for rows in _row_blocks(*view.shape):   # per block of rows: the float64 temporaries stay in cache
-        std[rows] = view[rows].std(axis=1, dtype=np.float64)
-        mean[rows] = view[rows].mean(axis=1, dtype=np.float64, keepdims=True)
-    flat = keep & ~(std > 0)
-    rejected["flat"] = int(np.count_nonzero(flat))
-    keep &= ~flat
-    if outlier_reference not in ("window", "chunk"):
-        raise ValueError(f"outlier_reference={outlier_reference!r} is not one of ['window', 'chunk']")
+    limit = None
     if max_over_std is not None and np.isfinite(max_over_std):
-        if outlier_reference == "window":
-            peak = np.empty(starts.size)
-            for rows in _row_blocks(*view.shape):
-                peak[rows] = np.max(np.abs(view[rows] - mean[rows]), axis=1)
-            outlier = keep & (peak > max_over_std * std)
-        else:
+        limit = float(max_over_std)
+        if outlier_reference == "chunk":
             good = x if gap_mask is None else x[~np.asarray(gap_mask, dtype=bool)]
             chunk_std = float(np.std(good, dtype=np.float64)) if good.size else 0.0
-            peak = np.max(np.abs(view), axis=1)
-            outlier = keep & ~(peak < max_over_std * chunk_std)
-        rejected["outlier"] = int(np.count_nonzero(outlier))
-        keep &= ~outlier
+    if taper is not None:
+        k = np.arange(win, dtype=np.float64) - (win - 1) / 2.0      # as detrend_linear
+        ksq = np.square(k).sum()
+    out = np.empty((int(np.count_nonzero(keep)), win), dtype=np.float32)
+    n_out = 0
+    scratch = None
+    for rows in _row_blocks(*view.shape):   # per block of rows: the float64 temporaries stay in cache
+        ok = keep[rows]
+        if not ok.any():
+            continue
+        # mean and standard deviation in float64 (numpy's std: the mean, then the mean square
+        # of the deviations), the same numbers as view.std(axis=1, dtype=np.float64) to rounding
+        xd = view[rows].astype(np.float64)
+        if scratch is None or scratch.shape[0] < xd.shape[0]:
+            scratch = np.empty(xd.shape)
+        tmp = scratch[:xd.shape[0]]
+        xd -= xd.mean(axis=1, keepdims=True)
+        std = np.sqrt(np.square(xd, out=tmp).sum(axis=1) / win)
+        flat = ok & ~(std > 0)
+        rejected["flat"] += int(np.count_nonzero(flat))
+        ok &= ~flat
+        if limit is not None:
+            if outlier_reference == "window":
+                outlier = ok & (np.abs(xd, out=tmp).max(axis=1) > limit * std)
+            else:
+                outlier = ok & ~(np.max(np.abs(view[rows]), axis=1) < limit * chunk_std)
+            rejected["outlier"] += int(np.count_nonzero(outlier))
+            ok &= ~outlier
+        keep[rows] = ok
+        n = int(np.count_nonzero(ok))
+        if not n:
+            continue
+        dest = out[n_out:n_out + n]
+        if taper is None:
+            dest[...] = view[rows][ok]
+        else:
+            # detrend_linear's operations on the demeaned rows, then float32 times the taper
+            slope = np.multiply(xd, k, out=tmp).sum(axis=-1, keepdims=True) / ksq
+            xd -= np.multiply(slope, k, out=tmp)
+            dest[...] = xd[ok] if n < ok.size else xd
+            dest *= taper
+        n_out += n
     if any(rejected.values()):
         logger.debug("rejected windows: %s of %d", rejected, starts.size)
     return Windows(
-        data=np.ascontiguousarray(view[keep], dtype=np.float32),
+        data=out[:n_out],
         starttimes=float(starttime) + starts[keep] / fs,
         sampling_rate=fs,
         n_candidates=int(starts.size),
@@ -187,11 +251,15 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
     out = xd - xd.mean(axis=-1, keepdims=True)
     if n < 2:
         return out
-    k = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    k = np.arange(n, dtype=np.float64)
+    k -= (n - 1) / 2.0
     # numpy's pairwise sums, not a BLAS dot: those split the sum by the number of BLAS
-    # threads, and results must not depend on the mapping or the process count
-    slope = np.multiply(out, k).sum(axis=-1, keepdims=True) / np.square(k).sum()
-    out -= slope * k
+    # threads, and results must not depend on the mapping or the process count. One
+    # temporary holds each product in turn (the same values as new arrays, fewer pages)
+    tmp = np.empty_like(out)
+    ksq = np.square(k, out=tmp.reshape(-1, n)[0]).sum()
+    slope = np.multiply(out, k, out=tmp).sum(axis=-1, keepdims=True) / ksq
+    out -= np.multiply(slope, k, out=tmp)
     return out
 
 

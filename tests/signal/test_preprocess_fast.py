@@ -131,3 +131,51 @@ def test_in_place_band_division_is_the_definition(dtype):
     got = nz.whiten(x, fs, nfft, *band, "rma", 10, wl)
     assert got.dtype == dtype and np.count_nonzero(got[2]) == 0 and np.isfinite(got).all()
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("reference", ["window", "chunk"])
+def test_fused_window_detrend_is_cut_then_detrend_then_taper(reference):
+    """cut_detrended_windows: the windows cut_windows accepts, detrended by detrend_windows and
+    tapered, bit for bit, with gap, flat and outlier windows rejected in between (so rows land
+    in the right places) and the same rejection counts and start times."""
+    from noisecorr.signal.noisepy_compat import window_taper
+    from noisecorr.signal.windows import cut_detrended_windows, cut_windows, detrend_windows
+
+    rng = np.random.default_rng(8)
+    fs, cc_len, step = 20.0, 100.0, 25.0
+    n = 300_000
+    x = (rng.standard_normal(n) + np.linspace(-40, 40, n)).astype(np.float32)
+    x[60_000:60_020] *= 300.0           # an outlier burst
+    x[120_000:124_000] = 3.0             # a flat stretch
+    mask = np.zeros(n, bool)
+    mask[200_000:200_500] = True         # a gap
+    x[mask] = 0.0
+    taper = window_taper(int(cc_len * fs), 0.05, None)
+    kw = dict(starttime=1000.0, gap_mask=mask, max_over_std=10.0, outlier_reference=reference)
+    raw = cut_windows(x, fs, cc_len, step, **kw)
+    fused = cut_detrended_windows(x, fs, cc_len, step, taper, **kw)
+    assert all(raw.rejected[r] > 0 for r in ("gap", "flat", "outlier"))
+    assert fused.rejected == raw.rejected and fused.n_candidates == raw.n_candidates
+    np.testing.assert_array_equal(fused.starttimes, raw.starttimes)
+    assert fused.data.dtype == np.float32 and fused.data.flags.c_contiguous
+    np.testing.assert_array_equal(fused.data, detrend_windows(raw.data) * taper)
+    # and the raw windows are the trace's samples at the start times
+    i = int(round((raw.starttimes[-1] - 1000.0) * fs))
+    np.testing.assert_array_equal(raw.data[-1], x[i:i + int(cc_len * fs)])
+
+
+@pytest.mark.parametrize("shape", [(100_001,), (3, 4_000)])
+def test_detrend_linear_with_one_temporary_is_the_closed_form(shape):
+    """detrend_linear reuses one temporary for its products: bit for bit the closed form
+    written out with new arrays, for one row and for several (each row its own line)."""
+    from noisecorr.signal.windows import detrend_linear
+
+    rng = np.random.default_rng(9)
+    n = shape[-1]
+    x = rng.standard_normal(shape) * 3.0 + np.linspace(-7.0, 11.0, n) * rng.uniform(1.0, 3.0, shape[:-1] + (1,))
+    out = x - x.mean(axis=-1, keepdims=True)
+    k = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    expected = out - (np.multiply(out, k).sum(axis=-1, keepdims=True) / np.square(k).sum()) * k
+    got = detrend_linear(x)
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(np.multiply(got, k).sum(axis=-1)).max() < 1e-6 * np.abs(x).max() * n  # no slope left
