@@ -115,6 +115,16 @@ def _distance_bins(results_or_traces, component, n_bins, max_read=None):
             for k in sorted(sums)]
 
 
+def _within(lags, lim):
+    """The slice of the ascending ``lags`` inside ``[-lim, lim]``, with one more sample on
+    either side so that a line drawn from it reaches the edges of the axes as the whole
+    line would: drawing only that (a lag limit of 65 s shows a third of a 200 s stack)
+    leaves the picture unchanged and costs matplotlib a fraction of the points."""
+    a = max(0, int(np.searchsorted(lags, -lim, side="left")) - 1)
+    b = min(len(lags), int(np.searchsorted(lags, lim, side="right")) + 1)
+    return slice(a, b)
+
+
 def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.0, 4.0),
                    maxlag: float | None = None, scale: float | None = None,
                    path=None, title: str | None = None, figsize=(8, 6),
@@ -152,10 +162,11 @@ def record_section(results_or_traces, component: str = "ZZ", velocities=(2.0, 3.
     if scale is None:
         step = np.median(np.diff(dists)) if len(dists) > 1 else 0.0
         scale = max(0.5 * step, 1.0)
-    for _, d, lags, ccf in traces:
-        norm = np.max(np.abs(ccf)) or 1.0
-        ax.plot(lags, d + scale * ccf / norm, color="k", linewidth=0.6)
     lim = maxlag if maxlag is not None else max(abs(t[2][0]) for t in traces)
+    for _, d, lags, ccf in traces:
+        norm = np.max(np.abs(ccf)) or 1.0  # over every lag, as without a limit
+        shown = _within(lags, lim)
+        ax.plot(lags[shown], d + scale * ccf[shown] / norm, color="k", linewidth=0.6)
     dmax = dists.max() + scale
     for i, v in enumerate(velocities or ()):
         for sign in (-1, 1):
@@ -250,7 +261,6 @@ def availability(intervals, path=None, title: str = "Data availability",
     ax.set_yticklabels(names)
     ax.set_ylim(-0.6, len(names) - 0.4)
     if as_dates:
-        import matplotlib.dates as mdates
         ax.xaxis_date()
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M"))
         ax.set_xlabel("time (UTC)")

@@ -105,3 +105,22 @@ def test_record_section_bins_many_pairs_by_distance(tmp_path):
         centre = np.median(y)
         assert abs(x[np.argmax(y - centre)] * 3.0 - centre) < 120 / 40 * 3.0
     assert (tmp_path / "rs.png").stat().st_size > 5000
+
+
+def test_record_section_draws_only_the_lags_it_shows(tmp_path):
+    """With a lag limit each line holds the lags inside it plus one sample either side (so
+    it still reaches the edges), at the values the whole line has there: normalised by the
+    maximum over every lag, also one outside the limit."""
+    lags = lag_axis(50.0, FS)
+    ccf = np.exp(-((lags - 5.0) / 1.0) ** 2)
+    ccf[lags == -40.0] = 3.0              # the largest value lies outside the limit
+    fig = record_section([("a", 10.0, lags, ccf)], velocities=(), maxlag=12.0, scale=2.0)
+    (line,) = fig.axes[0].lines
+    x, y = line.get_data()
+    assert x[0] == pytest.approx(-12.1) and x[-1] == pytest.approx(12.1)
+    inside = (lags >= -12.1 - 1e-9) & (lags <= 12.1 + 1e-9)
+    np.testing.assert_allclose(y, 10.0 + 2.0 * ccf[inside] / 3.0)
+    assert fig.axes[0].get_xlim() == (-12.0, 12.0)
+    # a limit beyond the stack draws all of it
+    (whole,) = record_section([("a", 10.0, lags, ccf)], velocities=(), maxlag=80.0).axes[0].lines
+    assert len(whole.get_xdata()) == lags.size
