@@ -700,6 +700,23 @@ def _cached(key, make):
     return value
 
 
+def _inverted_response(response, delta, nfft, output, pre_filt, water_level):
+    """``(inverse, taper or None, freqs)`` on the ``nfft // 2 + 1`` bins of an FFT of length
+    ``nfft`` as ObsPy 1.5's ``Trace.remove_response`` computes them (evalresp,
+    ``cosine_sac_taper``, ``invert_spectrum`` or the plain inverse without water level);
+    not cached."""
+    from obspy.signal.invsim import cosine_sac_taper, invert_spectrum
+
+    freq_response, freqs = response.get_evalresp_response(delta, nfft, output=output)
+    taper = cosine_sac_taper(freqs, flimit=pre_filt) if pre_filt else None
+    if water_level is None:
+        freq_response[0] = 0.0
+        freq_response[1:] = 1.0 / freq_response[1:]
+    else:
+        invert_spectrum(freq_response, water_level)
+    return freq_response, taper, freqs
+
+
 def _inverse_response(response, delta, nfft, output, pre_filt, water_level, precision="complex128",
                       band=None):
     """The inverted response and the ``pre_filt`` taper on the ``nfft // 2 + 1`` bins, cached
@@ -713,20 +730,12 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
     quarter of the memory of the pair), times the squared magnitude of the Butterworth
     bandpass ``band = (freqmin, freqmax, corners)`` when given (see :func:`remove_response`).
     """
-    from obspy.signal.invsim import cosine_sac_taper, invert_spectrum
-
     pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
     band = None if band is None else (float(band[0]), float(band[1]), int(band[2]))
     key = (_response_key(response), float(delta), int(nfft), output, pre, water_level, band, precision)
 
     def make():
-        freq_response, freqs = response.get_evalresp_response(delta, nfft, output=output)
-        taper = cosine_sac_taper(freqs, flimit=pre_filt) if pre_filt else None
-        if water_level is None:
-            freq_response[0] = 0.0
-            freq_response[1:] = 1.0 / freq_response[1:]
-        else:
-            invert_spectrum(freq_response, water_level)
+        freq_response, taper, freqs = _inverted_response(response, delta, nfft, output, pre_filt, water_level)
         if precision == "complex64":
             op = freq_response if taper is None else freq_response * taper
             if band is not None:  # shared by every response of this rate and FFT length
@@ -765,46 +774,70 @@ def _deconvolve_rows64(rows, out, responses, delta, nfft, output, pre_filt, wate
 #: Relative size, to its peak, of the largest sample of a deconvolution kernel that the
 #: blocked path (:func:`_response_kernel`) may drop from the kernel's tail.
 KERNEL_TOL = 1e-8
+#: Shortest FFT length of the frequency grid a deconvolution kernel is computed on
+#: (:func:`_kernel_grid`; 2**18 samples are 3.6 hours at 20 Hz).
+KERNEL_GRID_MIN = 1 << 18
 #: Rows shorter than this many samples are deconvolved in one FFT of the whole row (for them
 #: the blocked path saves little, and the kernel costs one more transform of ``nfft``).
 BLOCKED_MIN_SAMPLES = 1 << 17
 
 
-def _response_kernel(response, delta, nfft, output, pre_filt, water_level, band):
-    """The cached complex64 operator of :func:`_inverse_response` as a finite kernel for
-    overlap-save: ``(half_length L, block length B, block spectrum G)`` or None.
+def _kernel_grid(nfft: int) -> int:
+    """FFT length of the frequency grid :func:`_response_kernel` evaluates the response on:
+    ``nfft`` halved while it stays even and at least :data:`KERNEL_GRID_MIN` (so its bins
+    are every ``nfft // n``-th bin of ``nfft``'s grid, the Nyquist bin included)."""
+    n = int(nfft)
+    while n % 4 == 0 and n // 2 >= KERNEL_GRID_MIN:
+        n //= 2
+    return n
 
-    The operator's impulse response ``h = irfft(op, nfft)`` (lag ``k`` at ``h[k]``, lag
-    ``-k`` at ``h[nfft - k]``) truncated to the lags ``|k| <= L``, ``L`` the largest lag
-    where ``|h|`` exceeds :data:`KERNEL_TOL` of its peak; ``G`` its spectrum on ``B`` bins,
-    ``B`` a fast length of about four kernel lengths (measured fastest: longer blocks leave the
-    processor's cache). None (use the whole-row FFT) when
-    ``B`` would exceed a quarter of ``nfft`` (a kernel that rings for a large part of the
-    data), or when the operator's Nyquist bin is not zero (ObsPy makes the product's last
-    bin real there, which a block's spectrum cannot repeat).
+
+def _response_kernel(response, delta, nfft, output, pre_filt, water_level, band):
+    """The operator of :func:`_inverse_response` (``taper * inverse``, times the bandpass's
+    squared magnitude with ``band``) as a finite kernel for overlap-save, cached:
+    ``(half_length L, block length B, block spectrum G)`` or None.
+
+    The operator's impulse response ``h`` (lag ``k`` at ``h[k]``, lag ``-k`` at
+    ``h[n - k]``) truncated to the lags ``|k| <= L``, ``L`` the largest lag where ``|h|``
+    exceeds :data:`KERNEL_TOL` of its peak; ``G`` its spectrum on ``B`` bins, ``B`` a fast
+    length of about four kernel lengths (measured fastest: longer blocks leave the
+    processor's cache). ``h`` comes from the operator in double precision on a coarser grid
+    of ``nfft``'s frequencies (:func:`_kernel_grid`: ObsPy's evalresp, taper and water level
+    at every ``nfft // n``-th bin, an eighth of the evalresp for a day at 20 Hz), which is
+    ``nfft``'s kernel aliased with period ``n``; accepted only where ``L <= n / 8``, so the
+    aliased part is below the tolerance too. (The water level is set from the maximum of the
+    response on that grid: the same to rounding, the response being smooth at its peak.)
+    None (use the whole-row FFT) when ``B`` would exceed a quarter of ``nfft`` or ``L``
+    an eighth of ``n`` (a kernel that rings for a large part of the data), or when the
+    operator's Nyquist bin is not zero (ObsPy makes the product's last bin real there,
+    which a block's spectrum cannot repeat).
     """
-    op = _inverse_response(response, delta, nfft, output, pre_filt, water_level, "complex64", band)
     pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
     band = None if band is None else (float(band[0]), float(band[1]), int(band[2]))
     key = ("kernel", _response_key(response), float(delta), int(nfft), output, pre, water_level, band,
-           KERNEL_TOL)
+           KERNEL_TOL, KERNEL_GRID_MIN)
 
     def make():                      # () for no kernel: the cache stores no None
-        if nfft % 2 == 0 and op[-1] != 0:
+        n = _kernel_grid(nfft)
+        freq_response, taper, freqs = _inverted_response(response, delta, n, output, pre_filt, water_level)
+        op = freq_response if taper is None else freq_response * taper
+        if band is not None:
+            op *= _cached(("bandpass", float(delta), n, band), lambda: _bandpass_gain(1.0 / delta, freqs, *band))
+        if n % 2 == 0 and op[-1] != 0:
             return ()
-        h = scipy.fft.irfft(op.astype(np.complex128), n=nfft)
+        h = scipy.fft.irfft(op, n=n)
         a = np.abs(h)
         peak = float(a.max())
         if not peak > 0:
             return ()
-        half = nfft // 2
-        lags = np.maximum(a[1:half + 1], a[nfft - 1:nfft - half - 1:-1])    # |h| at +k and -k
+        half = n // 2
+        lags = np.maximum(a[1:half + 1], a[n - 1:n - half - 1:-1])    # |h| at +k and -k
         hits = np.flatnonzero(lags > KERNEL_TOL * peak)
         L = int(hits[-1]) + 1 if hits.size else 0
         B = int(scipy.fft.next_fast_len(max(4 * (2 * L + 1), 1 << 14), real=True))
-        if 4 * B > nfft:
+        if 8 * L > n or 4 * B > nfft:
             return ()
-        g = np.concatenate([h[nfft - L:], h[:L + 1]]) if L else h[:1].copy()   # g[j] = h[j - L]
+        g = np.concatenate([h[n - L:], h[:L + 1]]) if L else h[:1].copy()   # g[j] = h[j - L]
         return L, B, scipy.fft.rfft(g, n=B).astype(np.complex64)
 
     return _cached(key, make) or None

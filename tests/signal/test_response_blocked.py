@@ -124,3 +124,26 @@ def test_kernel_is_refused_where_the_last_bin_is_not_zero(counts, monkeypatch):
     a = remove_response(x[0], SIDS[0], T0, FS, inv, pre_filt=None, dtype=np.float32)
     monkeypatch.setattr(pp, "BLOCKED_MIN_SAMPLES", 1 << 60)
     np.testing.assert_array_equal(a, remove_response(x[0], SIDS[0], T0, FS, inv, pre_filt=None, dtype=np.float32))
+
+
+def test_kernel_from_the_coarse_grid_is_the_full_grids(monkeypatch):
+    """The kernel evaluated on every 8th bin of the FFT's grid (the response's kernel aliased
+    with an eighth of the period) is the full grid's one to well below the tolerance, and
+    deconvolves the same samples."""
+    inv = _inventory()
+    n = 163_840
+    nfft = pp.response_nfft(n)
+    monkeypatch.setattr(pp, "KERNEL_GRID_MIN", 1 << 15)
+    assert nfft // pp._kernel_grid(nfft) == 8
+    resp = inv.get_response(SIDS[0], T0)
+    coarse = pp._response_kernel(resp, 1 / FS, nfft, "VEL", PRE_FILT, 60.0, BAND)
+    x = np.cumsum(np.random.default_rng(4).standard_normal(n)) * 50.0
+    x -= x.mean()
+    a = remove_response(x, SIDS[0], T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32, band=BAND)
+    monkeypatch.setattr(pp, "KERNEL_GRID_MIN", 1 << 60)
+    assert pp._kernel_grid(nfft) == nfft
+    full = pp._response_kernel(resp, 1 / FS, nfft, "VEL", PRE_FILT, 60.0, BAND)
+    assert coarse is not None and full is not None and abs(coarse[0] - full[0]) <= 2 and coarse[1] == full[1]
+    np.testing.assert_allclose(coarse[2], full[2], rtol=0, atol=1e-6 * np.abs(full[2]).max())
+    b = remove_response(x, SIDS[0], T0, FS, inv, pre_filt=PRE_FILT, dtype=np.float32, band=BAND)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
