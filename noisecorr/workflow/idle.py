@@ -73,16 +73,17 @@ def explain_idle(workers: list, wall: float, tiles_per_instance: list | None = N
     main = max(seconds, key=seconds.get)
     share = idle / capacity
     return {"workers": n, "share": round(share, 4), "seconds": seconds, "main": main,
-            "reason": f"workers idle {100 * share:.0f} %: {_phrase(main, n, tiles_per_instance)}"}
+            "reason": f"workers idle {100 * share:.0f} %: {_phrase(main, n, tiles_per_instance, seconds)}"}
 
 
-def _phrase(main: str, n: int, tiles) -> str:
+def _phrase(main: str, n: int, tiles, seconds) -> str:
     if main.startswith("input:"):
         return f"waiting for input of {main[6:]} from the stages before it on other workers (input bound)"
     if main == "downstream":
         return "sources waiting for other workers to take their batches (bound by the stages after them)"
     if main == "start-up":
-        return "starting the workers (process start, imports, unpickling the graph)"
+        return (f"starting the workers (process start, imports, unpickling the graph: "
+                f"{seconds['start-up'] / n:.1f} s per worker)")
     if main == "finished early":
         text = "finished early while others worked"
         if tiles:

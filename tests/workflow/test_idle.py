@@ -43,6 +43,13 @@ def test_input_bound_and_downstream_are_named():
     assert r["main"] == "downstream" and "take their batches" in r["reason"]
 
 
+def test_worker_start_up_is_named_with_its_seconds_per_worker():
+    r = explain_idle([_worker(3.0, 10.0, 6.5), _worker(2.0, 10.0, 7.5)], 10.0)
+    assert r["main"] == "start-up"
+    assert r["reason"] == ("workers idle 30 %: starting the workers (process start, imports, "
+                           "unpickling the graph: 2.5 s per worker)")
+
+
 def test_causes_add_up_to_the_idle_time():
     workers = [_worker(1.0, 9.0, 5.0, input__A=1.0), _worker(2.0, 10.0, 7.0)]
     r = explain_idle(workers, 10.0)
