@@ -104,6 +104,46 @@ def test_merge_of_compressed_parts_copies_chunks_as_stored(tmp_path):
             assert np.array_equal(data, res.stack(s, r)[1])
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_block_longer_than_a_write_pass_lands_pair_by_pair(tmp_path, compression):
+    """One block of 190 stacks, merged on disk in batches and passes of
+    :data:`~noisecorr.results.merge.WRITE_PASS` datasets, into a main file that already
+    holds 12 of its pairs (across a pass boundary): every pair gets its own stack."""
+    from noisecorr.results.merge import WRITE_PASS
+
+    codes = [f"XS.B{i:03d}" for i in range(20)]
+    stations = [{"code": c, "latitude": 40 + 0.1 * i, "longitude": 5.0, "elevation": 0.0}
+                for i, c in enumerate(codes)]
+    pairs = [(a, b) for i, a in enumerate(codes) for b in codes[i + 1:]]
+    assert len(pairs) > 2 * WRITE_PASS + 1
+    path, maxlag = tmp_path / "r.h5", 100.0
+    n = 2 * int(round(maxlag * FS)) + 1
+    old = list(range(WRITE_PASS - 6, WRITE_PASS + 6))
+    with ResultsWriter(path, PARAMS, stations=stations, sampling_rate=FS,
+                       compression=compression) as w:
+        w.write_block([pairs[k][0] for k in old], [pairs[k][1] for k in old], "ZZ", maxlag,
+                      np.full((len(old), n), -1.0), {"n_windows": np.full(len(old), 99)})
+    data = np.arange(len(pairs))[:, None] + np.linspace(0, 0.5, n)[None, :]
+    w = ResultsWriter(path, PARAMS, stations=stations, sampling_rate=FS, writer_id=0,
+                      compression=compression, checkpoint_pairs=1000)
+    w.write_block([p[0] for p in pairs], [p[1] for p in pairs], "ZZ", maxlag, data,
+                  {"n_windows": np.arange(len(pairs))})
+    w.close(merge=False)
+    report = merge_parts(path, memory=2**20)
+    assert not report.in_memory and report.pairs == len(pairs)
+    if compression:
+        assert report.chunks_copied == len(pairs) and report.rows_written == 0
+    else:
+        assert report.rows_written == len(pairs) and report.batches >= 2
+        assert report.batch_rows > WRITE_PASS  # passes split the batches too
+    with h5py.File(path, "r") as f:
+        for k, (s, r) in enumerate(pairs):
+            got = f[f"/pairs/{s}/{r}/ZZ"][()]
+            assert np.array_equal(got, data[k].astype(np.float32)), (k, s, r)
+    with open_results(path) as res:
+        assert res.meta(*pairs[old[0]])["n_windows"] == old[0]
+
+
 def test_merge_budget_too_small_for_the_index_is_refused_and_keeps_the_parts(tmp_path):
     path = tmp_path / "r.h5"
     write_parts(path, maxlag=5.0)
