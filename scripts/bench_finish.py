@@ -29,6 +29,9 @@ included) in the same phase: on a busy machine they vary less than the wall
 seconds. Prints the median of ``--repeat`` runs (the parts are rebuilt before
 each, as the merge consumes them). Needs free disk for about twice the results.
 
+``--compression gzip`` or ``lzf``: the writers compress the stacks, and the merge copies
+them as stored chunks (``merge: ... chunks_copied``) instead of reading and writing them.
+
 ``--build`` times :func:`noisecorr.workflow.build.build_workflow` instead, for
 ``--stations`` synthetic stations under ``--mapping mpi -n 2`` (the network is
 generated once, in ``noisecorr_cache`` under ``--dir``, and not timed).
@@ -65,8 +68,9 @@ def stations_of(n):
             for i, (a, b) in enumerate(zip(lat, lon))}
 
 
-def write_parts(path, stations, maxlag, block, writers):
-    """Leave the part files of ``writers`` parallel writers for every pair of ``stations``."""
+def write_parts(path, stations, maxlag, block, writers, compression=None):
+    """Leave the part files of ``writers`` parallel writers for every pair of ``stations``
+    (stacks compressed with ``compression``, ``"gzip"`` or ``"lzf"``, if given)."""
     from noisecorr.results import ResultsWriter
 
     codes = sorted(stations)
@@ -74,7 +78,8 @@ def write_parts(path, stations, maxlag, block, writers):
     table = [{"code": c, **stations[c]} for c in codes]
     params = {"processing": {"maxlag": maxlag, "sampling_rate": FS}, "chunk_length": 7200.0}
     ws = [ResultsWriter(path, params, stations=table, starttime="2024-01-01T00:00:00.000000Z",
-                        endtime="2024-01-01T02:00:00.000000Z", resume=True, writer_id=w)
+                        endtime="2024-01-01T02:00:00.000000Z", resume=True, writer_id=w,
+                        compression=compression)
           for w in range(writers)]
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((block * block, n_lags)).astype(np.float32)
@@ -131,7 +136,7 @@ class _Timed:
         setattr(self.module, self.name, self.orig)
 
 
-def run_once(folder, stations, maxlag, block, writers, memory=None):
+def run_once(folder, stations, maxlag, block, writers, memory=None, compression=None):
     import noisecorr.results
     import noisecorr.results.plot
     from noisecorr.engine.result import RunResult
@@ -142,7 +147,7 @@ def run_once(folder, stations, maxlag, block, writers, memory=None):
     out.mkdir(parents=True)
     wf = workflow_of(out, stations, maxlag)
     t0 = time.perf_counter()
-    write_parts(wf.results_path, stations, maxlag, block, writers)
+    write_parts(wf.results_path, stations, maxlag, block, writers, compression)
     t_parts = time.perf_counter() - t0
     import noisecorr.results.merge as merge
 
@@ -220,6 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument("--build", action="store_true", help="time build_workflow instead")
     ap.add_argument("--merge-memory", default=None,
                     help="memory budget of the merge, e.g. 1G (default: merge_parts's)")
+    ap.add_argument("--compression", choices=("gzip", "lzf"), default=None,
+                    help="the writers compress the stacks (the merge copies them as stored chunks)")
     args = ap.parse_args(argv)
     if args.build:
         folder = Path(args.dir or tempfile.mkdtemp())
@@ -235,7 +242,8 @@ def main(argv=None) -> int:
             if args.merge_memory:
                 from noisecorr.tiles.plan import parse_memory
                 memory = parse_memory(args.merge_memory)
-            runs.append(run_once(tmp, stations, args.maxlag, args.block, args.writers, memory))
+            runs.append(run_once(tmp, stations, args.maxlag, args.block, args.writers, memory,
+                                 args.compression))
             t = runs[-1][1]
             print("  run: " + " ".join(f"{k}={v:.2f}" for k, v in t.items()), flush=True)
     n = args.stations * (args.stations - 1) // 2

@@ -571,18 +571,34 @@ def _merge_into(dst: h5py.File, parts: list, root_attrs, stations, batch_bytes: 
     report.pairs = len(keep)
 
 
+#: Pair datasets created in one pass before their stacks are written (one ``H5Dwrite``
+#: each) or their chunks copied. Creating and filling them in turn, one stack at a time,
+#: took a third more CPU for written stacks (400 stations: 8.8 s against 6.6 s with
+#: ``scripts/bench_finish.py``; at 200 stations 16 to 128 per pass were all faster, 64 the
+#: fastest) and 20 % more for copied chunks (200 stations, LZF). The datasets of a pass are
+#: open together: a few KiB each.
+WRITE_PASS = 64
+
+
 def _copy_chunks(block, sel, sink, report) -> None:
-    """Copy rows of ``block`` (one stored chunk each) into their pairs' datasets;
-    ``sel``: the rows' sources, receivers, components, block rows and whether each pair is
-    new to the file."""
+    """Copy rows of ``block`` (one stored chunk each) into their pairs' datasets, created
+    :data:`WRITE_PASS` at a time before their chunks are copied; ``sel``: the rows' sources,
+    receivers, components, block rows and whether each pair is new to the file."""
     tid = block.id.get_type()
     dcpl = _dcpl_like(block)
     shape = block.shape[1:]
     zeros = (0,) * len(shape)
-    for s, r, c, i, fresh in zip(*(a.tolist() for a in sel)):
-        mask, data = block.id.read_direct_chunk((i, *zeros))
-        sink.create(s, r, c, shape, tid, dcpl, fresh).write_direct_chunk(zeros, data, mask)
-        report.chunks_copied += 1
+    srcs, rcvs, comps, brows, fresh = sel
+    read = block.id.read_direct_chunk
+    for a in range(0, len(brows), WRITE_PASS):
+        b = min(a + WRITE_PASS, len(brows))
+        datasets = sink.create_many(srcs[a:b], rcvs[a:b], comps[a:b], fresh[a:b], shape, tid,
+                                    dcpl)
+        for ds, i in zip(datasets, brows[a:b].tolist()):
+            mask, data = read((i, *zeros))
+            ds.write_direct_chunk(zeros, data, mask)
+        del datasets  # (closed here)
+        report.chunks_copied += b - a
 
 
 class _Buffer:
@@ -613,11 +629,6 @@ class _Buffer:
         return n, self.raw[:n * row].view(dtype).reshape((n, *shape))
 
 
-#: Pair datasets created in one pass before their stacks are written, one ``H5Dwrite``
-#: each. Creating and writing them in turn, one stack at a time, took 30 % more CPU:
-#: measured with ``scripts/bench_finish.py`` (200 and 400 stations), 16 to 128 per pass
-#: all faster, 64 the fastest. (The datasets of a pass are open together: a few KiB each.)
-WRITE_PASS = 64
 
 
 def _write_rows(block, sel, sink, dcpl, buffer: _Buffer, report) -> None:
