@@ -60,7 +60,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 __all__ = ["STACK_METHODS", "DEFAULT_SUBSTACK_ORIGIN", "StackState", "check_windows", "linear_stack",
            "pws_stack", "robust_stack", "robust_weights", "stack", "stack_memory_bytes", "substack", "substack_index",
@@ -130,6 +129,8 @@ def pws_stack(ccfs: np.ndarray, pws_power: float = 2.0, smooth_samples: int = 0)
         raise ValueError(f"pws_power must be >= 0, got {pws_power!r}")
     if x.shape[0] == 0:
         return _empty(x, "phase-weighted")
+    import scipy.signal  # (not at module level: ~0.7 s of imports a linear run never needs)
+
     analytic = scipy.signal.hilbert(x.astype(np.float64, copy=False), axis=-1)
     amp = np.abs(analytic)
     phasor = np.zeros_like(analytic)
@@ -158,6 +159,8 @@ def unit_phasors(ccfs: np.ndarray) -> np.ndarray:
     ndarray, complex128, shape (n_windows, n_lags), ``|value| = 1`` or 0
     """
     x = _as_2d(ccfs)
+    import scipy.signal  # (not at module level: ~0.7 s of imports a linear run never needs)
+
     analytic = scipy.signal.hilbert(x.astype(np.float64, copy=False), axis=-1)
     amp = np.abs(analytic)
     phasor = np.zeros_like(analytic)

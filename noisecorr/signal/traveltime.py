@@ -17,7 +17,6 @@ travelling from source to receiver arrives at positive lags.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import hilbert
 
 __all__ = ["symmetric_component", "pick_travel_time", "snr"]
 
@@ -56,6 +55,8 @@ def pick_travel_time(ccf: np.ndarray, sampling_rate: float, geometry: str = "2d"
     sym = symmetric_component(ccf)
     if geometry == "2d":
         even = np.concatenate([sym[:0:-1], sym])  # the even function the two sides make
+        from scipy.signal import hilbert  # (lazy: scipy.signal is slow to import)
+
         side = np.real(np.exp(-1j * np.pi / 4) * hilbert(even))[sym.size - 1:]
     elif geometry == "none":
         side = sym
