@@ -69,10 +69,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 from obspy import Stream, Trace, UTCDateTime
 
+from noisecorr.signal import obspy_light
+from noisecorr.signal.filters import butter_bandpass_zpk
 from noisecorr.signal.windows import detrend_linear
+
+# ObsPy's response tools without obspy.signal's __init__ (PPSD, pyplot: ~0.7 s); and
+# scipy.signal (~0.7 s) only inside the functions that use more than the bandpass design
+obspy_light.install()
 
 __all__ = [
     "PreprocessError",
@@ -353,6 +358,8 @@ def antialias_fir(rate_in: float, rate_out: float, *, passband: float = 0.8,
     frequency ``rate_out / 2`` with at least ``attenuation_db`` dB attenuation, so
     nothing above the new Nyquist frequency aliases. Odd length, unit DC gain.
     """
+    import scipy.signal
+
     nyq_in = rate_in / 2.0
     new_nyq = rate_out / 2.0
     width = (1.0 - passband) * new_nyq / nyq_in
@@ -389,6 +396,8 @@ def resample(data: np.ndarray, rate_in: float, rate_out: float, *, start_offset:
     -------
     ndarray, float64
     """
+    import scipy.signal
+
     x = np.asarray(data, dtype=np.float64)
     if rate_out > rate_in * (1 + 1e-12):
         raise ValueError(f"upsampling from {rate_in} Hz to {rate_out} Hz is not supported")
@@ -466,6 +475,8 @@ MIN_SAMPLES = 64
 
 
 def _bandpass_sos(sampling_rate: float, freqmin: float, freqmax: float, corners: int) -> np.ndarray:
+    import scipy.signal
+
     return scipy.signal.butter(corners, [freqmin, freqmax], btype="bandpass", fs=sampling_rate,
                                output="sos")
 
@@ -473,6 +484,8 @@ def _bandpass_sos(sampling_rate: float, freqmin: float, freqmax: float, corners:
 def bandpass(data: np.ndarray, sampling_rate: float, freqmin: float, freqmax: float,
              corners: int = 4) -> np.ndarray:
     """Zero-phase Butterworth bandpass (``corners`` poles, applied forward and backward)."""
+    import scipy.signal
+
     sos = _bandpass_sos(sampling_rate, freqmin, freqmax, corners)
     return scipy.signal.sosfiltfilt(sos, np.asarray(data, dtype=np.float64))
 
@@ -489,8 +502,7 @@ def _bandpass_gain(sampling_rate: float, freqs: np.ndarray, freqmin: float, freq
     ``scipy.signal.sosfreqz``'s values to rounding (tested) in a fraction of its time for
     the million bins of a day at 20 Hz.
     """
-    z, p, k = scipy.signal.butter(corners, [freqmin, freqmax], btype="bandpass", fs=sampling_rate,
-                                  output="zpk")
+    z, p, k = butter_bandpass_zpk(corners, freqmin, freqmax, sampling_rate)  # scipy.signal.butter's
     half = np.pi * np.asarray(freqs, dtype=np.float64) / float(sampling_rate)     # w / 2
     sin_h, cos_h = np.sin(half), np.cos(half)
 

@@ -18,8 +18,9 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
+
+from noisecorr.signal.filters import tukey
 
 __all__ = ["Windows", "window_start_indices", "cut_windows", "cut_detrended_windows", "detrend_linear",
            "detrend_windows",
@@ -293,7 +294,7 @@ def taper_windows(windows: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     x = np.asarray(windows, dtype=np.float32)
     if not 0 <= fraction <= 0.5:
         raise ValueError(f"fraction must be in [0, 0.5], got {fraction!r}")
-    taper = scipy.signal.windows.tukey(x.shape[-1], alpha=2 * fraction).astype(np.float32)
+    taper = tukey(x.shape[-1], alpha=2 * fraction).astype(np.float32)
     return x * taper
 
 

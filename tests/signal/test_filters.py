@@ -1,5 +1,8 @@
 """The Butterworth design and Tukey window of noisecorr.signal.filters against SciPy's."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -38,3 +41,12 @@ def test_butterworth_refuses_edges_beyond_nyquist():
 def test_tukey_equals_scipy(m, alpha):
     np.testing.assert_allclose(tukey(m, alpha), scipy.signal.windows.tukey(m, alpha), rtol=0, atol=1e-15)
 
+
+
+def test_the_run_path_does_not_import_scipy_signal():
+    """What a linear run needs of filters (the bandpass gain, the window taper) is here, so
+    importing the preprocessing and windowing modules leaves scipy.signal unloaded."""
+    code = ("import sys, noisecorr.signal.preprocess, noisecorr.signal.windows, noisecorr.signal.stack;"
+            "print('scipy.signal' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
