@@ -179,3 +179,20 @@ def test_detrend_linear_with_one_temporary_is_the_closed_form(shape):
     got = detrend_linear(x)
     np.testing.assert_array_equal(got, expected)
     assert np.abs(np.multiply(got, k).sum(axis=-1)).max() < 1e-6 * np.abs(x).max() * n  # no slope left
+
+
+@pytest.mark.parametrize("n_rows", [1, 7, 45])
+def test_blocked_zero_padded_spectra_are_the_whole_array_rfft(n_rows, monkeypatch):
+    """rfft_windows pads a block of rows at a time: bit for bit scipy's transform of the whole
+    zero-padded array, over several blocks and a partial last one (rows in their places)."""
+    import scipy.fft
+
+    from noisecorr.signal import spectra
+
+    monkeypatch.setattr(spectra, "PAD_BLOCK_ROWS", 8)
+    x = (np.random.default_rng(10).standard_normal((n_rows, 2400)) * np.arange(1, n_rows + 1)[:, None]).astype(np.float32)
+    got = spectra.rfft_windows(x, 5000)
+    assert got.dtype == np.complex64 and got.shape == (n_rows, 2501) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, scipy.fft.rfft(x, n=5000, axis=-1))
+    np.testing.assert_array_equal(spectra.rfft_windows(x, 5000, dtype=np.complex128),
+                                  scipy.fft.rfft(x.astype(np.float64), n=5000, axis=-1))
