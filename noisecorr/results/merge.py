@@ -328,10 +328,12 @@ def merge_parts(path, root_attrs=None, stations=None, memory: int | None = None)
       contiguous pair dataset with one ``H5Dwrite`` (space allocated when the dataset is
       created, no fill, no sieve buffer: see :func:`_dcpl_plain`, :func:`_open_on_disk`).
 
+    Either way the pair datasets are created :data:`WRITE_PASS` at a time, then filled.
     Measured with ``scripts/bench_finish.py --stations 400`` (79,800 stacks, 2.6 GB; CPU
-    seconds, median of 3, 2 loaded cores): 12.0 s, against 14.4 s before those settings and
-    9.5 s for the raw-bytes merge this one replaced, which copied the parts' bytes with
-    ``copy_file_range`` instead of one ``H5Dwrite`` per stack.
+    seconds of the merge, median of 6 runs in two sessions, 2 cores at load 3 to 8): 6.8 s,
+    the same as the raw-bytes merge this one replaced (6.8 s), which copied the parts' bytes
+    with ``copy_file_range`` instead of one ``H5Dwrite`` per stack; 9.0 s when each dataset
+    was created and written in turn.
 
     Memory: the merge counts the index columns of every file
     (:data:`INDEX_COPIES` copies of each row's columns plus :data:`INDEX_ROW_OVERHEAD`
