@@ -182,17 +182,16 @@ def window_taper(n: int, fraction: float = 0.05, max_samples: int | None = None)
     n = int(n)
     if not 0 <= fraction <= 0.5:
         raise ValueError(f"window taper fraction must be in [0, 0.5], got {fraction!r}")
-    if max_samples is None:
-        import scipy.signal
+    from noisecorr.signal.filters import tukey  # scipy.signal.windows.tukey's, without its import
 
-        return scipy.signal.windows.tukey(n, alpha=2 * fraction).astype(np.float32)
+    if max_samples is None:
+        return tukey(n, alpha=2 * fraction).astype(np.float32)
     wlen = min(int(max_samples), int(n * fraction))
     win = np.ones(n, dtype=np.float64)
     if wlen > 0:
-        # obspy's "hann" taper function is scipy.signal.windows.hann (symmetric)
-        import scipy.signal
-
-        sides = scipy.signal.windows.hann(2 * wlen if 2 * wlen == n else 2 * wlen + 1)
+        # obspy's "hann" taper function is scipy.signal.windows.hann (symmetric): a Tukey
+        # window with alpha 1
+        sides = tukey(2 * wlen if 2 * wlen == n else 2 * wlen + 1, 1.0)
         win[:wlen] = sides[:wlen]
         win[n - wlen:] = sides[len(sides) - wlen:]
     return win.astype(np.float32)

@@ -18,12 +18,13 @@ imported.
 from __future__ import annotations
 
 import importlib
+import math
 import importlib.util
 import pkgutil
 import sys
 import threading
 
-__all__ = ["install"]
+__all__ = ["install", "npts2nfft", "cosine_sac_taper", "invert_spectrum"]
 
 _LOCK = threading.RLock()
 
@@ -66,3 +67,61 @@ def install() -> None:
         module.__getattr__ = __getattr__
         sys.modules["obspy.signal"] = module
         obspy.signal = module
+
+
+# ObsPy's response-removal helpers, re-stated: ``obspy.signal.util`` and ``obspy.signal.invsim``
+# import scipy.signal (0.7 s) for functions a response removal does not call. Same
+# algorithms, same results (tests/signal/test_obspy_light.py compares them to ObsPy's).
+
+def npts2nfft(npts: int) -> int:
+    """ObsPy's ``obspy.signal.util._npts2nfft`` (ObsPy 1.4/1.5): ``2 npts`` (``npts`` made
+    even first), or, beyond 5000 points when a prime factor is 500 or more, the first of the
+    next ten even numbers without one, else the next power of two."""
+    from obspy.core.util.misc import factorize_int
+
+    npts = int(npts)
+    nfft = 2 * (npts + 1) if npts & 1 else 2 * npts
+
+    def good(x):
+        return max(factorize_int(x)) < 500
+
+    if nfft > 5000 and not good(nfft):
+        for i in range(1, 11):
+            if good(nfft + 2 * i):
+                return nfft + 2 * i
+        return int(2 ** math.ceil(math.log(nfft) / math.log(2)))
+    return nfft
+
+
+def cosine_sac_taper(freqs, flimit):
+    """ObsPy's ``obspy.signal.invsim.cosine_sac_taper``: 0 below ``f1`` and above ``f4``, 1
+    between ``f2`` and ``f3``, cosine ramps between (``flimit = (f1, f2, f3, f4)``, Hz)."""
+    import numpy as np
+
+    fl1, fl2, fl3, fl4 = flimit
+    taper = np.zeros_like(freqs)
+    a = (fl1 <= freqs) & (freqs <= fl2)
+    taper[a] = 0.5 * (1.0 - np.cos(np.pi * (freqs[a] - fl1) / (fl2 - fl1)))
+    b = (fl2 < freqs) & (freqs < fl3)
+    taper[b] = 1.0
+    c = (fl3 <= freqs) & (freqs <= fl4)
+    taper[c] = 0.5 * (1.0 + np.cos(np.pi * (freqs[c] - fl3) / (fl4 - fl3)))
+    return taper
+
+
+def invert_spectrum(spec, wlev) -> int:
+    """ObsPy's ``obspy.signal.invsim.invert_spectrum`` (PITSA's spr_sinv.c), in place:
+    values below the water level ``wlev`` dB under the largest modulus are raised to it
+    (phase kept), then every non-zero value is inverted; returns how many were raised."""
+    import numpy as np
+
+    swamp = np.abs(spec).max() * 10.0 ** (-wlev / 20.0)
+    sqrt_len = np.abs(spec)
+    idx = np.where((sqrt_len < swamp) & (sqrt_len > 0.0))
+    spec[idx] *= swamp / sqrt_len[idx]
+    found = len(idx[0])
+    sqrt_len = np.abs(spec)
+    inn = np.where(sqrt_len > 0.0)
+    spec[inn] = 1.0 / spec[inn]
+    spec[sqrt_len == 0.0] = complex(0.0, 0.0)
+    return found

@@ -679,9 +679,9 @@ def response_nfft(npts: int) -> int:
     >>> response_nfft(12345), response_nfft(1732000)
     (24696, 3499200)
     """
-    from obspy.signal.util import _npts2nfft, factorize_int
+    from obspy.core.util.misc import factorize_int
 
-    nfft = int(_npts2nfft(int(npts)))
+    nfft = obspy_light.npts2nfft(int(npts))  # ObsPy's _npts2nfft
     if max(factorize_int(nfft), default=1) <= FAST_FFT_PRIME:
         return nfft
     return int(scipy.fft.next_fast_len(nfft, real=True))
@@ -717,7 +717,7 @@ def _inverted_response(response, delta, nfft, output, pre_filt, water_level):
     ``nfft`` as ObsPy 1.5's ``Trace.remove_response`` computes them (evalresp,
     ``cosine_sac_taper``, ``invert_spectrum`` or the plain inverse without water level);
     not cached."""
-    from obspy.signal.invsim import cosine_sac_taper, invert_spectrum
+    from noisecorr.signal.obspy_light import cosine_sac_taper, invert_spectrum  # ObsPy's, re-stated
 
     freq_response, freqs = response.get_evalresp_response(delta, nfft, output=output)
     taper = cosine_sac_taper(freqs, flimit=pre_filt) if pre_filt else None

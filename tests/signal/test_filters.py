@@ -46,7 +46,8 @@ def test_tukey_equals_scipy(m, alpha):
 def test_the_run_path_does_not_import_scipy_signal():
     """What a linear run needs of filters (the bandpass gain, the window taper) is here, so
     importing the preprocessing and windowing modules leaves scipy.signal unloaded."""
-    code = ("import sys, noisecorr.signal.preprocess, noisecorr.signal.windows, noisecorr.signal.stack;"
+    code = ("import sys, noisecorr.signal.preprocess as p, noisecorr.signal.windows, noisecorr.signal.stack;"
+            "p.response_nfft(1732000);"
             "print('scipy.signal' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -62,3 +62,23 @@ def test_nothing_happens_when_obspy_signal_is_already_imported():
         print(sys.modules['obspy.signal'] is real, hasattr(real, 'PPSD'))
     """)
     assert out == "True True"
+
+
+def test_restated_helpers_equal_obspys():
+    import numpy as np
+    from obspy.signal.invsim import cosine_sac_taper as taper_ref, invert_spectrum as invert_ref
+    from obspy.signal.util import _npts2nfft
+
+    from noisecorr.signal.obspy_light import cosine_sac_taper, invert_spectrum, npts2nfft
+
+    for n in [1, 2, 999, 2500, 2501, 12345, 1800028, 1800029, 1800031, 1732000, 1728001, 72001]:
+        assert npts2nfft(n) == int(_npts2nfft(n)), n
+    freqs = np.linspace(0, 10, 10001)
+    lim = (0.02, 0.05, 2.0, 4.0)
+    np.testing.assert_array_equal(cosine_sac_taper(freqs, lim), taper_ref(freqs, flimit=lim))
+    rng = np.random.default_rng(1)
+    spec = (rng.standard_normal(5000) + 1j * rng.standard_normal(5000)) * np.logspace(-6, 0, 5000)
+    spec[:3] = 0.0
+    a, b = spec.copy(), spec.copy()
+    assert invert_spectrum(a, 60.0) == invert_ref(b, 60.0) > 0
+    np.testing.assert_array_equal(a, b)
