@@ -855,14 +855,15 @@ def _response_kernel(response, delta, nfft, output, pre_filt, water_level, band)
     return _cached(key, make) or None
 
 
-def _deconvolve_blocked(rows, kernels):
+def _deconvolve_blocked(rows, kernels, out=None):
     """Linear convolution of every row with its kernel ``(L, B, G)`` by overlap-save, all rows
     and blocks in one batched float32 ``rfft``/``irfft`` pair of length ``B``.
 
     ``y[n] = sum_{|k| <= L} h[k] x[n - k]`` with the data zero beyond both ends: the samples
     of the whole-row product ``irfft(rfft(x, nfft) * op)[:npts]`` (``nfft >= 2 npts``, so no
     wrap-around there either) except for the kernel's tail beyond ``L``. Returns float32,
-    the rows' shape. The rows must share ``B`` (the caller groups them).
+    the rows' shape (``out``, C-contiguous float32, when given). The rows must share ``B``
+    (the caller groups them).
     """
     n_rows, npts = rows.shape
     L_max = max(k[0] for k in kernels)
@@ -879,9 +880,13 @@ def _deconvolve_blocked(rows, kernels):
     for i, (_, _, G) in enumerate(kernels):
         spec[i] *= G
     y = scipy.fft.irfft(spec, n=B, axis=-1, overwrite_x=True)
-    out = np.empty((n_rows, npts), dtype=np.float32)
+    if out is None:
+        out = np.empty((n_rows, npts), dtype=np.float32)
+    full = npts // S                                       # blocks whose S samples all fit
     for i, (L, _, _) in enumerate(kernels):
-        out[i] = y[i, :, 2 * L:2 * L + S].reshape(-1)[:npts]
+        # each block's valid samples straight into the row (one copy, no reshaped temporary)
+        out[i, :full * S].reshape(full, S)[...] = y[i, :full, 2 * L:2 * L + S]
+        out[i, full * S:] = y[i, full, 2 * L:2 * L + npts - full * S] if npts > full * S else 0
     return out
 
 
@@ -911,12 +916,10 @@ def _deconvolve_rows32(rows, out, responses, delta, nfft, output, pre_filt, wate
             if kernels[i] is not None:
                 groups.setdefault(kernels[i][1], []).append(i)
         for members in groups.values():
-            x = rows if len(members) == rows.shape[0] else rows[members]
-            y = _deconvolve_blocked(x, [kernels[i] for i in members])
-            if len(members) == rows.shape[0]:
-                out[...] = y
+            if len(members) == rows.shape[0] and out.flags.c_contiguous:
+                _deconvolve_blocked(rows, [kernels[i] for i in members], out)
             else:
-                out[members] = y
+                out[members] = _deconvolve_blocked(rows[members], [kernels[i] for i in members])
         whole = [i for i in idx if kernels[i] is None]
         if not whole:
             return done

@@ -95,12 +95,14 @@ def test_each_row_keeps_its_own_kernel(counts):
     np.testing.assert_allclose(same[1], same[0] / 4, rtol=0, atol=1e-6 * np.abs(same[0]).max())
 
 
-@pytest.mark.parametrize("lengths", [(40, 40), (120, 7), (0, 55, 300)])
-def test_overlap_save_is_the_linear_convolution(lengths):
+@pytest.mark.parametrize("lengths, npts", [((40, 40), 5003), ((40, 40), 5 * (1024 - 80)), ((120, 7), 5003),
+                                          ((0, 55, 300), 5003)])
+def test_overlap_save_is_the_linear_convolution(lengths, npts):
     """_deconvolve_blocked against np.convolve, row by row, for kernels of different half
-    lengths in one group (rows aligned by their own L) and several blocks."""
+    lengths in one group (rows aligned by their own L) and several blocks, the last one
+    partial or (5 blocks of B - 2 L exactly) full."""
     rng = np.random.default_rng(len(lengths))
-    npts, B = 5003, 1024
+    B = 1024
     rows = rng.standard_normal((len(lengths), npts))
     kernels, expected = [], []
     for i, L in enumerate(lengths):
