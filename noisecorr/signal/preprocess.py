@@ -285,13 +285,14 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
     for off, seg in segments:
         seg_mask = np.zeros(seg.size, dtype=bool)
         if taper_fraction > 0:
-            seg = detrend_linear(seg)
+            # a converted or joined segment is this call's own array: detrended in place
+            seg = detrend_linear(seg, overwrite_x=not _shares_trace(seg, traces))
             n_taper = int(taper_fraction * seg.size)
             if taper_max_length is not None:
                 n_taper = min(n_taper, int(round(taper_max_length * fs)))
             if 0 < n_taper and 2 * n_taper <= seg.size:  # ramps only: the middle is times 1.0
                 ramp = _cosine_ramps(2 * n_taper, n_taper)
-                seg[:n_taper] *= ramp[:n_taper]            # seg is detrend_linear's new array
+                seg[:n_taper] *= ramp[:n_taper]            # seg is this call's own array
                 seg[seg.size - n_taper:] *= ramp[n_taper:]
             else:
                 seg = seg * _cosine_ramps(seg.size, n_taper)
@@ -315,6 +316,11 @@ def merge_with_gap_mask(stream: Stream, seed_id: str | None = None, *,
     stats.sampling_rate = fs
     stats.npts = total
     return Trace(data=data, header=stats), mask
+
+
+def _shares_trace(data: np.ndarray, traces) -> bool:
+    """Whether ``data`` may be (a view of) the samples of one of ``traces`` (bounds only)."""
+    return any(np.may_share_memory(data, tr.data) for tr in traces)
 
 
 def _join_short_gaps(offsets: list[int], segs: list[np.ndarray], max_gap_fill: int):

@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -178,8 +179,7 @@ def _cut(data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std, o
             good = x if gap_mask is None else x[~np.asarray(gap_mask, dtype=bool)]
             chunk_std = float(np.std(good, dtype=np.float64)) if good.size else 0.0
     if taper is not None:
-        k = np.arange(win, dtype=np.float64) - (win - 1) / 2.0      # as detrend_linear
-        ksq = np.square(k).sum()
+        k, ksq = _centred_index(win)                                 # as detrend_linear
     out = np.empty((int(np.count_nonzero(keep)), win), dtype=np.float32)
     n_out = 0
     scratch = None
@@ -230,7 +230,7 @@ def _cut(data, sampling_rate, cc_len, step, starttime, gap_mask, max_over_std, o
     )
 
 
-def detrend_linear(x: np.ndarray) -> np.ndarray:
+def detrend_linear(x: np.ndarray, *, overwrite_x: bool = False) -> np.ndarray:
     """Remove the least-squares line ``a + b k`` (k the sample index) from every row, in float64.
 
     Same result as ``scipy.signal.detrend(x, type="linear")`` (to rounding, about 1e-16 of
@@ -242,6 +242,8 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     x : ndarray, (..., n)
+    overwrite_x : bool
+        If ``x`` is a float64 array, detrend it in place and return it (the same numbers).
 
     Returns
     -------
@@ -249,19 +251,32 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
     """
     xd = np.asarray(x, dtype=np.float64)
     n = xd.shape[-1]
-    out = xd - xd.mean(axis=-1, keepdims=True)
+    mean = xd.mean(axis=-1, keepdims=True)
+    if overwrite_x and xd is x:
+        xd -= mean
+        out = xd
+    else:
+        out = xd - mean
     if n < 2:
         return out
-    k = np.arange(n, dtype=np.float64)
-    k -= (n - 1) / 2.0
+    k, ksq = _centred_index(n)
     # numpy's pairwise sums, not a BLAS dot: those split the sum by the number of BLAS
     # threads, and results must not depend on the mapping or the process count. One
     # temporary holds each product in turn (the same values as new arrays, fewer pages)
     tmp = np.empty_like(out)
-    ksq = np.square(k, out=tmp.reshape(-1, n)[0]).sum()
     slope = np.multiply(out, k, out=tmp).sum(axis=-1, keepdims=True) / ksq
     out -= np.multiply(slope, k, out=tmp)
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _centred_index(n: int) -> tuple[np.ndarray, float]:
+    """``(k, sum(k**2))`` with ``k = arange(n) - (n - 1) / 2`` (float64, read-only), kept for
+    the few lengths a run detrends (a chunk's, a window's)."""
+    k = np.arange(n, dtype=np.float64)
+    k -= (n - 1) / 2.0
+    k.flags.writeable = False
+    return k, float(np.square(k).sum())
 
 
 def detrend_windows(windows: np.ndarray) -> np.ndarray:

@@ -196,3 +196,32 @@ def test_blocked_zero_padded_spectra_are_the_whole_array_rfft(n_rows, monkeypatc
     np.testing.assert_array_equal(got, scipy.fft.rfft(x, n=5000, axis=-1))
     np.testing.assert_array_equal(spectra.rfft_windows(x, 5000, dtype=np.complex128),
                                   scipy.fft.rfft(x.astype(np.float64), n=5000, axis=-1))
+
+
+def test_detrend_in_place_only_on_the_callers_own_array():
+    """overwrite_x detrends a float64 array in place (the same numbers as a copy's); other
+    dtypes get a new array. The merge detrends its converted copies in place and never the
+    stream's own float64 samples."""
+    from obspy import Stream, Trace
+
+    from noisecorr.signal.windows import detrend_linear
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(10_001) + np.linspace(0, 30, 10_001)
+    expected = detrend_linear(x)
+    y = x.copy()
+    assert detrend_linear(y, overwrite_x=True) is y
+    np.testing.assert_array_equal(y, expected)
+    i = (x * 1000).astype(np.int32)
+    out = detrend_linear(i, overwrite_x=True)
+    assert out.dtype == np.float64 and out is not i
+    np.testing.assert_array_equal(out, detrend_linear(i.astype(np.float64)))
+    for data in (x.copy(), i.copy()):
+        st = Stream([Trace(data, {"sampling_rate": 20.0, "station": "A", "network": "XX", "channel": "HHZ"})])
+        before = st[0].data.copy()
+        merged, _ = pp.merge_with_gap_mask(st, taper_fraction=0.05)
+        np.testing.assert_array_equal(st[0].data, before)                    # input untouched
+        assert not np.may_share_memory(merged.data, st[0].data)
+        ref = detrend_linear(before.astype(np.float64))
+        core = slice(1000, -1000)                                            # inside the tapers
+        np.testing.assert_array_equal(merged.data[core], ref[core])
