@@ -4,12 +4,12 @@ counts of channels with different responses."""
 
 import numpy as np
 import pytest
-from obspy.core.inventory import Channel, Inventory, Network, Station
 
 from noisecorr.signal import preprocess as pp
 from noisecorr.signal.preprocess import bandpass, remove_response
 
-from test_response_rows import FS, PRE_FILT, SENSORS, T0, _response
+from test_response_rows import FS, PRE_FILT, SENSORS, T0
+from test_response_rows import _inventory as _rows_inventory
 
 BAND = (0.05, 2.0, 4)
 #: SENSORS plus a copy of the 120 s sensor with four times its gain: the same kernel length
@@ -19,12 +19,7 @@ SIDS = [f"XX.STA.00.{cha}" for cha, _, _ in BLOCK_SENSORS]
 
 
 def _inventory():
-    channels = [Channel(cha, "00", latitude=1.0, longitude=2.0, elevation=0.0, depth=0.0,
-                        sample_rate=FS, response=_response(period, gain), start_date=T0 - 86400)
-                for cha, period, gain in BLOCK_SENSORS]
-    st = Station("STA", latitude=1.0, longitude=2.0, elevation=0.0, channels=channels,
-                 start_date=T0 - 86400)
-    return Inventory(networks=[Network("XX", stations=[st])], source="test")
+    return _rows_inventory(BLOCK_SENSORS)
 
 
 @pytest.fixture(scope="module")

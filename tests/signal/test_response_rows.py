@@ -28,10 +28,11 @@ def _response(period, gain):
                              normalization_factor=2 * np.pi * 15.0)
 
 
-def _inventory():
+def _inventory(sensors=SENSORS):
+    """One station XX.STA with a channel per ``(code, period s, gain)`` of ``sensors``."""
     channels = [Channel(cha, "00", latitude=1.0, longitude=2.0, elevation=0.0, depth=0.0,
                         sample_rate=FS, response=_response(period, gain), start_date=T0 - 86400)
-                for cha, period, gain in SENSORS]
+                for cha, period, gain in sensors]
     st = Station("STA", latitude=1.0, longitude=2.0, elevation=0.0, channels=channels,
                  start_date=T0 - 86400)
     return Inventory(networks=[Network("XX", stations=[st])], source="test")
