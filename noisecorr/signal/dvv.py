@@ -355,7 +355,10 @@ def _smooth(x: np.ndarray, half: int) -> np.ndarray:
 
 def window_spectra(x: np.ndarray, starts: np.ndarray, nw: int, op: np.ndarray) -> np.ndarray:
     """``x[..., s:s + nw] @ op`` for every window start ``s``: shape ``(..., len(starts),
-    op.shape[1])`` complex64, from real ``x`` (computed in float32).
+    op.shape[1])`` complex128, from real ``x`` (computed in float64: a BLAS picks its kernels
+    by the matrix sizes, and in float32 their rounding differed by 1e-7 between a block of
+    all pairs and an MPI rank's share of them, 4e-6 relative in dv/v; in float64 a row's
+    result does not depend on the other rows to the tests' 1e-12).
 
     When every start is a multiple of a hop ``h`` that divides ``nw`` (MWCS's ``step`` a
     divisor of its ``window``, as with the defaults 10 s / 5 s), ``x`` is cut into
@@ -371,7 +374,7 @@ def window_spectra(x: np.ndarray, starts: np.ndarray, nw: int, op: np.ndarray) -
     starts = np.asarray(starts, dtype=np.int64)
     nb = op.shape[1]
     if starts.size == 0:
-        return np.zeros((*lead, 0, nb), dtype=np.complex64)
+        return np.zeros((*lead, 0, nb), dtype=np.complex128)
     diffs = np.diff(starts)
     hop = int(np.gcd.reduce(np.concatenate([starts, diffs, [nw]])))
     if hop < 1 or nw % hop:
@@ -381,21 +384,21 @@ def window_spectra(x: np.ndarray, starts: np.ndarray, nw: int, op: np.ndarray) -
         k0 = starts // hop                                                # block of each window
         n_blocks = int(k0.max()) + m
         lo = int(k0.min())
-        blocks = np.ascontiguousarray(x[..., lo * hop:n_blocks * hop], dtype=np.float32)
+        blocks = np.ascontiguousarray(x[..., lo * hop:n_blocks * hop], dtype=np.float64)
         blocks = blocks.reshape(-1, hop)                                   # (... x nbk, hop)
         parts = op.reshape(m, hop, nb)
         wide = np.concatenate([np.concatenate([p.real, p.imag], axis=1) for p in parts], axis=1)
-        y = (blocks @ wide.astype(np.float32)).reshape(*lead, n_blocks - lo, m, 2 * nb)
+        y = (blocks @ wide).reshape(*lead, n_blocks - lo, m, 2 * nb)
         k = k0 - lo
         acc = y[..., k, 0, :]
         for j in range(1, m):
             acc += y[..., k + j, j, :]
     else:
         idx = starts[:, None] + np.arange(nw)[None, :]
-        win = np.ascontiguousarray(x[..., idx], dtype=np.float32)          # (..., W, nw)
-        wide = np.concatenate([op.real, op.imag], axis=1).astype(np.float32)
+        win = np.ascontiguousarray(x[..., idx], dtype=np.float64)          # (..., W, nw)
+        wide = np.concatenate([op.real, op.imag], axis=1).astype(np.float64)
         acc = (win.reshape(-1, nw) @ wide).reshape(*lead, starts.size, 2 * nb)
-    out = np.empty(acc.shape[:-1] + (nb,), dtype=np.complex64)
+    out = np.empty(acc.shape[:-1] + (nb,), dtype=np.complex128)
     out.real = acc[..., :nb]
     out.imag = acc[..., nb:]
     return out

@@ -160,8 +160,8 @@ def test_window_spectra_equal_each_window_times_the_operator(starts, nw):
     op = rng.standard_normal((nw, 9)) + 1j * rng.standard_normal((nw, 9))
     got = window_spectra(x, starts, nw, op)
     want = np.stack([x[..., s:s + nw] @ op for s in starts], axis=-2)
-    assert got.shape == (3, 4, starts.size, 9) and got.dtype == np.complex64
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-4 * np.abs(want).max())
+    assert got.shape == (3, 4, starts.size, 9) and got.dtype == np.complex128
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
     # rows stay with their own pair and day (a mixed-up reshape would swap them)
     np.testing.assert_allclose(window_spectra(x[1:2, 2:3], starts, nw, op), want[1:2, 2:3],
-                               rtol=0, atol=2e-4 * np.abs(want).max())
+                               rtol=0, atol=1e-12 * np.abs(want).max())
