@@ -375,11 +375,9 @@ def window_spectra(x: np.ndarray, starts: np.ndarray, nw: int, op: np.ndarray) -
     nb = op.shape[1]
     if starts.size == 0:
         return np.zeros((*lead, 0, nb), dtype=np.complex128)
-    diffs = np.diff(starts)
-    hop = int(np.gcd.reduce(np.concatenate([starts, diffs, [nw]])))
-    if hop < 1 or nw % hop:
-        hop = 0
-    if hop and nw // hop <= 8:
+    # the largest hop that divides nw and every start (>= 1: the gcd of positive nw and them)
+    hop = int(np.gcd.reduce(np.concatenate([starts, np.diff(starts), [nw]])))
+    if nw // hop <= 8:
         m = nw // hop
         k0 = starts // hop                                                # block of each window
         n_blocks = int(k0.max()) + m
@@ -396,7 +394,7 @@ def window_spectra(x: np.ndarray, starts: np.ndarray, nw: int, op: np.ndarray) -
     else:
         idx = starts[:, None] + np.arange(nw)[None, :]
         win = np.ascontiguousarray(x[..., idx], dtype=np.float64)          # (..., W, nw)
-        wide = np.concatenate([op.real, op.imag], axis=1).astype(np.float64)
+        wide = np.concatenate([op.real, op.imag], axis=1)
         acc = (win.reshape(-1, nw) @ wide).reshape(*lead, starts.size, 2 * nb)
     out = np.empty(acc.shape[:-1] + (nb,), dtype=np.complex128)
     out.real = acc[..., :nb]
@@ -498,14 +496,14 @@ def mwcs(series: np.ndarray, reference: np.ndarray, lags: np.ndarray, mask: np.n
             C = window_spectra(cur[p0:p1], starts, nw, op)                # (B, D, W, nb)
             R = window_spectra(ref[p0:p1], starts, nw, op)[:, None]
             # R conj(C): a current delayed by dt has phase +2 pi f dt (numpy's FFT sign)
-            X = _smooth(R * np.conj(C), smoothing)[..., inner].astype(np.complex128)
+            X = _smooth(R * np.conj(C), smoothing)[..., inner]                # complex128
             pr = _smooth((R.real**2 + R.imag**2), smoothing)[..., inner]
             pc = _smooth((C.real**2 + C.imag**2), smoothing)[..., inner]
+            mX = np.abs(X)
             with np.errstate(divide="ignore", invalid="ignore"):
-                coh = np.abs(X) / np.sqrt(pr.astype(np.float64) * pc)
+                coh = mX / np.sqrt(pr * pc)
             coh = np.nan_to_num(coh, nan=0.0)
             phi = np.unwrap(np.angle(X), axis=-1)
-            mX = np.abs(X)
             c2 = np.minimum(coh, 0.99) ** 2
             w = np.sqrt(c2 / (1.0 - c2) * np.sqrt(mX))
             sx2 = (w * v**2).sum(-1)
