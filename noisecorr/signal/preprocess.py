@@ -735,6 +735,30 @@ def _inverted_response(response, delta, nfft, output, pre_filt, water_level):
     return freq_response, taper, freqs
 
 
+def _operator(response, delta, nfft, output, pre_filt, water_level, band):
+    """``taper * inverse`` on the ``nfft // 2 + 1`` bins (complex128; :func:`_inverted_response`),
+    times the squared magnitude of the Butterworth bandpass ``band = (freqmin, freqmax,
+    corners)`` when given (cached per rate, FFT length and band: shared by every response);
+    the operator itself is not cached."""
+    freq_response, taper, freqs = _inverted_response(response, delta, nfft, output, pre_filt, water_level)
+    op = freq_response if taper is None else freq_response * taper
+    if band is not None:
+        op *= _cached(("bandpass", float(delta), int(nfft), band),
+                      lambda: _bandpass_gain(1.0 / delta, freqs, *band))
+    return op
+
+
+def _operator_key(response, delta, nfft, output, pre_filt, water_level, band) -> tuple:
+    """The cache key of an operator's parameters (``pre_filt`` and ``band`` normalised)."""
+    pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
+    return (_response_key(response), float(delta), int(nfft), output, pre, water_level, _band(band))
+
+
+def _band(band):
+    """``band`` as ``(float, float, int)``, or None."""
+    return None if band is None else (float(band[0]), float(band[1]), int(band[2]))
+
+
 def _inverse_response(response, delta, nfft, output, pre_filt, water_level, precision="complex128",
                       band=None):
     """The inverted response and the ``pre_filt`` taper on the ``nfft // 2 + 1`` bins, cached
@@ -748,18 +772,13 @@ def _inverse_response(response, delta, nfft, output, pre_filt, water_level, prec
     quarter of the memory of the pair), times the squared magnitude of the Butterworth
     bandpass ``band = (freqmin, freqmax, corners)`` when given (see :func:`remove_response`).
     """
-    pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
-    band = None if band is None else (float(band[0]), float(band[1]), int(band[2]))
-    key = (_response_key(response), float(delta), int(nfft), output, pre, water_level, band, precision)
+    band = _band(band)
+    key = (*_operator_key(response, delta, nfft, output, pre_filt, water_level, band), precision)
 
     def make():
-        freq_response, taper, freqs = _inverted_response(response, delta, nfft, output, pre_filt, water_level)
         if precision == "complex64":
-            op = freq_response if taper is None else freq_response * taper
-            if band is not None:  # shared by every response of this rate and FFT length
-                op *= _cached(("bandpass", float(delta), int(nfft), band),
-                              lambda: _bandpass_gain(1.0 / delta, freqs, *band))
-            return op.astype(np.complex64)
+            return _operator(response, delta, nfft, output, pre_filt, water_level, band).astype(np.complex64)
+        freq_response, taper, _ = _inverted_response(response, delta, nfft, output, pre_filt, water_level)
         return freq_response, taper
 
     return _cached(key, make)
@@ -830,17 +849,13 @@ def _response_kernel(response, delta, nfft, output, pre_filt, water_level, band)
     operator's Nyquist bin is not zero (ObsPy makes the product's last bin real there,
     which a block's spectrum cannot repeat).
     """
-    pre = None if pre_filt is None else tuple(float(f) for f in pre_filt)
-    band = None if band is None else (float(band[0]), float(band[1]), int(band[2]))
-    key = ("kernel", _response_key(response), float(delta), int(nfft), output, pre, water_level, band,
+    band = _band(band)
+    key = ("kernel", *_operator_key(response, delta, nfft, output, pre_filt, water_level, band),
            KERNEL_TOL, KERNEL_GRID_MIN)
 
     def make():                      # () for no kernel: the cache stores no None
         n = _kernel_grid(nfft)
-        freq_response, taper, freqs = _inverted_response(response, delta, n, output, pre_filt, water_level)
-        op = freq_response if taper is None else freq_response * taper
-        if band is not None:
-            op *= _cached(("bandpass", float(delta), n, band), lambda: _bandpass_gain(1.0 / delta, freqs, *band))
+        op = _operator(response, delta, n, output, pre_filt, water_level, band)
         if n % 2 == 0 and op[-1] != 0:
             return ()
         h = scipy.fft.irfft(op, n=n)
