@@ -631,8 +631,6 @@ class _Buffer:
         return n, self.raw[:n * row].view(dtype).reshape((n, *shape))
 
 
-
-
 def _write_rows(block, sel, sink, dcpl, buffer: _Buffer, report) -> None:
     """Read rows of ``block`` in batches (a range of rows each, read with ``read_direct``
     into the merge's one ``buffer``) and write each row to its pair's dataset with

@@ -297,6 +297,7 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True, phase
     plot_path = plot_record_section(config, wf.results_path, bool(sources.truth)) if plot else None
     phases["record_section"] = time.perf_counter() - t
     chunks = max(1, len({s["chunk"] for s in stats})) if stats else 0
+    tile_stats = result.outputs.get(("TileCorrelatePE", "stats"), [])
     report = Report(
         out=str(config.out), results=str(wf.results_path), plot=plot_path, mapping=result.mapping,
         stations=len(sources.stations), channels=len(sources.seed_ids), chunks=chunks,
@@ -304,11 +305,9 @@ def finish(wf: Workflow, result, wall, provenance=None, plot: bool = True, phase
         windows_used=sum(s["n_windows"] for s in stats), windows_rejected=rejected_windows,
         skipped=skipped, skipped_files=skipped_files, wall_seconds=wall,
         channel_selection=sources.channel_selection(),
-        timings={**{k: round(v, 3) for k, v in result.timings.items()},
-                 **tile_timings(result.outputs.get(("TileCorrelatePE", "stats"), []))},
+        timings={**{k: round(v, 3) for k, v in result.timings.items()}, **tile_timings(tile_stats)},
         provenance=provenance or None, memory=dict(wf.memory),
-        idle=explain_idle(result.workers, result.timings.get("wall", 0.0), _tiles_per_instance(
-            result.outputs.get(("TileCorrelatePE", "stats"), []))),
+        idle=explain_idle(result.workers, result.timings.get("wall", 0.0), _tiles_per_instance(tile_stats)),
         phases={k: round(v, 3) for k, v in phases.items()},
     )
     if report.idle.get("share", 0.0) >= IDLE_NOTE:
